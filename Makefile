@@ -1,0 +1,44 @@
+# Two commands set everything up on a fresh machine with Python 3.11:
+#   make demo   build the whole graph on the built-in dataset
+#   make test   run the test suite
+# All local state lives under PLATFORM_HOME (default: .platform/ in the checkout).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+export PLATFORM_HOME ?= $(CURDIR)/.platform
+export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster
+export MLFLOW_DISABLE_TELEMETRY ?= true
+MANIFEST := dbt_project/target/manifest.json
+DBT_FILES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
+
+.PHONY: setup demo test dev lint clean
+
+$(BIN)/churn-platform: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $@
+
+$(MANIFEST): $(BIN)/churn-platform $(DBT_FILES)
+	$(BIN)/churn-platform prepare
+
+setup: $(MANIFEST)
+
+demo: setup
+	$(BIN)/churn-platform demo
+
+test: setup
+	$(BIN)/pytest
+
+dev: setup
+	$(BIN)/churn-platform init
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/churn-platform init  # sqlfluff's dbt templater compiles against the lake's tables
+	cd dbt_project && ../$(BIN)/sqlfluff lint models tests
+
+clean:
+	rm -rf $(VENV) dbt_project/target
