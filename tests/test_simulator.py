@@ -1,0 +1,99 @@
+"""The built-in data source: deterministic, realistic enough to learn, drift on demand."""
+
+from dataclasses import replace
+from datetime import date
+
+import polars as pl
+import pytest
+
+from resources.simulator import DriftSpec, SimulatorConfig, simulate
+from tests.conftest import day
+
+CONFIG = SimulatorConfig(customers=3000, days=90)
+
+
+@pytest.fixture(scope="module")
+def history():
+    return simulate(CONFIG, CONFIG.start, CONFIG.end)
+
+
+def test_same_seed_same_data(history):
+    again = simulate(CONFIG, CONFIG.start, CONFIG.end)
+    for table, frame in history.items():
+        assert frame.equals(again[table]), table
+
+
+def test_another_seed_other_data(history):
+    other = simulate(replace(CONFIG, seed=7), CONFIG.start, CONFIG.end)
+    assert not other["sessions"].equals(history["sessions"])
+
+
+def test_a_window_equals_the_same_days_of_the_whole_history(history):
+    first, last = day(40), day(44)
+    window = simulate(CONFIG, first, last)
+    for table, frame in window.items():
+        expected = history[table].filter(pl.col("ds").is_between(first, last))
+        assert frame.equals(expected), table
+        assert frame.height > 0 or table == "promotions", table
+
+
+def test_every_table_lands_on_its_day(history):
+    for table, frame in history.items():
+        assert frame["ds"].min() >= CONFIG.start and frame["ds"].max() <= CONFIG.end, table
+    sessions = history["sessions"]
+    assert (sessions["started_at"].dt.date() == sessions["ds"]).all()
+
+
+def test_churn_follows_behaviour(history):
+    """Customers who cancel used the product less in their last 30 days than those who stay."""
+    cancelled = history["cancellations"].select("customer_id", "cancelled_on")
+    late = cancelled.filter(pl.col("cancelled_on") >= day(45))
+    usage = history["sessions"].join(late, on="customer_id", how="left")
+    before_cancel = usage.filter(
+        pl.col("cancelled_on").is_not_null()
+        & (pl.col("ds") < pl.col("cancelled_on"))
+        & (pl.col("ds") >= pl.col("cancelled_on") - pl.duration(days=30))
+    )
+    churner_rate = before_cancel.height / late.height / 30
+    stayers = history["customers"].join(cancelled, on="customer_id", how="anti")
+    stayer_sessions = history["sessions"].join(stayers, on="customer_id", how="semi").filter(pl.col("ds") >= day(60))
+    stayer_rate = stayer_sessions.height / stayers.height / 30
+    assert churner_rate < 0.75 * stayer_rate
+    monthly_churn = cancelled.height / history["customers"].height / 3
+    assert 0.02 < monthly_churn < 0.08
+
+
+def _mean_minutes(frame: pl.DataFrame, first: date, last: date) -> float:
+    return frame.filter(pl.col("ds").is_between(first, last))["duration_minutes"].mean()
+
+
+def test_drift_injection_shifts_only_the_chosen_behaviour(history):
+    drift = DriftSpec(
+        start=day(60), session_minutes_factor=0.7, ticket_rate_factor=2.0, new_channel="tiktok", new_channel_share=0.5
+    )
+    drifted = simulate(replace(CONFIG, drift=drift), CONFIG.start, CONFIG.end)
+
+    # Before the drift the world is the same, day for day.
+    before = drifted["sessions"].filter(pl.col("ds") < day(60))
+    assert before.equals(history["sessions"].filter(pl.col("ds") < day(60)))
+
+    # Session time falls 30%; the number of sessions does not move with it.
+    ratio = _mean_minutes(drifted["sessions"], day(60), day(89)) / _mean_minutes(history["sessions"], day(60), day(89))
+    assert ratio == pytest.approx(0.7, abs=0.05)
+    sessions_after = [
+        h["sessions"].filter(pl.col("ds").is_between(day(60), day(66))).height for h in (drifted, history)
+    ]
+    assert sessions_after[0] / sessions_after[1] == pytest.approx(1.0, abs=0.05)
+
+    # Ticket volume doubles.
+    tickets_after = drifted["support_tickets"].filter(pl.col("ds") >= day(60)).height
+    tickets_base = history["support_tickets"].filter(pl.col("ds") >= day(60)).height
+    assert tickets_after / tickets_base == pytest.approx(2.0, rel=0.2)
+
+    # A new acquisition channel appears among signups from the drift day on, never before.
+    channel = (
+        drifted["customers"].group_by(pl.col("ds") >= day(60)).agg((pl.col("acquisition_channel") == "tiktok").mean())
+    )
+    shares = dict(channel.iter_rows())
+    assert shares[False] == 0.0
+    assert shares[True] == pytest.approx(0.5, abs=0.15)
