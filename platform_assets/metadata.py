@@ -1,0 +1,39 @@
+"""Metadata helpers: what a reader of the catalog sees instead of reading code."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping
+
+import dagster as dg
+import polars as pl
+
+OWNER = "data-platform@example.com"
+
+
+def markdown_table(frame: pl.DataFrame, max_rows: int = 10, digits: int = 4) -> str:
+    """A Markdown table of the first rows (a preview, so a short loop over rows is fine)."""
+    shown = frame.head(max_rows).with_columns(pl.col(pl.Float32, pl.Float64).round(digits))
+    header = "| " + " | ".join(shown.columns) + " |"
+    rule = "|" + "|".join("---" for _ in shown.columns) + "|"
+    rows = ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in shown.iter_rows()]
+    more = [f"\n_{frame.height - max_rows} more rows_"] if frame.height > max_rows else []
+    return "\n".join([header, rule, *rows, *more])
+
+
+def table_schema(frame_schema: Mapping[str, pl.DataType], descriptions: Mapping[str, str]) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=name, type=str(dtype), description=descriptions.get(name))
+            for name, dtype in frame_schema.items()
+        ]
+    )
+
+
+def png(figure) -> dg.MetadataValue:
+    """A matplotlib figure as an inline image, shown in the Dagster UI's metadata panel."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return dg.MetadataValue.md(f"![plot](data:image/png;base64,{encoded})")

@@ -1,0 +1,102 @@
+"""Where raw data comes from: files in the landing zone, and the built-in simulator."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from resources.landing import LandingFileError, LandingZone
+from resources.simulator import DriftSpec, SimulatorConfig, simulate
+
+SIMULATOR = "simulator"
+
+
+class RawSource(dg.ConfigurableResource):
+    """A day of a raw table comes from its landed file when there is one, else the simulator.
+
+    With ``simulator_enabled`` off (production), a day without a file has no rows.
+    The simulator settings, drift injection included, are run configuration, so a
+    drift scenario is a config change, not a code change.
+    """
+
+    landing_root: str = Field(description="Folder of the landing zone: <root>/<table>/<YYYY-MM-DD>.<csv|parquet>.")
+    simulator_enabled: bool = Field(default=True, description="Fill days without a landed file from the simulator.")
+    start_date: str = Field(default="2026-01-01", description="First day of the simulated business.")
+    customers: int = Field(default=20_000, description="About how many customers appear within `days` days.")
+    days: int = Field(default=180, description="Days over which `customers` appear.")
+    seed: int = Field(default=42, description="Random seed; the same seed gives the same data.")
+    drift_start: str | None = Field(default=None, description="Day from which the drift below applies.")
+    drift_session_minutes_factor: float = Field(default=1.0, description="Multiplies session durations.")
+    drift_session_rate_factor: float = Field(default=1.0, description="Multiplies how often customers use the product.")
+    drift_ticket_rate_factor: float = Field(default=1.0, description="Multiplies support ticket volume.")
+    drift_price_factor: float = Field(default=1.0, description="Multiplies prices of plan changes.")
+    drift_new_channel: str | None = Field(default=None, description="A new acquisition channel for new signups.")
+    drift_new_channel_share: float = Field(default=0.0, description="Share of new signups from the new channel.")
+
+    def simulator_config(self) -> SimulatorConfig:
+        drift = None
+        if self.drift_start:
+            drift = DriftSpec(
+                start=date.fromisoformat(self.drift_start),
+                session_minutes_factor=self.drift_session_minutes_factor,
+                session_rate_factor=self.drift_session_rate_factor,
+                ticket_rate_factor=self.drift_ticket_rate_factor,
+                price_factor=self.drift_price_factor,
+                new_channel=self.drift_new_channel,
+                new_channel_share=self.drift_new_channel_share,
+            )
+        return SimulatorConfig(
+            start=date.fromisoformat(self.start_date),
+            customers=self.customers,
+            days=self.days,
+            seed=self.seed,
+            drift=drift,
+        )
+
+    def landing(self) -> LandingZone:
+        return LandingZone(Path(self.landing_root))
+
+    def load(
+        self, columns: dict[str, list[str]], first: date, last: date
+    ) -> tuple[dict[str, list[pl.DataFrame]], list[LandingFileError]]:
+        """Load days ``first..last`` of each table in ``columns`` (table -> expected columns).
+
+        Returns, per table, frames with ``ds``, ``_source_file`` and ``_source_row``
+        (landed files as strings, simulated ones typed), and the files that could not
+        be read. Those are moved aside before returning, so the caller can fail loudly
+        while nothing is lost.
+        """
+        zone = self.landing()
+        frames: dict[str, list[pl.DataFrame]] = {table: [] for table in columns}
+        errors: list[LandingFileError] = []
+        days = pl.date_range(first, last, eager=True).to_list()
+        landed = {table: {d: zone.file_for(table, d) for d in days} for table in columns}
+        for table, files in landed.items():
+            for day, path in files.items():
+                if path is None:
+                    continue
+                try:
+                    frames[table].append(zone.read(path, columns[table]).with_columns(ds=pl.lit(day)))
+                except LandingFileError as error:
+                    zone.reject(path, error)
+                    errors.append(error)
+
+        if self.simulator_enabled:
+            config = self.simulator_config()
+            gaps = {t: [d for d, p in files.items() if p is None and d >= config.start] for t, files in landed.items()}
+            wanted = [d for ds in gaps.values() for d in ds]
+            if wanted:
+                simulated = simulate(config, min(wanted), max(wanted))
+                for table, missing in gaps.items():
+                    frame = simulated[table].filter(pl.col("ds").is_in(missing))
+                    frames[table].append(
+                        frame.with_columns(
+                            pl.lit(SIMULATOR).alias("_source_file"),
+                            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("ds").alias("_source_row"),
+                        )
+                    )
+        return frames, errors

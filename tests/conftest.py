@@ -1,0 +1,59 @@
+"""Shared fixtures: every test runs against real components in its own temp home."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import date, timedelta
+
+import dagster as dg
+import pytest
+
+from resources.settings import start_date
+
+SMALL = {"PLATFORM_SIM_CUSTOMERS": "1500", "PLATFORM_SIM_DAYS": "100"}
+FIRST_DAY = date.fromisoformat(start_date())
+
+
+def day(n: int) -> date:
+    """The n-th day of the simulated business (0 is the first)."""
+    return FIRST_DAY + timedelta(days=n)
+
+
+def pytest_configure(config):
+    """Parse the dbt project before any test module imports the definitions (which load the manifest)."""
+    os.environ.setdefault("PLATFORM_HOME", tempfile.mkdtemp(prefix="churn-parse-"))
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from resources.dbt import dbt_project
+
+    dbt_project.preparer.prepare(dbt_project)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh PLATFORM_HOME with a small simulated business."""
+    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    for name, value in SMALL.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def resources(home):
+    from resources import build_resources
+
+    return build_resources()
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def range_tags(first: date, last: date) -> dict[str, str]:
+    return {
+        "dagster/asset_partition_range_start": first.isoformat(),
+        "dagster/asset_partition_range_end": last.isoformat(),
+    }

@@ -1,0 +1,100 @@
+"""Each raw contract quarantines a crafted bad row with the right reason; good rows go on."""
+
+import polars as pl
+import pytest
+
+from platform_assets.contracts import CONTRACTS, landed_columns
+from platform_assets.quality import enforce
+from resources.simulator import SimulatorConfig, simulate
+from tests.conftest import day
+
+# table -> (column to spoil, spoiled value as it would arrive in a CSV, expected reason)
+SPOILERS = {
+    "customers": ("plan", "gold", "plan: isin"),
+    "sessions": ("duration_minutes", "-5", "duration_minutes: greater_than_or_equal_to(0)"),
+    "support_tickets": ("resolved_at", "2025-12-01 00:00:00", "resolved_at is before opened_at"),
+    "promotions": ("offered_on", "not a date", "offered_on: dtype('Date')"),
+    "plan_changes": ("to_plan", None, "to_plan: not_nullable"),
+    "cancellations": ("cancelled_on", "2026-13-45", "cancelled_on: dtype('Date')"),
+}
+
+
+@pytest.fixture(scope="module")
+def landed():
+    """A day of every table as it would arrive in CSV files: all strings, with lineage columns."""
+    config = SimulatorConfig(customers=4000, days=30)
+    frames = simulate(config, day(3), day(9))
+    return {
+        table: frame.with_columns(pl.exclude("ds").cast(pl.String)).with_columns(
+            pl.lit(f"landing/{table}/2026-01-04.csv").alias("_source_file"),
+            pl.int_range(2, pl.len() + 2, dtype=pl.Int64).alias("_source_row"),
+        )
+        for table, frame in frames.items()
+    }
+
+
+def test_spoilers_cover_every_contract():
+    assert set(SPOILERS) == set(CONTRACTS)
+
+
+@pytest.mark.parametrize("table", sorted(SPOILERS))
+def test_contract_quarantines_a_bad_row_and_keeps_the_rest(landed, table):
+    column, value, reason = SPOILERS[table]
+    frame = landed[table]
+    assert frame.height >= 3, "the fixture day needs rows for this table"
+    spoiled = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1)
+        .then(pl.lit(value, dtype=pl.String))
+        .otherwise(pl.col(column))
+        .alias(column)
+    )
+    verdict = enforce(table, [spoiled], salt="test")
+
+    assert verdict.rows_in == frame.height
+    assert verdict.good.height + verdict.quarantined.height == frame.height
+    assert verdict.quarantined.height == 1
+    bad = verdict.quarantined.row(0, named=True)
+    assert reason in bad["reason"]
+    assert bad["source_file"] == f"landing/{table}/2026-01-04.csv"
+    assert bad["source_row"] == 3  # second data line: the header is line 1
+    assert bad["table"] == table and bad["ds"] == frame["ds"][1]
+    summary = verdict.failure_summary()
+    assert summary.filter(pl.col("column") != "<row>").height or "<row>" in summary["column"].to_list()
+
+
+def test_a_duplicate_key_quarantines_both_rows(landed):
+    frame = landed["cancellations"]
+    doubled = pl.concat([frame, frame.head(1)])
+    verdict = enforce("cancellations", [doubled], salt="test")
+    assert verdict.quarantined.height == 2
+    assert all("customer_id: field_uniqueness" in r for r in verdict.quarantined["reason"])
+    assert verdict.good.height == frame.height - 1
+
+
+def test_a_simulated_day_meets_every_contract(landed):
+    for table in CONTRACTS:
+        verdict = enforce(table, [landed[table]], salt="test")
+        assert verdict.quarantined.height == 0, verdict.quarantined["reason"].to_list()[:3]
+
+
+def test_personal_data_never_leaves_raw_ingestion(landed):
+    frame = landed["customers"]
+    spoiled = frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("x")).otherwise("plan").alias("plan"))
+    verdict = enforce("customers", [spoiled], salt="pepper")
+    assert "name" not in verdict.good.columns and "email" not in verdict.good.columns
+    assert verdict.good["email_sha256"].str.len_chars().unique().to_list() == [64]
+    emails = set(frame["email"].to_list())
+    names = set(frame["name"].to_list())
+    for record in verdict.quarantined["record"]:
+        assert not any(e in record for e in emails) and not any(n in record for n in names)
+    # Same email, same hash (joins still work); another salt, another hash.
+    hashes = dict(verdict.good.select("customer_id", "email_sha256").iter_rows())
+    again = enforce("customers", [frame.slice(1, 3)], salt="pepper").good
+    assert all(hashes[c] == h for c, h in again.select("customer_id", "email_sha256").iter_rows())
+    other = enforce("customers", [frame.slice(1, 3)], salt="salt").good["email_sha256"]
+    assert set(other).isdisjoint(set(again["email_sha256"]))
+
+
+def test_landed_columns_leave_out_the_partition_day():
+    assert "ds" not in landed_columns("sessions")
+    assert landed_columns("customers")[:3] == ["customer_id", "name", "email"]

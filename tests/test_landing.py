@@ -1,0 +1,94 @@
+"""The landing zone reads well-formed files and names the line of a broken one."""
+
+import polars as pl
+import pytest
+
+from resources.landing import LandingFileError, LandingZone
+
+COLUMNS = ["customer_id", "cancelled_on", "reason"]
+
+
+@pytest.fixture
+def zone(tmp_path):
+    (tmp_path / "cancellations").mkdir()
+    return LandingZone(tmp_path)
+
+
+def write(zone, name, text):
+    path = zone.root / "cancellations" / name
+    path.write_text(text)
+    return path
+
+
+def test_a_csv_is_read_as_strings_with_its_lines(zone):
+    path = write(zone, "2026-01-05.csv", 'customer_id,cancelled_on,reason\n7,2026-01-05,price\n8,2026-01-05,"a, b"\n')
+    frame = zone.read(path, COLUMNS)
+    assert frame["customer_id"].to_list() == ["7", "8"]
+    assert frame["reason"].to_list() == ["price", "a, b"]
+    assert frame["_source_row"].to_list() == [2, 3]
+    assert frame["_source_file"].to_list() == [str(path)] * 2
+
+
+def test_columns_may_come_in_any_order(zone):
+    path = write(zone, "2026-01-05.csv", "reason,customer_id,cancelled_on\nprice,7,2026-01-05\n")
+    assert zone.read(path, COLUMNS).columns[:3] == COLUMNS
+
+
+def test_a_ragged_line_names_the_file_and_the_line(zone):
+    path = write(
+        zone, "2026-01-05.csv", "customer_id,cancelled_on,reason\n7,2026-01-05,price\n8,2026-01-05,price,extra\n"
+    )
+    with pytest.raises(LandingFileError) as error:
+        zone.read(path, COLUMNS)
+    assert error.value.line == 3
+    assert str(path) in str(error.value) and "line 3" in str(error.value)
+    assert "Expected Number of Columns: 3 Found: 4" in str(error.value)
+
+
+def test_an_unterminated_quote_names_its_line(zone):
+    path = write(zone, "2026-01-05.csv", 'customer_id,cancelled_on,reason\n7,2026-01-05,price\n8,2026-01-05,"open\n')
+    with pytest.raises(LandingFileError, match="line 3"):
+        zone.read(path, COLUMNS)
+
+
+def test_a_wrong_header_is_refused_on_line_one(zone):
+    path = write(zone, "2026-01-05.csv", "customer,cancelled_on,why\n7,2026-01-05,price\n")
+    with pytest.raises(LandingFileError, match=r"line 1: missing columns \['customer_id', 'reason'\]"):
+        zone.read(path, COLUMNS)
+
+
+def test_a_file_that_is_not_utf8_is_refused(zone):
+    path = zone.root / "cancellations" / "2026-01-05.csv"
+    path.write_bytes(b"customer_id,cancelled_on,reason\n7,2026-01-05,\xff\xfe\n")
+    with pytest.raises(LandingFileError, match=str(path)):
+        zone.read(path, COLUMNS)
+
+
+def test_parquet_files_keep_their_types(zone):
+    path = zone.root / "cancellations" / "2026-01-06.parquet"
+    pl.DataFrame({"customer_id": [1, 2], "cancelled_on": ["2026-01-06"] * 2, "reason": ["a", "b"]}).write_parquet(path)
+    frame = zone.read(path, COLUMNS)
+    assert frame["customer_id"].dtype == pl.Int64 and frame["_source_row"].to_list() == [1, 2]
+
+
+def test_a_corrupt_parquet_file_is_refused(zone):
+    path = zone.root / "cancellations" / "2026-01-06.parquet"
+    path.write_bytes(b"PAR1 not really")
+    with pytest.raises(LandingFileError, match="not a readable Parquet file"):
+        zone.read(path, COLUMNS)
+
+
+def test_rejected_files_are_moved_aside_with_a_note(zone):
+    path = write(zone, "2026-01-05.csv", "bad\n")
+    moved = zone.reject(path, LandingFileError(path, 1, "broken"))
+    assert not path.exists() and moved.exists()
+    assert moved.parent == zone.root / "_rejected" / "cancellations"
+    assert "line 1: broken" in moved.with_suffix(moved.suffix + ".error.txt").read_text()
+    assert zone.files() == []
+
+
+def test_only_well_named_files_are_listed(zone):
+    write(zone, "2026-01-05.csv", "x\n")
+    write(zone, "notes.txt", "x\n")
+    write(zone, "yesterday.csv", "x\n")
+    assert [(f.table, f.day.isoformat()) for f in zone.files()] == [("cancellations", "2026-01-05")]
