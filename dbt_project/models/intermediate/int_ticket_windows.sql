@@ -1,0 +1,20 @@
+-- Support tickets seen from each customer-day: opened within the window and known by then.
+-- A ticket counts as unresolved on a day unless it was resolved by the end of that day.
+select
+    g.customer_id,
+    g.snapshot_date,
+    count(*) filter (where t.opened_on > g.snapshot_date - interval 30 day) as tickets_30d,
+    count(*) filter (
+        where t.opened_on > g.snapshot_date - interval 30 day
+        and (t.resolved_on is null or t.resolved_on > g.snapshot_date)
+    ) as unresolved_tickets_30d,
+    avg(t.resolution_hours) filter (where t.resolved_on <= g.snapshot_date) as avg_resolution_hours_90d,
+    max(t.opened_on) as last_ticket_on
+from {{ ref('int_customer_days') }} as g
+inner join {{ ref('stg_support_tickets') }} as t
+    on
+        g.customer_id = t.customer_id
+        and g.snapshot_date >= t.opened_on
+        and g.snapshot_date >= t.loaded_on
+        and g.snapshot_date - interval 90 day < t.opened_on
+group by g.customer_id, g.snapshot_date

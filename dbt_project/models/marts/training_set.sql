@@ -1,0 +1,22 @@
+-- Features on snapshot days spread through history, with the label: did the customer
+-- cancel within the horizon after the snapshot? Only snapshots whose horizon has fully
+-- passed are kept, every N days back from the newest of them, after a warm-up.
+{% set horizon = var('label_horizon_days') %}
+with snapshots as (
+    select snapshot_date
+    from {{ ref('int_snapshot_calendar') }}
+    where
+        days_before_last_load >= {{ horizon }}
+        and days_since_first_load >= {{ var('feature_warmup_days') }}
+        and (days_before_last_load - {{ horizon }}) % {{ var('training_snapshot_every_days') }} = 0
+)
+
+-- f.* on purpose: a feature added to customer_features reaches training with no change here.
+select
+    f.*,  -- noqa: AM04
+    coalesce(
+        x.cancelled_on > f.snapshot_date and x.cancelled_on <= f.snapshot_date + interval {{ horizon }} day, false
+    ) as churned_within_horizon
+from {{ ref('customer_features') }} as f
+inner join snapshots as s on f.snapshot_date = s.snapshot_date
+left join {{ ref('stg_cancellations') }} as x on f.customer_id = x.customer_id
