@@ -1,0 +1,38 @@
+"""The README's main command, run as a user runs it, in a temp home."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from deltalake import DeltaTable
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_make_demo_builds_the_graph_in_a_fresh_home(tmp_path):
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PLATFORM_HOME")}
+    env.update({"PLATFORM_HOME": str(home), "PLATFORM_SIM_CUSTOMERS": "1000", "PLATFORM_SIM_DAYS": "100"})
+    done = subprocess.run(["make", "demo"], cwd=CHECKOUT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    out = done.stdout
+    assert f"Lake (Delta):        {home / 'lake'}" in out
+    assert "training_set" in out and "0 failed" in out
+    for table in ("customers", "sessions", "support_tickets", "promotions", "plan_changes", "cancellations"):
+        assert DeltaTable(str(home / "lake" / "raw" / table)).version() >= 0
+    assert (home / "warehouse" / "churn.duckdb").exists()
+
+    # The run is recorded in the instance that `make dev` opens.
+    assert (home / "dagster" / "dagster.yaml").exists()
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            runs = instance.get_runs()
+            assert [r.job_name for r in runs] == ["churn_pipeline"]
+            assert runs[0].status == dg.DagsterRunStatus.SUCCESS
+    finally:
+        del os.environ["DAGSTER_HOME"]
