@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
 
-.PHONY: setup demo test dev lint clean
+.PHONY: setup demo test dev mlflow rollback lint clean
 
 $(BIN)/churn-platform: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test: setup
 dev: setup
 	$(BIN)/churn-platform init
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+mlflow: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(PLATFORM_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+rollback: setup
+	$(BIN)/churn-platform rollback
 
 lint: setup
 	$(BIN)/ruff check .

@@ -50,17 +50,21 @@ def _settle_environment(args: argparse.Namespace) -> None:
         _prepare()
 
 
-def _run(job_name: str, instance, first: date, last: date, **tags: str):
+def _run(job_name: str, instance, days: tuple[date, date] | None = None, tags: dict[str, str] | None = None):
     """Run a job of the code location in this process, recorded in the Dagster instance."""
     from platform_assets.definitions import defs
 
     job = defs.resolve_job_def(job_name)
-    partition_tags = {
-        "dagster/asset_partition_range_start": first.isoformat(),
-        "dagster/asset_partition_range_end": last.isoformat(),
-    }
+    partition_tags = (
+        {
+            "dagster/asset_partition_range_start": days[0].isoformat(),
+            "dagster/asset_partition_range_end": days[1].isoformat(),
+        }
+        if days
+        else {}
+    )
     result = job.execute_in_process(
-        instance=instance, run_config=LOG_LEVEL, tags={**partition_tags, **tags}, raise_on_error=False
+        instance=instance, run_config=LOG_LEVEL, tags={**partition_tags, **(tags or {})}, raise_on_error=False
     )
     if not result.success:
         failures = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
@@ -69,7 +73,12 @@ def _run(job_name: str, instance, first: date, last: date, **tags: str):
 
 
 def _demo(args: argparse.Namespace) -> None:
-    """Build the whole graph on the simulated business: raw history, contracts, dbt."""
+    """Build the whole graph on the simulated business, in three runs.
+
+    ``ingest_raw`` loads the whole history through the contracts in one run,
+    ``train_model`` builds the dbt features and a promoted model, and ``score_day``
+    scores the last day.
+    """
     _settle_environment(args)
     import dagster as dg
 
@@ -78,11 +87,16 @@ def _demo(args: argparse.Namespace) -> None:
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
         print(f"Building {first}..{last} for about {args.customers} customers in {os.environ['PLATFORM_HOME']}")
-        result = _run("churn_pipeline", instance, first, last, **{"platform/trigger": "demo"})
-        _summarize(instance, result, time.monotonic() - started)
+        tags = {"platform/trigger": "demo"}
+        results = [
+            _run("ingest_raw", instance, (first, last), tags),
+            _run("train_model", instance, None, tags),
+            _run("score_day", instance, (last, last), tags),
+        ]
+        _summarize(results, time.monotonic() - started)
 
 
-def _summarize(instance, result, seconds: float) -> None:
+def _summarize(results, seconds: float) -> None:
     import dagster as dg
 
     from platform_assets.definitions import defs
@@ -90,8 +104,12 @@ def _summarize(instance, result, seconds: float) -> None:
 
     home = platform_home()
     graph = defs.resolve_asset_graph()
-    print(f"\nDone in {seconds:.0f} s (run {result.run_id}).\n")
-    latest = {e.asset_key: e.event_specific_data.materialization for e in result.get_asset_materialization_events()}
+    print(f"\nDone in {seconds:.0f} s (runs {', '.join(r.run_id for r in results)}).\n")
+    latest = {
+        e.asset_key: e.event_specific_data.materialization
+        for r in results
+        for e in r.get_asset_materialization_events()
+    }
     print(f"{'asset':<24}{'rows':>10}  stored at")
     for key in sorted(latest, key=lambda k: k.to_user_string()):
         metadata = latest[key].metadata
@@ -99,19 +117,44 @@ def _summarize(instance, result, seconds: float) -> None:
         where = metadata.get("dagster/uri") or graph.get(key).metadata.get("dagster/table_name")
         print(f"{key.to_user_string():<24}{rows.value if rows else '':>10}  {getattr(where, 'value', where) or ''}")
     checks = [
-        e.event_specific_data for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        e.event_specific_data
+        for r in results
+        for e in r.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
     ]
     failed = [c for c in checks if not c.passed]
     print(f"\n{len(checks)} checks evaluated, {len(failed)} failed.")
     for check in failed:
         print(f"  FAILED {check.asset_key.to_user_string()}:{check.check_name} ({check.severity.value})")
+    model = {k: v.value for k, v in latest[dg.AssetKey("churn_model")].metadata.items()}
+    gate = {k: v.value for k, v in latest[dg.AssetKey("champion_model")].metadata.items()}
+    scored = {k: v.value for k, v in latest[dg.AssetKey("churn_predictions")].metadata.items()}
     print(
+        f"\nModel:               churn_model v{model['model_version']}, validation ROC AUC "
+        f"{model['validation_roc_auc']:.3f}, lift in the top decile {model['validation_lift_top_decile']:.1f}\n"
+        f"Promotion gate:      {gate['reason']}\n"
+        f"Predictions:         {scored['dagster/row_count']} customers scored by v{scored['model_version']}, "
+        f"{scored['high_risk']} high risk, {scored['flagged_for_review']} flagged for review\n"
         f"\nLake (Delta):        {home / 'lake'}\n"
         f"Warehouse (DuckDB):  {home / 'warehouse' / 'churn.duckdb'}\n"
+        f"MLflow (SQLite):     {home / 'mlflow'}  (browse with `make mlflow`)\n"
         f"Dagster instance:    {os.environ['DAGSTER_HOME']}\n"
         f"Assets:              {len(graph.get_all_asset_keys())} in one graph; browse them with `make dev` "
         "at http://127.0.0.1:3000"
     )
+
+
+def _rollback(_: argparse.Namespace) -> None:
+    """Give the champion alias back to the version that held it before the current one."""
+    _init()
+    from resources import build_resources
+
+    registry = build_resources()["registry"]
+    try:
+        demoted, restored = registry.rollback()
+    except RuntimeError as error:
+        sys.exit(f"Nothing rolled back: {error}")
+    print(f"{registry.model_name}: champion moved from version {demoted} back to version {restored}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--customers", type=int, default=int(os.environ.get("PLATFORM_SIM_CUSTOMERS", 20_000)))
     demo.add_argument("--days", type=int, default=int(os.environ.get("PLATFORM_SIM_DAYS", 180)))
     demo.set_defaults(func=_demo)
+    commands.add_parser("rollback", help="give the champion alias back to the previous champion").set_defaults(
+        func=_rollback
+    )
     args = parser.parse_args(argv)
     args.func(args)
 

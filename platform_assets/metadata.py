@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Mapping
 
 import dagster as dg
@@ -29,11 +27,3 @@ def table_schema(frame_schema: Mapping[str, pl.DataType], descriptions: Mapping[
             for name, dtype in frame_schema.items()
         ]
     )
-
-
-def png(figure) -> dg.MetadataValue:
-    """A matplotlib figure as an inline image, shown in the Dagster UI's metadata panel."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    encoded = base64.b64encode(buffer.getvalue()).decode()
-    return dg.MetadataValue.md(f"![plot](data:image/png;base64,{encoded})")

@@ -57,3 +57,22 @@ def range_tags(first: date, last: date) -> dict[str, str]:
         "dagster/asset_partition_range_start": first.isoformat(),
         "dagster/asset_partition_range_end": last.isoformat(),
     }
+
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, first: date, last: date):
+    """Load days first..last of every raw table in one run, as a backfill does."""
+    result = defs.resolve_job_def("ingest_raw").execute_in_process(
+        instance=instance, tags=range_tags(first, last), run_config=QUIET
+    )
+    assert result.success
+    return result
+
+
+def build_features(defs: dg.Definitions, instance: dg.DagsterInstance):
+    """dbt build through Dagster: staging, features and training set, with their tests."""
+    from platform_assets.dbt_models import dbt_models
+
+    return dg.materialize([dbt_models], instance=instance, resources=defs.resources, raise_on_error=False)

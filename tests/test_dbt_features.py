@@ -8,7 +8,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from platform_assets.definitions import build_definitions
-from tests.conftest import SMALL, day, range_tags
+from tests.conftest import SMALL, build_features, day, ingest
 
 FEATURES = "select * from customer_features where snapshot_date <= ? order by customer_id, snapshot_date"
 
@@ -23,12 +23,13 @@ def builds(tmp_path_factory):
         for name, value in SMALL.items():
             patch.setenv(name, value)
         defs = build_definitions()
-        job = defs.resolve_job_def("churn_pipeline")
         warehouse = defs.resources["warehouse"]
         with dg.instance_for_test() as instance:
-            first = job.execute_in_process(instance=instance, tags=range_tags(day(0), day(69)))
+            ingest(defs, instance, day(0), day(69))
+            first = build_features(defs, instance)
             early = warehouse.query(FEATURES, [day(69)])
-            second = job.execute_in_process(instance=instance, tags=range_tags(day(70), day(99)))
+            ingest(defs, instance, day(70), day(99))
+            second = build_features(defs, instance)
             late = warehouse.query(FEATURES, [day(69)])
             training = warehouse.table("training_set")
             yield {

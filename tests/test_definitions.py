@@ -9,7 +9,7 @@ from platform_assets.raw import raw_key
 def test_definitions_load_and_validate(resources):
     defs = build_definitions()
     dg.Definitions.validate_loadable(defs)
-    assert {"ingest_raw", "churn_pipeline"} <= {job.name for job in defs.resolve_all_job_defs()}
+    assert {"ingest_raw", "train_model", "score_day"} <= {job.name for job in defs.resolve_all_job_defs()}
 
 
 def test_one_graph_from_raw_tables_through_dbt(resources):
@@ -35,8 +35,9 @@ def test_every_asset_says_what_it_is_who_owns_it_and_where_it_sits(resources):
         name = key.to_user_string()
         assert node.description and len(node.description) > 20, name
         assert node.owners, name
-        assert node.group_name in {"raw", "staging", "features"}, name
-        assert node.metadata.get("dagster/column_schema") is not None, name
+        assert node.group_name in {"raw", "staging", "features", "ml", "predictions", "monitoring"}, name
+        if node.group_name in {"raw", "staging", "features"}:
+            assert node.metadata.get("dagster/column_schema") is not None, name
 
 
 def test_dbt_tests_are_asset_checks_and_contracts_block(resources):

@@ -52,12 +52,13 @@ select
     snapshot_date,
     signup_date,
     first_day,
-    sum(sessions) over last_7d as sessions_7d,
-    sum(sessions) over last_30d as sessions_30d,
-    sum(sessions) over last_90d as sessions_90d,
-    sum(minutes) over last_7d as minutes_7d,
-    sum(minutes) over last_30d as minutes_30d,
-    sum(minutes) over last_90d as minutes_90d,
+    cast(sum(sessions) over last_7d as integer) as sessions_7d,
+    cast(sum(sessions) over last_30d as integer) as sessions_30d,
+    cast(sum(sessions) over last_90d as integer) as sessions_90d,
+    -- Rounded to the cent of a minute: float sums otherwise differ in the last bits between builds.
+    round(sum(minutes) over last_7d, 2) as minutes_7d,
+    round(sum(minutes) over last_30d, 2) as minutes_30d,
+    round(sum(minutes) over last_90d, 2) as minutes_90d,
     max(case when sessions > 0 then snapshot_date end) over to_date as last_session_date
 from daily
 window

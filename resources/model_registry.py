@@ -1,0 +1,139 @@
+"""MLflow tracking and model registry: a SQLite file and an artifact folder by default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PROMOTED_AT = "promoted_at"
+ROLLED_BACK_AT = "rolled_back_at"
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """A registered model version, with MLflow's numbers as strings."""
+
+    version: str
+    run_id: str
+    tags: dict[str, str]
+    description: str
+
+    @classmethod
+    def of(cls, mlflow_version) -> RegisteredVersion:
+        return cls(
+            version=str(mlflow_version.version),
+            run_id=mlflow_version.run_id,
+            tags=dict(mlflow_version.tags),
+            description=mlflow_version.description or "",
+        )
+
+
+class ModelRegistry(dg.ConfigurableResource):
+    """Where models are tracked, registered and given the aliases ``challenger`` and ``champion``.
+
+    Any MLflow tracking URI works (``http://mlflow:5000``, ``postgresql://...``); the
+    default is a SQLite file under the platform home, which needs no server.
+    """
+
+    tracking_uri: str = Field(description="MLflow tracking URI (also used as the registry URI).")
+    artifact_location: str = Field(description="Where the experiment stores run artifacts (a folder or URI).")
+    experiment: str = Field(default="churn", description="MLflow experiment of the training runs.")
+    model_name: str = Field(default="churn_model", description="Registered model name.")
+    ui_url: str = Field(default="http://127.0.0.1:5000", description="MLflow UI, for links (`make mlflow`).")
+
+    def activate(self):
+        """Point this process's MLflow at the registry and experiment; returns a client."""
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        import mlflow
+
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        if mlflow.get_experiment_by_name(self.experiment) is None:
+            mlflow.create_experiment(self.experiment, artifact_location=self.artifact_location)
+        mlflow.set_experiment(self.experiment)
+        return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def version(self, alias: str) -> RegisteredVersion | None:
+        """The model version holding ``alias``, or None."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.activate()
+        try:
+            return RegisteredVersion.of(client.get_model_version_by_alias(self.model_name, alias))
+        except MlflowException:
+            return None
+
+    def load(self, version: str):
+        """The ``ChurnModel`` of a version (its own logged code), ready to score polars frames."""
+        import mlflow
+
+        self.activate()
+        return mlflow.pyfunc.load_model(f"models:/{self.model_name}/{version}").unwrap_python_model()
+
+    def by_number(self, version: str) -> RegisteredVersion:
+        return RegisteredVersion.of(self.activate().get_model_version(self.model_name, version))
+
+    def reference_profile(self, run_id: str) -> dict:
+        """The reference profile logged with a training run (read once per run and process)."""
+        self.activate()
+        return _load_profile(self.tracking_uri, run_id)
+
+    def validation_metrics(self, run_id: str) -> dict[str, float]:
+        """The metrics a training run reported on its validation window (``validation_`` stripped)."""
+        metrics = self.activate().get_run(run_id).data.metrics
+        return {k.removeprefix("validation_"): v for k, v in metrics.items() if k.startswith("validation_")}
+
+    def promote(self, version: str) -> None:
+        client = self.activate()
+        client.set_registered_model_alias(self.model_name, CHAMPION, version)
+        client.set_model_version_tag(self.model_name, version, PROMOTED_AT, _now())
+
+    def rollback(self) -> tuple[str, str]:
+        """Give ``champion`` back to the version that held it before; returns (from, to)."""
+        client = self.activate()
+        current = self.version(CHAMPION)
+        if current is None:
+            raise RuntimeError(f"{self.model_name} has no champion to roll back")
+        earlier = [
+            v
+            for v in map(RegisteredVersion.of, client.search_model_versions(f"name = '{self.model_name}'"))
+            if PROMOTED_AT in v.tags
+            and ROLLED_BACK_AT not in v.tags
+            and v.version != current.version
+            and v.tags[PROMOTED_AT] < current.tags.get(PROMOTED_AT, "~")
+        ]
+        if not earlier:
+            raise RuntimeError(
+                f"version {current.version} is the first champion of {self.model_name}; nothing to roll back to"
+            )
+        previous = max(earlier, key=lambda v: v.tags[PROMOTED_AT])
+        client.set_model_version_tag(self.model_name, current.version, ROLLED_BACK_AT, _now())
+        self.promote(previous.version)
+        return current.version, previous.version
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def version_url(self, version: str) -> str:
+        return f"{self.ui_url}/#/models/{self.model_name}/versions/{version}"
+
+
+@cache
+def _load_profile(tracking_uri: str, run_id: str) -> dict:
+    import mlflow
+
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/reference_profile.json")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")

@@ -1,0 +1,204 @@
+"""The model lifecycle on real LightGBM, MLflow (SQLite) and dbt, in a temp home."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from platform_assets.definitions import build_definitions
+from platform_assets.model_assets import PROMOTION_CHECK, champion_model, churn_model
+from platform_assets.predictions import PREDICTIONS, churn_predictions
+from resources.dbt import DBT_PROJECT_DIR
+from resources.model_registry import CHALLENGER, CHAMPION
+from tests.conftest import QUIET, day, ingest
+
+SIZE = {"PLATFORM_SIM_CUSTOMERS": "5000", "PLATFORM_SIM_DAYS": "150"}
+LAST = day(149)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    """150 days of a 5,000-customer business, trained, promoted, and its last day scored."""
+    home = tmp_path_factory.mktemp("lifecycle") / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PLATFORM_HOME", str(home))
+        patch.delenv("DAGSTER_HOME", raising=False)
+        for name, value in SIZE.items():
+            patch.setenv(name, value)
+        defs = build_definitions()
+        with dg.instance_for_test() as instance:
+            ingest(defs, instance, day(0), LAST)
+            built = defs.resolve_job_def("train_model").execute_in_process(instance=instance, run_config=QUIET)
+            scored = defs.resolve_job_def("score_day").execute_in_process(
+                instance=instance, partition_key=LAST.isoformat(), run_config=QUIET
+            )
+            yield {"defs": defs, "instance": instance, "built": built, "scored": scored, "home": home}
+
+
+def _metadata(platform, key: str) -> dict:
+    event = platform["instance"].get_latest_materialization_event(dg.AssetKey(key))
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def _materialize(platform, assets, **kwargs):
+    return dg.materialize(
+        assets, instance=platform["instance"], resources=platform["defs"].resources, raise_on_error=False, **kwargs
+    )
+
+
+def _checks(result) -> dict:
+    return {
+        e.event_specific_data.check_name: e.event_specific_data
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    }
+
+
+def test_the_pipeline_trains_promotes_and_scores(platform):
+    assert platform["built"].success and platform["scored"].success
+    registry = platform["defs"].resources["registry"]
+    assert registry.version(CHAMPION).version == registry.version(CHALLENGER).version == "1"
+    assert _metadata(platform, "champion_model")["decision"] == "promoted"
+
+
+def test_validation_auc_is_clearly_above_chance(platform):
+    model = _metadata(platform, "churn_model")
+    # A shuffled label or a feature pipeline that leaks nothing useful sits near 0.5.
+    assert model["validation_roc_auc"] >= 0.70, model["validation_roc_auc"]
+    assert model["validation_lift_top_decile"] > 2.5
+    for name in ("validation_pr_auc", "validation_log_loss", "validation_brier", "segment_gap"):
+        assert np.isfinite(model[name])
+    assert "## Performance by segment" in model["model_card"] and "Largest gap" in model["model_card"]
+    assert model["feature_importance"].startswith("![plot](data:image/png;base64,")
+
+
+def test_features_come_from_the_dbt_yaml(platform):
+    declared = yaml.safe_load((DBT_PROJECT_DIR / "models" / "marts" / "_marts.yml").read_text())
+    features_model = next(m for m in declared["models"] if m["name"] == "customer_features")
+    expected = [
+        c["name"] for c in features_model["columns"] if c.get("config", {}).get("meta", {}).get("role") == "feature"
+    ]
+    assert _metadata(platform, "churn_model")["features"] == expected
+    assert {"plan", "region", "acquisition_channel"} <= set(expected)  # categoricals train too
+
+
+def test_mlflow_holds_the_run_the_version_and_its_profile(platform):
+    registry = platform["defs"].resources["registry"]
+    client = registry.activate()
+    version = registry.version(CHAMPION)
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["validation_roc_auc"] == pytest.approx(
+        _metadata(platform, "churn_model")["validation_roc_auc"]
+    )
+    assert json.loads(run.data.tags["lake_versions"]).keys() >= {"raw_sessions", "raw_cancellations"}
+    assert run.data.tags["features"].split(",") == _metadata(platform, "churn_model")["features"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model_card.md", "reference_profile.json", "feature_importance.png"} <= artifacts
+    profile = json.loads(Path(client.download_artifacts(run.info.run_id, "reference_profile.json")).read_text())
+    assert set(profile["features"]) == set(run.data.tags["features"].split(","))
+    assert profile["features"]["plan"]["kind"] == "categorical" and profile["score"]["kind"] == "numeric"
+    assert profile["snapshot"] == str(LAST)  # the population the model is deployed on
+    assert sum(profile["features"]["sessions_30d"]["proportions"]) == pytest.approx(1.0)
+    assert "Model card" in version.description
+
+
+def _day_predictions(platform) -> pl.DataFrame:
+    return platform["defs"].resources["lake"].read_days(PREDICTIONS, LAST)
+
+
+def _day_features(platform) -> pl.DataFrame:
+    warehouse = platform["defs"].resources["warehouse"]
+    return warehouse.query("select * from customer_features where snapshot_date = ? order by customer_id", [LAST])
+
+
+def test_predictions_are_explained_and_carry_their_provenance(platform):
+    predictions = _day_predictions(platform).sort("customer_id")
+    features = _day_features(platform)
+    assert predictions["customer_id"].to_list() == features["customer_id"].to_list()
+    assert set(predictions["model_version"]) == {"1"}
+    assert set(predictions["risk_band"]) <= {"low", "medium", "high"}
+    provenance = json.loads(predictions["feature_versions"][0])
+    assert provenance["relation"].endswith('"customer_features"') and provenance["lake_versions"]
+    assert predictions["top_reasons"].list.len().unique().to_list() == [3]
+    review = predictions.filter(pl.col("needs_review"))
+    assert review["churn_probability"].is_between(0.25, 0.35, closed="left").all()
+    assert _metadata(platform, "churn_predictions")["flagged_for_review"] == review.height
+
+
+def test_shap_contributions_plus_expected_value_equal_the_raw_score(platform):
+    registry = platform["defs"].resources["registry"]
+    model = registry.load(registry.version(CHAMPION).version)
+    features = _day_features(platform)
+    predictions = _day_predictions(platform).sort("customer_id")
+    contributions = model.contributions(features)
+    raw = model.raw_scores(features)
+    np.testing.assert_allclose(contributions.sum(axis=1), raw, atol=1e-9)
+    stored = predictions["churn_probability"].to_numpy()
+    np.testing.assert_allclose(contributions.sum(axis=1), np.log(stored / (1 - stored)), atol=1e-6)
+    np.testing.assert_allclose(predictions["expected_value"].to_numpy(), contributions[:, -1])
+    # The stored reasons are the largest contributions, with their sign.
+    first = predictions["top_reasons"].list.first().struct.field("contribution").to_numpy()
+    np.testing.assert_allclose(np.abs(first), np.abs(contributions[:, :-1]).max(axis=1))
+
+
+def test_rescoring_a_day_replaces_it(platform):
+    lake = platform["defs"].resources["lake"]
+    before, version = _day_predictions(platform).height, lake.version(PREDICTIONS)
+    result = _materialize(platform, [churn_predictions], partition_key=LAST.isoformat())
+    assert result.success
+    assert _day_predictions(platform).height == before
+    assert lake.version(PREDICTIONS) == version + 1
+
+
+def test_a_fresh_process_loading_the_champion_predicts_the_same(platform, tmp_path):
+    registry = platform["defs"].resources["registry"]
+    features = _day_features(platform)
+    features.write_parquet(tmp_path / "features.parquet")
+    script = f"""
+import mlflow, numpy as np, pandas as pd
+mlflow.set_tracking_uri({registry.tracking_uri!r})
+model = mlflow.pyfunc.load_model("models:/{registry.model_name}@champion")
+np.save({str(tmp_path / "scores.npy")!r}, np.asarray(model.predict(pd.read_parquet({str(tmp_path / "features.parquet")!r}))))
+"""
+    env = {"MLFLOW_DISABLE_TELEMETRY": "true", "PATH": str(Path(sys.executable).parent)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    stored = _day_predictions(platform).sort("customer_id")["churn_probability"].to_numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), stored, rtol=1e-12)
+
+
+def test_the_gate_refuses_a_worse_model_promotes_a_better_one_and_rollback_restores(platform):
+    registry = platform["defs"].resources["registry"]
+    worse = {"num_leaves": 2, "max_rounds": 3, "learning_rate": 0.01, "min_data_in_leaf": 2000}
+    refused = _materialize(
+        platform, [churn_model, champion_model], run_config={"ops": {"churn_model": {"config": worse}}}
+    )
+    check = _checks(refused)[PROMOTION_CHECK]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.description.startswith("refused: challenger v2 refused") and "failed ROC AUC" in check.description
+    assert registry.version(CHAMPION).version == "1" and registry.version(CHALLENGER).version == "2"
+    tags = registry.activate().get_model_version(registry.model_name, "2").tags
+    assert tags["promotion_decision"] == "refused" and "ROC AUC" in tags["promotion_reason"]
+
+    promoted = _materialize(platform, [churn_model, champion_model])
+    assert _checks(promoted)[PROMOTION_CHECK].passed
+    assert registry.version(CHAMPION).version == "3"
+    assert _metadata(platform, "champion_model")["previous_champion_version"] == "1"
+
+    cli = subprocess.run(
+        [str(Path(sys.executable).parent / "churn-platform"), "rollback"],
+        env={**os.environ, "PLATFORM_HOME": str(platform["home"])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert "from version 3 back to version 1" in cli.stdout
+    assert registry.version(CHAMPION).version == "1"
