@@ -12,7 +12,9 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
 
-.PHONY: setup demo test dev mlflow rollback lint clean
+DRIFT_HOME ?= $(CURDIR)/.platform-drift
+
+.PHONY: setup demo drift-demo test dev mlflow rollback lint clean
 
 $(BIN)/churn-platform: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +28,10 @@ setup: $(MANIFEST)
 
 demo: setup
 	$(BIN)/churn-platform demo
+
+drift-demo: setup
+	rm -rf $(DRIFT_HOME)
+	PLATFORM_HOME=$(DRIFT_HOME) DAGSTER_HOME=$(DRIFT_HOME)/dagster $(BIN)/churn-platform drift-demo
 
 test: setup
 	$(BIN)/pytest

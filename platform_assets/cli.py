@@ -7,14 +7,18 @@ the definitions are imported, because resources resolve their paths at import.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sys
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
 from resources.settings import ensure_dagster_home, export_environment, start_date
 
 LOG_LEVEL = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _prepare(_: argparse.Namespace | None = None) -> None:
@@ -50,21 +54,31 @@ def _settle_environment(args: argparse.Namespace) -> None:
         _prepare()
 
 
-def _run(job_name: str, instance, days: tuple[date, date] | None = None, tags: dict[str, str] | None = None):
+def _run(
+    job_name: str,
+    instance,
+    days: tuple[date, date] | None = None,
+    tags: dict[str, str] | None = None,
+    run_config: dict = LOG_LEVEL,
+):
     """Run a job of the code location in this process, recorded in the Dagster instance."""
     from platform_assets.definitions import defs
 
     job = defs.resolve_job_def(job_name)
-    partition_tags = (
-        {
+    partition_key, partition_tags = None, {}
+    if days and days[0] == days[1]:
+        partition_key = days[0].isoformat()  # a day's checks are then recorded for that partition
+    elif days:
+        partition_tags = {
             "dagster/asset_partition_range_start": days[0].isoformat(),
             "dagster/asset_partition_range_end": days[1].isoformat(),
         }
-        if days
-        else {}
-    )
     result = job.execute_in_process(
-        instance=instance, run_config=LOG_LEVEL, tags={**partition_tags, **(tags or {})}, raise_on_error=False
+        instance=instance,
+        run_config=run_config,
+        partition_key=partition_key,
+        tags={**partition_tags, **(tags or {})},
+        raise_on_error=False,
     )
     if not result.success:
         failures = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
@@ -144,6 +158,99 @@ def _summarize(results, seconds: float) -> None:
     )
 
 
+def _drift_demo(args: argparse.Namespace) -> None:
+    """Watch the platform notice drift and retrain itself, day by day.
+
+    History is built as in ``demo``; then each following day runs ``daily_pipeline``
+    (raw, features, predictions, monitoring), and after each day the retraining sensor
+    is evaluated exactly as the Dagster daemon evaluates it, its requests run at once.
+    """
+    first = date.fromisoformat(start_date())
+    last_history = first + timedelta(days=args.days - 1)
+    drift_day = last_history + timedelta(days=args.quiet_days + 1)
+    drift = {"drift_start": drift_day.isoformat(), "drift_session_minutes_factor": args.minutes_factor}
+    os.environ["PLATFORM_SIM_DRIFT"] = json.dumps(drift)
+    _settle_environment(args)
+    import dagster as dg
+
+    from platform_assets.automation import retrain_on_failed_checks
+    from platform_assets.definitions import defs
+
+    registry = defs.resources["registry"]
+    if registry.version("champion") is not None:
+        sys.exit(f"drift-demo needs a fresh PLATFORM_HOME; {os.environ['PLATFORM_HOME']} already has a model")
+    started = time.monotonic()
+    log_path = Path(os.environ["PLATFORM_HOME"]) / "drift-demo.log"
+    print(
+        f"History {first}..{last_history}, {args.customers} customers; session time x{args.minutes_factor} from {drift_day}"
+    )
+    print(f"(dbt and run logs go to {log_path})", flush=True)
+    with dg.DagsterInstance.get() as instance, log_path.open("a") as log:
+
+        def run(job_name: str, days=None, tags=None):
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                return _run(job_name, instance, days, tags or {"platform/trigger": "drift-demo"}, QUIET)
+
+        run("ingest_raw", (first, last_history))
+        run("train_model")
+        run("score_day", (last_history, last_history))
+        print(f"Model v{registry.version('champion').version} trained and promoted; now day by day:\n", flush=True)
+        cursor = None
+        for n in range(1, args.quiet_days + args.drift_days + 1):
+            day = last_history + timedelta(days=n)
+            run("daily_pipeline", (day, day))
+            print(_day_line(instance, day, drift_day), flush=True)
+            context = dg.build_sensor_context(
+                instance=instance, cursor=cursor, resources={"registry": registry, "policy": defs.resources["policy"]}
+            )
+            with contextlib.redirect_stderr(log):
+                requests = list(retrain_on_failed_checks(context))
+            cursor = context.cursor
+            for request in requests:
+                print(
+                    f"    -> retraining: {request.tags['platform/check']} failed {request.tags['platform/failing_days']}"
+                )
+                result = run("retrain_model", tags=request.tags)
+                gate = _latest_metadata(instance, dg.AssetKey("champion_model"))
+                print(f"    -> retrained in run {result.run_id[:8]}: {gate['reason']}", flush=True)
+    _drift_summary(registry, time.monotonic() - started)
+
+
+def _latest_metadata(instance, key) -> dict:
+    event = instance.get_latest_materialization_event(key)
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def _day_line(instance, day: date, drift_day: date) -> str:
+    import dagster as dg
+
+    from platform_assets.automation import WATCHED_CHECKS, read_evaluations
+
+    marks = []
+    for check in WATCHED_CHECKS:
+        evaluation = next((e for e in read_evaluations(instance, check, 20) if e.day == day), None)
+        if evaluation is not None:
+            marks.append(f"{check.name} {evaluation.status.upper()}")
+    drift = _latest_metadata(instance, dg.AssetKey("feature_drift_report"))
+    detail = f"{drift['drifted_features']} drifted features, max PSI {drift['max_psi']:.3f}"
+    phase = "drift" if day >= drift_day else "quiet"
+    return f"{day} ({phase}): " + ", ".join(marks) + f"; {detail}"
+
+
+def _drift_summary(registry, seconds: float) -> None:
+    client = registry.activate()
+    found = client.search_model_versions(f"name = '{registry.model_name}'")
+    versions = [client.get_model_version(registry.model_name, v) for v in sorted(int(v.version) for v in found)]
+    print(f"\nDone in {seconds:.0f} s. {len(versions)} registered versions of {registry.model_name}:")
+    for version in versions:
+        aliases = ", ".join(version.aliases) or "no alias"
+        print(f"  v{version.version} ({aliases}): {version.tags.get('promotion_reason', '')}")
+    print(
+        f"\nBrowse it: make dev PLATFORM_HOME={os.environ['PLATFORM_HOME']}  "
+        "(runs tagged platform/trigger=automation are the retraining)"
+    )
+
+
 def _rollback(_: argparse.Namespace) -> None:
     """Give the champion alias back to the version that held it before the current one."""
     _init()
@@ -166,6 +273,13 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--customers", type=int, default=int(os.environ.get("PLATFORM_SIM_CUSTOMERS", 20_000)))
     demo.add_argument("--days", type=int, default=int(os.environ.get("PLATFORM_SIM_DAYS", 180)))
     demo.set_defaults(func=_demo)
+    drift = commands.add_parser("drift-demo", help="inject drift and watch the platform retrain itself")
+    drift.add_argument("--customers", type=int, default=int(os.environ.get("PLATFORM_SIM_CUSTOMERS", 20_000)))
+    drift.add_argument("--days", type=int, default=int(os.environ.get("PLATFORM_SIM_DAYS", 180)), help="history")
+    drift.add_argument("--quiet-days", type=int, default=3, help="days without drift after the history")
+    drift.add_argument("--drift-days", type=int, default=9, help="days with drift")
+    drift.add_argument("--minutes-factor", type=float, default=0.7, help="session time multiplier once drifted")
+    drift.set_defaults(func=_drift_demo)
     commands.add_parser("rollback", help="give the champion alias back to the previous champion").set_defaults(
         func=_rollback
     )

@@ -21,7 +21,20 @@ train_job = dg.define_asset_job(
 
 scoring_job = dg.define_asset_job(
     "score_day",
-    selection=dg.AssetSelection.groups("predictions"),
+    selection=dg.AssetSelection.groups("predictions", "monitoring"),
     partitions_def=daily_partitions,
-    description="Score a day with the champion.",
+    description="Score a day with the champion and monitor it (drift, matured performance, business impact).",
+)
+
+daily_pipeline = dg.define_asset_job(
+    "daily_pipeline",
+    selection=dg.AssetSelection.groups("raw", "staging", "features", "predictions", "monitoring"),
+    partitions_def=daily_partitions,
+    description="A new day end to end: raw data and contracts, dbt features, predictions and monitoring.",
+)
+
+retrain_job = dg.define_asset_job(
+    "retrain_model",
+    selection=dg.AssetSelection.assets("churn_model", "champion_model"),
+    description="Train a challenger on the current training set and run the promotion gate.",
 )

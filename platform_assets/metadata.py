@@ -20,10 +20,10 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 10, digits: int = 4) -> 
     return "\n".join([header, rule, *rows, *more])
 
 
-def table_schema(frame_schema: Mapping[str, pl.DataType], descriptions: Mapping[str, str]) -> dg.TableSchema:
+def table_schema(columns: Mapping[str, tuple[object, str]]) -> dg.TableSchema:
+    """The catalog's column schema from ``name -> (type, description)``."""
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(name=name, type=str(dtype), description=descriptions.get(name))
-            for name, dtype in frame_schema.items()
+            dg.TableColumn(name=name, type=str(dtype), description=text) for name, (dtype, text) in columns.items()
         ]
     )

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import polars.selectors as cs
 from pydantic import Field
 
-from platform_assets.metadata import OWNER, markdown_table
+from platform_assets.metadata import OWNER, markdown_table, table_schema
 from platform_assets.ml.feature_spec import FeatureSpec, discover
 from platform_assets.ml.promotion import GateRules, decide
 from resources.dbt import dbt_project
@@ -40,6 +41,9 @@ class TrainingConfig(FeatureSource):
     validation_snapshots: int = Field(default=2, description="Latest snapshot days held out for validation.")
     early_stopping_share: float = Field(
         default=0.15, description="Share of customers held out of the training days to stop boosting early."
+    )
+    reference_days: int = Field(
+        default=14, description="Latest days of the scoring model whose distribution drift is measured against."
     )
     learning_rate: float = 0.05
     num_leaves: int = 15
@@ -87,7 +91,7 @@ def _lake_versions(instance: dg.DagsterInstance, model: str) -> dict:
         "The churn model: LightGBM trained on the dbt training set with the features its YAML declares, "
         "split by time, logged to MLflow with its metrics, reference profile and model card, and registered "
         "as a new version with the alias `challenger`. The promotion gate decides whether it becomes champion. "
-        "Its reference profile for drift monitoring describes the latest day of features at training time."
+        "Its reference profile for drift monitoring describes the latest two weeks of features at training time."
     ),
 )
 def churn_model(
@@ -112,6 +116,7 @@ def churn_model(
         early_stopping_rounds=config.early_stopping_rounds,
         validation_snapshots=config.validation_snapshots,
         early_stopping_share=config.early_stopping_share,
+        log=context.log.info,
     )
     validation = trained.validation
     y, p = labels(validation, spec), validation[SCORE].to_numpy()
@@ -122,13 +127,15 @@ def churn_model(
     )
     gap = largest_gap(segments)
     # The reference for drift is the population the model is deployed on: the latest
-    # day of the scoring model, not the validation window, which is a label horizon old.
+    # days of the scoring model, not the validation window, which is a label horizon
+    # old. Two weeks cover the weekly rhythm and the fortnightly campaigns.
     deployed = warehouse.query(
-        f"select * from {spec.scoring_relation} where {spec.snapshot} = (select max({spec.snapshot}) "
-        f"from {spec.scoring_relation})"
+        f"select * from {spec.scoring_relation} where {spec.snapshot} > (select max({spec.snapshot}) "
+        f"from {spec.scoring_relation}) - to_days(?)",
+        [config.reference_days],
     )
     profile = build_profile(deployed, list(spec.features), trained.model.predict_frame(deployed))
-    profile["snapshot"] = str(deployed[spec.snapshot].max())
+    profile["snapshot"] = f"{deployed[spec.snapshot].min()}..{deployed[spec.snapshot].max()}"
     importance = trained.importance()
     data_versions = _lake_versions(context.instance, config.training_model)
     rows = {
@@ -156,12 +163,14 @@ def churn_model(
         booster_path, encoding_path = Path(tmp, "booster.txt"), Path(tmp, "encoding.json")
         trained.model.booster.save_model(str(booster_path))
         encoding_path.write_text(json.dumps({"features": list(spec.features), "categories": trained.model.categories}))
-        example = validation.select(spec.features).head(5).with_columns(pl.col(pl.Decimal).cast(pl.Float64))
+        # The signature comes from a thousand rows, so columns that can be missing are optional.
+        sample = validation.select(spec.features).head(1000).with_columns(cs.decimal().cast(pl.Float64))
+        example = sample.head(5)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_MODEL),
             artifacts={"booster": str(booster_path), "encoding": str(encoding_path)},
-            signature=mlflow.models.infer_signature(example.to_pandas(), trained.model.predict_frame(example)),
+            signature=mlflow.models.infer_signature(sample.to_pandas(), trained.model.predict_frame(sample)),
             input_example=example.to_pandas(),
             pip_requirements=_pip_requirements(),
             registered_model_name=registry.model_name,
@@ -185,6 +194,7 @@ def churn_model(
         calibration_png = png_bytes(calibration(calibration_bins))
         mlflow.log_text(card, "model_card.md")
         mlflow.log_dict(profile, "reference_profile.json")
+        mlflow.log_dict(dict(importance.iter_rows()), "feature_importance.json")
         mlflow.log_image(_image(importance_png), "feature_importance.png")
         mlflow.log_image(_image(calibration_png), "calibration.png")
         mlflow.log_table(segments.to_pandas(), "segment_performance.json")
@@ -205,6 +215,9 @@ def churn_model(
             "segment_gap": dg.MetadataValue.float(float(gap["gap"])),
             "best_iteration": trained.best_iteration,
             "features": dg.MetadataValue.json(list(spec.features)),
+            "dagster/column_schema": table_schema(
+                {f: (frame.schema[f], spec.descriptions.get(f, "")) for f in spec.features}
+            ),
             "training_rows": rows["train"],
             "validation_window": ", ".join(map(str, trained.split.validation)),
             "lake_versions": dg.MetadataValue.json(data_versions),

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from platform_assets.metadata import OWNER, markdown_table
+from platform_assets.metadata import OWNER, markdown_table, table_schema
 from platform_assets.model_assets import FeatureSource, champion_model
 from platform_assets.partitions import daily_partitions
 from resources.lake import Lake
@@ -17,6 +17,21 @@ from resources.model_registry import CHAMPION, ModelRegistry
 from resources.warehouse import Warehouse
 
 PREDICTIONS = "predictions/churn_predictions"
+COLUMNS = {
+    "customer_id": ("Int64", "Customer key (the scoring model's entity)."),
+    "snapshot_date": ("Date", "Day scored; the features use data up to its end."),
+    "churn_probability": ("Float64", "Probability of cancelling within 30 days."),
+    "risk_band": ("String", "low, medium or high, from the probability."),
+    "top_reasons": ("List(Struct)", "The three features that moved the score most: name and signed SHAP contribution."),
+    "expected_value": ("Float64", "The model's average log-odds; plus every contribution gives the customer's score."),
+    "needs_review": ("Boolean", "True in the uncertain band: a person should look before acting."),
+    "model_name": ("String", "Registered model that scored."),
+    "model_version": ("String", "Its version (the champion at scoring time)."),
+    "model_run_id": ("String", "MLflow run that trained it."),
+    "feature_versions": ("String", "JSON: the warehouse relation and the lake versions the features were built from."),
+    "scored_at": ("Datetime", "When the row was scored (UTC)."),
+    "ds": ("Date", "Partition day."),
+}
 
 
 class ScoringConfig(FeatureSource):
@@ -64,7 +79,7 @@ def feature_versions(instance: dg.DagsterInstance, relation: str, model: str) ->
         "features as training: probability, risk band, top three reasons (SHAP contributions), a review flag "
         "for uncertain scores, the model version and run, and the feature versions. One Delta partition per day."
     ),
-    metadata={"lake_table": PREDICTIONS},
+    metadata={"lake_table": PREDICTIONS, "dagster/column_schema": table_schema(COLUMNS)},
 )
 def churn_predictions(
     context: dg.AssetExecutionContext, config: ScoringConfig, warehouse: Warehouse, registry: ModelRegistry, lake: Lake

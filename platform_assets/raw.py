@@ -50,8 +50,7 @@ def _stored_columns(table: str) -> dict[str, tuple[pl.DataType, str]]:
 
 
 def stored_schema(table: str) -> dg.TableSchema:
-    columns = _stored_columns(table)
-    return table_schema({n: t for n, (t, _) in columns.items()}, {n: d for n, (_, d) in columns.items()})
+    return table_schema(_stored_columns(table))
 
 
 def create_missing_tables(lake: Lake) -> list[str]:

@@ -39,6 +39,8 @@ def build_resources() -> dict[str, object]:
             start_date=start_date(),
             customers=int(os.environ.get("PLATFORM_SIM_CUSTOMERS", "20000")),
             days=int(os.environ.get("PLATFORM_SIM_DAYS", "180")),
+            # e.g. {"drift_start": "2026-07-05", "drift_session_minutes_factor": 0.7}
+            **json.loads(os.environ.get("PLATFORM_SIM_DRIFT", "{}")),
         ),
         "privacy": Privacy(salt=_secret("PLATFORM_PII_SALT", "churn-platform-local-salt")),
         "dbt": dbt_resource(),

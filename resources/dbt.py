@@ -8,6 +8,7 @@ manifest without importing the rest of the platform.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 
@@ -15,7 +16,9 @@ from resources.settings import CHECKOUT, prefer_environment_bin
 
 prefer_environment_bin()
 
-DBT_PROJECT_DIR = CHECKOUT / "dbt_project"
+# PLATFORM_DBT_PROJECT_DIR points the platform at another copy of the project (a
+# branch being developed, or a test's temp copy); it must be set before import.
+DBT_PROJECT_DIR = Path(os.environ.get("PLATFORM_DBT_PROJECT_DIR") or CHECKOUT / "dbt_project").resolve()
 
 dbt_project = DbtProject(
     project_dir=DBT_PROJECT_DIR,

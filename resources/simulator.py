@@ -28,6 +28,7 @@ REGIONS = ("north", "south", "east", "west")
 CHANNELS = ("organic", "paid_search", "social", "referral", "partner")
 OFFER_TYPES = ("discount_10", "discount_25", "free_month")
 CANCEL_REASONS = ("low_usage", "support", "price", "other")
+TABLES = ("customers", "sessions", "support_tickets", "promotions", "plan_changes", "cancellations")
 
 _FIRST = np.array(
     "ada alan amara bea carl chen dana eli emma farah gus hana ivan jade kai lars lea "  # noqa: SIM905
@@ -168,9 +169,7 @@ def simulate(config: SimulatorConfig, first: date, last: date) -> dict[str, pl.D
     drift_day = (drift.start - config.start).days if drift else None
     first_day = (first - config.start).days
 
-    out: dict[str, list[dict[str, np.ndarray]]] = {
-        t: [] for t in ("customers", "sessions", "support_tickets", "promotions", "plan_changes", "cancellations")
-    }
+    out: dict[str, list[dict[str, np.ndarray]]] = {t: [] for t in TABLES}
     for t in range(n_days):
         rng = np.random.default_rng([config.seed, t])
         day = config.start + timedelta(days=t)

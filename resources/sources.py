@@ -10,7 +10,7 @@ import polars as pl
 from pydantic import Field
 
 from resources.landing import LandingFileError, LandingZone
-from resources.simulator import DriftSpec, SimulatorConfig, simulate
+from resources.simulator import TABLES, DriftSpec, SimulatorConfig, simulate
 
 SIMULATOR = "simulator"
 
@@ -87,7 +87,12 @@ class RawSource(dg.ConfigurableResource):
 
         if self.simulator_enabled:
             config = self.simulator_config()
-            gaps = {t: [d for d, p in files.items() if p is None and d >= config.start] for t, files in landed.items()}
+            # Tables the simulator does not know (a newly added source) come from landed files only.
+            gaps = {
+                t: [d for d, p in files.items() if p is None and d >= config.start]
+                for t, files in landed.items()
+                if t in TABLES
+            }
             wanted = [d for ds in gaps.values() for d in ds]
             if wanted:
                 simulated = simulate(config, min(wanted), max(wanted))

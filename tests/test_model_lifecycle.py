@@ -104,7 +104,7 @@ def test_mlflow_holds_the_run_the_version_and_its_profile(platform):
     profile = json.loads(Path(client.download_artifacts(run.info.run_id, "reference_profile.json")).read_text())
     assert set(profile["features"]) == set(run.data.tags["features"].split(","))
     assert profile["features"]["plan"]["kind"] == "categorical" and profile["score"]["kind"] == "numeric"
-    assert profile["snapshot"] == str(LAST)  # the population the model is deployed on
+    assert profile["snapshot"] == f"{day(136)}..{LAST}"  # the population the model is deployed on
     assert sum(profile["features"]["sessions_30d"]["proportions"]) == pytest.approx(1.0)
     assert "Model card" in version.description
 

@@ -26,6 +26,7 @@ class FeatureSpec:
     label_horizon_days: int
     training_relation: str
     scoring_relation: str
+    descriptions: dict[str, str]
 
     def feature_frame_columns(self) -> list[str]:
         return [self.entity, self.snapshot, *self.features]
@@ -93,4 +94,9 @@ def discover(manifest_path: Path, training_model: str, scoring_model: str) -> Fe
         label_horizon_days=int(_meta(training["columns"][label]).get("horizon_days", 0)),
         training_relation=training["relation_name"],
         scoring_relation=scoring["relation_name"],
+        descriptions={
+            name: column.get("description", "")
+            for node in (training, scoring)
+            for name, column in node["columns"].items()
+        },
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -76,6 +77,7 @@ def train(
     early_stopping_rounds: int = 50,
     validation_snapshots: int = 2,
     early_stopping_share: float = 0.15,
+    log: Callable[[str], None] | None = None,
 ) -> TrainedModel:
     """Fit LightGBM on earlier snapshots and validate on the latest ones, never at random.
 
@@ -112,11 +114,22 @@ def train(
         num_boost_round=max_rounds,
         valid_sets=[stop],
         valid_names=["early_stopping"],
-        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
+        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False), *([_progress(log)] if log else [])],
     )
     model = ChurnModel.from_parts(booster, features, categories)
     validation = parts["valid"].with_columns(pl.Series(SCORE, model.predict_frame(parts["valid"])))
     return TrainedModel(model=model, split=split, validation=validation, params=params)
+
+
+def _progress(log: Callable[[str], None], every: int = 25):
+    """A LightGBM callback reporting the early-stopping loss every few rounds."""
+
+    def report(env) -> None:
+        if env.iteration % every == 0 and env.evaluation_result_list:
+            _, metric, value, _ = env.evaluation_result_list[0]
+            log(f"boosting round {env.iteration}: held-out {metric} {value:.5f}")
+
+    return report
 
 
 def labels(frame: pl.DataFrame, spec: FeatureSpec) -> np.ndarray:

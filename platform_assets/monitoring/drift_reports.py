@@ -1,0 +1,249 @@
+"""Daily drift reports: each day's features and scores against the scoring model's reference.
+
+The reference is the profile frozen with the model version that scored the day, so
+a report never rereads training data and always compares with what that model saw.
+Each report appends its rows to a Delta table (one partition per day) for history,
+and its check fails with ERROR when drift crosses the configured thresholds.
+"""
+
+from datetime import date, timedelta
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from platform_assets.metadata import OWNER, markdown_table, table_schema
+from platform_assets.model_assets import FeatureSource
+from platform_assets.partitions import daily_partitions
+from platform_assets.predictions import PREDICTIONS, churn_predictions
+from resources.lake import Lake
+from resources.model_registry import ModelRegistry
+from resources.warehouse import Warehouse
+
+FEATURE_DRIFT = "monitoring/feature_drift"
+PREDICTION_DRIFT = "monitoring/prediction_drift"
+FEATURE_DRIFT_CHECK = "feature_drift"
+FEATURE_DRIFT_COLUMNS = {
+    "feature": ("String", "Feature of the scoring model."),
+    "kind": ("String", "numeric or categorical."),
+    "psi": ("Float64", "Population stability index on the reference deciles or categories."),
+    "effect_size": ("Float64", "Wasserstein distance over the reference std (numeric) or Jensen-Shannon distance."),
+    "ks_statistic": ("Float64", "Two-sample KS statistic against the reference sample (numeric)."),
+    "p_value": ("Float64", "KS (numeric) or chi-square (categorical) p-value; information only."),
+    "reference_mean": ("Float64", "Mean in the reference window."),
+    "current_mean": ("Float64", "Mean on the day."),
+    "new_categories": ("String", "Categories never seen in the reference."),
+    "level": ("String", "ok, warn or error against the thresholds."),
+    "model_version": ("String", "Model version whose reference was used."),
+    "ds": ("Date", "Partition day."),
+}
+PREDICTION_DRIFT_COLUMNS = {
+    "psi": ("Float64", "PSI of the day's scores on the reference score deciles."),
+    "effect_size": ("Float64", "Wasserstein distance over the reference score std."),
+    "ks_statistic": ("Float64", "KS statistic against the reference scores."),
+    "p_value": ("Float64", "KS p-value; information only."),
+    "reference_mean": ("Float64", "Mean reference score."),
+    "current_mean": ("Float64", "Mean score of the day."),
+    "rows": ("Int64", "Customers scored."),
+    "model_version": ("String", "Model version that scored."),
+    "level": ("String", "ok, warn or error."),
+    "ds": ("Date", "Partition day."),
+}
+PREDICTION_DRIFT_CHECK = "prediction_drift"
+
+
+class DriftConfig(FeatureSource):
+    psi_warn: float = Field(default=0.1, description="PSI above which a feature or the score counts as drifted (WARN).")
+    psi_error: float = Field(default=0.25, description="PSI above which the check fails with ERROR.")
+    effect_warn: float = Field(
+        default=0.15,
+        description="Effect size (Wasserstein distance over the reference std, or Jensen-Shannon distance) above "
+        "which a feature counts as drifted even when its PSI is low.",
+    )
+    effect_error: float = Field(default=0.25, description="Effect size above which the check fails with ERROR.")
+    max_drifted_share: float = Field(default=0.3, description="ERROR when more than this share of features drift.")
+    history_days: int = Field(default=30, description="Days of history shown in the charts.")
+
+    def thresholds(self):
+        from platform_assets.monitoring.drift import Thresholds
+
+        return Thresholds(self.psi_warn, self.psi_error, self.effect_warn, self.effect_error, self.max_drifted_share)
+
+
+def scored_day(lake: Lake, day: date) -> pl.DataFrame:
+    """The day's predictions; the drift reports compare against the model that made them."""
+    predictions = lake.read_days(PREDICTIONS, day)
+    if predictions.is_empty():
+        raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
+    return predictions
+
+
+def _history(lake: Lake, table: str, day: date, days: int) -> pl.DataFrame:
+    return lake.scan(table).filter(pl.col("ds").is_between(day - timedelta(days=days - 1), day)).collect()
+
+
+_DRIFT_CHECK_SPEC = dict(blocking=False, partitions_def=daily_partitions)
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    deps=[dg.AssetKey("customer_features"), churn_predictions],
+    group_name="monitoring",
+    kinds={"delta", "polars", "scipy"},
+    owners=[OWNER],
+    tags={"layer": "monitoring"},
+    description=(
+        "Feature drift of the day against the reference profile of the model that scored it: PSI per feature "
+        "(reference deciles, empty bins floored at 1e-4), an effect size (Wasserstein over the reference std; "
+        "Jensen-Shannon for categories), KS or chi-square p-values, and the share of drifted features. "
+        "History in Delta; today as a table, the last 30 days as a chart."
+    ),
+    metadata={"lake_table": FEATURE_DRIFT, "dagster/column_schema": table_schema(FEATURE_DRIFT_COLUMNS)},
+    check_specs=[
+        dg.AssetCheckSpec(
+            FEATURE_DRIFT_CHECK,
+            asset="feature_drift_report",
+            description="ERROR when any feature's PSI or effect size passes its error bound or too many features "
+            "drift; WARN on any drift.",
+            **_DRIFT_CHECK_SPEC,
+        )
+    ],
+)
+def feature_drift_report(
+    context: dg.AssetExecutionContext, config: DriftConfig, warehouse: Warehouse, registry: ModelRegistry, lake: Lake
+):
+    from platform_assets.monitoring.drift import feature_drift, judge_features
+    from platform_assets.plots import as_metadata, drift_heatmap, png_bytes
+
+    day = date.fromisoformat(context.partition_key)
+    spec = config.spec()
+    version = registry.by_number(scored_day(lake, day)["model_version"][0])
+    reference = registry.reference_profile(version.run_id)
+    features = warehouse.query(f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day])
+    verdict = judge_features(feature_drift(reference, features, list(spec.features)), config.thresholds())
+    report = verdict.report.with_columns(pl.lit(version.version).alias("model_version"), pl.lit(day).alias("ds")).sort(
+        "psi", descending=True
+    )
+    lake.replace_days(FEATURE_DRIFT, report, day, day)
+    drifted = verdict.drifted.sort("psi", descending=True)
+    context.log.info(
+        f"{day}: {drifted.height} of {report.height} features drifted against v{version.version} "
+        f"(max PSI {report['psi'].max():.3f} on {report['feature'][0]}): {verdict.severity}"
+    )
+    history = _history(lake, FEATURE_DRIFT, day, config.history_days)
+    shown = report.select(
+        "feature",
+        "level",
+        "psi",
+        "effect_size",
+        "ks_statistic",
+        "p_value",
+        "reference_mean",
+        "current_mean",
+        "new_categories",
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": report.height,
+            "drifted_features": drifted.height,
+            "drifted_share": verdict.share,
+            "max_psi": float(report["psi"].max()),
+            "reference_model_version": version.version,
+            "reference_snapshot": reference.get("snapshot", "unknown"),
+            "drift": dg.MetadataValue.md(markdown_table(shown, 50)),
+            "psi_history": as_metadata(
+                png_bytes(drift_heatmap(history, "feature", "psi", config.psi_warn, config.psi_error))
+            ),
+            "dagster/uri": lake.uri(FEATURE_DRIFT),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name=FEATURE_DRIFT_CHECK,
+        passed=verdict.severity == "ok",
+        severity=dg.AssetCheckSeverity.ERROR if verdict.severity == "error" else dg.AssetCheckSeverity.WARN,
+        description="; ".join(verdict.reasons),
+        metadata={
+            "partition": day.isoformat(),
+            "model_version": version.version,
+            "drifted_features": dg.MetadataValue.json(drifted["feature"].to_list()),
+            "drifted_share": verdict.share,
+            "max_psi": float(report["psi"].max()),
+            "psi_warn": config.psi_warn,
+            "psi_error": config.psi_error,
+            "effect_warn": config.effect_warn,
+            "effect_error": config.effect_error,
+            "max_drifted_share": config.max_drifted_share,
+            "figures": dg.MetadataValue.md(
+                markdown_table(drifted.select("feature", "level", "psi", "effect_size"), 30)
+            ),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    deps=[churn_predictions],
+    group_name="monitoring",
+    kinds={"delta", "polars", "scipy"},
+    owners=[OWNER],
+    tags={"layer": "monitoring"},
+    description=(
+        "Drift of the day's churn scores against the score profile frozen with the model that made them: PSI on "
+        "the reference deciles, KS statistic and p-value, and the mean score. History in Delta."
+    ),
+    metadata={"lake_table": PREDICTION_DRIFT, "dagster/column_schema": table_schema(PREDICTION_DRIFT_COLUMNS)},
+    check_specs=[
+        dg.AssetCheckSpec(
+            PREDICTION_DRIFT_CHECK,
+            asset="prediction_drift_report",
+            description="WARN when the score PSI passes psi_warn, ERROR above psi_error.",
+            **_DRIFT_CHECK_SPEC,
+        )
+    ],
+)
+def prediction_drift_report(
+    context: dg.AssetExecutionContext, config: DriftConfig, registry: ModelRegistry, lake: Lake
+):
+    from platform_assets.monitoring.drift import numeric_drift
+    from platform_assets.plots import as_metadata, metric_over_time, png_bytes
+
+    day = date.fromisoformat(context.partition_key)
+    predictions = scored_day(lake, day)
+    version = registry.by_number(predictions["model_version"][0])
+    reference = registry.reference_profile(version.run_id)
+    stats = numeric_drift(reference["score"], predictions["churn_probability"])
+    row = pl.DataFrame(
+        [{**stats, "rows": predictions.height, "model_version": version.version, "ds": day}]
+    ).with_columns(level=config.thresholds().level(pl.col("psi"), pl.lit(0.0)))
+    lake.replace_days(PREDICTION_DRIFT, row, day, day)
+    level = row["level"][0]
+    context.log.info(f"{day}: score PSI {stats['psi']:.3f} against v{version.version} ({level})")
+    history = _history(lake, PREDICTION_DRIFT, day, config.history_days)
+    yield dg.MaterializeResult(
+        metadata={
+            "psi": stats["psi"],
+            "ks_statistic": stats["ks_statistic"],
+            "p_value": stats["p_value"],
+            "mean_score": stats["current_mean"],
+            "reference_mean_score": stats["reference_mean"],
+            "reference_model_version": version.version,
+            "psi_history": as_metadata(
+                png_bytes(metric_over_time(history, "psi", "Score PSI", [config.psi_warn, config.psi_error]))
+            ),
+            "dagster/uri": lake.uri(PREDICTION_DRIFT),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name=PREDICTION_DRIFT_CHECK,
+        passed=level == "ok",
+        severity=dg.AssetCheckSeverity.ERROR if level == "error" else dg.AssetCheckSeverity.WARN,
+        description=f"score PSI {stats['psi']:.3f} (warn {config.psi_warn}, error {config.psi_error}); "
+        f"mean score {stats['current_mean']:.3f} vs {stats['reference_mean']:.3f}",
+        metadata={
+            "partition": day.isoformat(),
+            "model_version": version.version,
+            "psi": stats["psi"],
+            "psi_warn": config.psi_warn,
+            "psi_error": config.psi_error,
+        },
+    )
