@@ -85,3 +85,16 @@ def test_training_set_has_matured_labels_on_spread_snapshots(builds):
     assert (snapshots.diff().drop_nulls() == timedelta(days=7)).all()
     rate = training["churned_within_horizon"].mean()
     assert 0.01 < rate < 0.2
+
+
+def test_dbt_docs_generate_works_on_the_project(builds, tmp_path):
+    import json
+
+    from resources.dbt import dbt_resource
+
+    invocation = dbt_resource().cli(["docs", "generate"], target_path=tmp_path / "docs").wait()
+    assert invocation.is_successful()
+    catalog = json.loads((tmp_path / "docs" / "catalog.json").read_text())
+    columns = catalog["nodes"]["model.churn_platform.customer_features"]["columns"]
+    assert {"customer_id", "snapshot_date", "sessions_30d"} <= {c.lower() for c in columns}
+    assert (tmp_path / "docs" / "index.html").exists()

@@ -47,3 +47,15 @@ def test_dbt_tests_are_asset_checks_and_contracts_block(resources):
     assert ("raw_sessions", "contract") in checks
     contract = graph.get_check_spec(dg.AssetCheckKey(raw_key("sessions"), "contract"))
     assert contract.blocking
+
+
+def test_the_manifest_is_read_once_per_process(resources):
+    from platform_assets.ml import feature_spec
+    from resources.dbt import dbt_project
+
+    feature_spec.discover(dbt_project.manifest_path, "training_set", "customer_features")
+    before = feature_spec._manifest.cache_info()
+    for _ in range(3):
+        feature_spec.discover(dbt_project.manifest_path, "training_set", "customer_features")
+    after = feature_spec._manifest.cache_info()
+    assert after.misses == before.misses and after.hits == before.hits + 3

@@ -168,11 +168,15 @@ def feature_drift_report(
             "drifted_features": dg.MetadataValue.json(drifted["feature"].to_list()),
             "drifted_share": verdict.share,
             "max_psi": float(report["psi"].max()),
-            "psi_warn": config.psi_warn,
-            "psi_error": config.psi_error,
-            "effect_warn": config.effect_warn,
-            "effect_error": config.effect_error,
-            "max_drifted_share": config.max_drifted_share,
+            "thresholds": dg.MetadataValue.json(
+                {
+                    "psi_warn": config.psi_warn,
+                    "psi_error": config.psi_error,
+                    "effect_warn": config.effect_warn,
+                    "effect_error": config.effect_error,
+                    "max_drifted_share": config.max_drifted_share,
+                }
+            ),
             "figures": dg.MetadataValue.md(
                 markdown_table(drifted.select("feature", "level", "psi", "effect_size"), 30)
             ),
@@ -243,7 +247,6 @@ def prediction_drift_report(
             "partition": day.isoformat(),
             "model_version": version.version,
             "psi": stats["psi"],
-            "psi_warn": config.psi_warn,
-            "psi_error": config.psi_error,
+            "thresholds": dg.MetadataValue.json({"psi_warn": config.psi_warn, "psi_error": config.psi_error}),
         },
     )
