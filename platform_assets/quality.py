@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import accumulate
 
 import duckdb
 import pandera.polars as pa
@@ -58,7 +59,8 @@ def enforce(table: str, frames: list[pl.DataFrame], salt: str) -> Verdict:
     parsed = [_parse(frame, dtypes) for frame in frames]
     batch = pl.concat([p for p, _ in parsed], how="vertical") if parsed else _empty(dtypes)
     batch = batch.with_row_index(ROW)
-    failures = [_offset(f, sum(p.height for p, _ in parsed[:i])) for i, (_, f) in enumerate(parsed)]
+    offsets = accumulate((p.height for p, _ in parsed), initial=0)  # where each frame starts in the batch
+    failures = [f.with_columns(pl.col(ROW) + offset) for (_, f), offset in zip(parsed, offsets, strict=False)]
     failures.append(_contract_failures(contract, batch, list(dtypes)))
     failures = pl.concat(failures, how="vertical")
 
@@ -96,10 +98,6 @@ def enforce(table: str, frames: list[pl.DataFrame], salt: str) -> Verdict:
 
 def _empty(dtypes: dict[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame(schema={**dtypes, "_source_file": pl.String, "_source_row": pl.Int64})
-
-
-def _offset(failures: pl.DataFrame, by: int) -> pl.DataFrame:
-    return failures.with_columns(pl.col(ROW) + by)
 
 
 def _parse(frame: pl.DataFrame, dtypes: dict[str, pl.DataType]) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -124,7 +124,7 @@ def feature_drift_report(
     report = verdict.report.with_columns(pl.lit(version.version).alias("model_version"), pl.lit(day).alias("ds")).sort(
         "psi", descending=True
     )
-    lake.replace_days(FEATURE_DRIFT, report, day, day)
+    delta_version = lake.replace_days(FEATURE_DRIFT, report, day, day)
     drifted = verdict.drifted.sort("psi", descending=True)
     context.log.info(
         f"{day}: {drifted.height} of {report.height} features drifted against v{version.version} "
@@ -155,6 +155,7 @@ def feature_drift_report(
                 png_bytes(drift_heatmap(history, "feature", "psi", config.psi_warn, config.psi_error))
             ),
             "dagster/uri": lake.uri(FEATURE_DRIFT),
+            "delta_version": delta_version,
         }
     )
     yield dg.AssetCheckResult(
@@ -219,7 +220,7 @@ def prediction_drift_report(
     row = pl.DataFrame(
         [{**stats, "rows": predictions.height, "model_version": version.version, "ds": day}]
     ).with_columns(level=config.thresholds().level(pl.col("psi"), pl.lit(0.0)))
-    lake.replace_days(PREDICTION_DRIFT, row, day, day)
+    delta_version = lake.replace_days(PREDICTION_DRIFT, row, day, day)
     level = row["level"][0]
     context.log.info(f"{day}: score PSI {stats['psi']:.3f} against v{version.version} ({level})")
     history = _history(lake, PREDICTION_DRIFT, day, config.history_days)
@@ -235,6 +236,7 @@ def prediction_drift_report(
                 png_bytes(metric_over_time(history, "psi", "Score PSI", [config.psi_warn, config.psi_error]))
             ),
             "dagster/uri": lake.uri(PREDICTION_DRIFT),
+            "delta_version": delta_version,
         }
     )
     yield dg.AssetCheckResult(

@@ -142,7 +142,7 @@ def model_performance(
             }
         ]
     )
-    lake.replace_days(MODEL_PERFORMANCE, row, day, day)
+    delta_version = lake.replace_days(MODEL_PERFORMANCE, row, day, day)
     history = lake.scan(MODEL_PERFORMANCE).filter(pl.col("ds") > day - timedelta(days=config.history_days)).collect()
     floor = validation.get("roc_auc", 0.0) - config.auc_tolerance
     context.log.info(
@@ -164,6 +164,7 @@ def model_performance(
                 png_bytes(metric_over_time(history, "roc_auc", "ROC AUC of matured predictions", [floor]))
             ),
             "dagster/uri": lake.uri(MODEL_PERFORMANCE),
+            "delta_version": delta_version,
         }
     )
     decayed = bool(np.isfinite(scores["roc_auc"]) and scores["roc_auc"] < floor)
@@ -256,7 +257,7 @@ def business_impact(context: dg.AssetExecutionContext, config: BusinessConfig, l
     row = pl.DataFrame(
         [{"ds": day, "customers": today.height, "expected_saving": expected, **realized}], schema=IMPACT_SCHEMA
     )
-    lake.replace_days(BUSINESS_IMPACT, row, day, day)
+    delta_version = lake.replace_days(BUSINESS_IMPACT, row, day, day)
     history = lake.scan(BUSINESS_IMPACT).filter(pl.col("ds") > day - timedelta(days=60)).collect()
     context.log.info(f"{day}: contacting the top {config.contact_top_k} is worth {expected:,.0f} EUR (expected)")
     return dg.MaterializeResult(
@@ -284,5 +285,6 @@ def business_impact(context: dg.AssetExecutionContext, config: BusinessConfig, l
                 png_bytes(metric_over_time(history, "expected_saving", "Expected saving of the daily campaign (EUR)"))
             ),
             "dagster/uri": lake.uri(BUSINESS_IMPACT),
+            "delta_version": delta_version,
         }
     )
