@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -29,14 +31,26 @@ def pytest_configure(config):
     dbt_project.preparer.prepare(dbt_project)
 
 
+def use_home(patch: pytest.MonkeyPatch, home: Path, settings: dict[str, str]) -> Path:
+    """Point the platform at a fresh home, with the simulator settings given (the rest default)."""
+    patch.setenv("PLATFORM_HOME", str(home))
+    patch.delenv("DAGSTER_HOME", raising=False)
+    for name, value in settings.items():
+        patch.setenv(name, value)
+    return home
+
+
+@contextmanager
+def module_home(tmp_path_factory: pytest.TempPathFactory, name: str, settings: dict[str, str]):
+    """use_home for a module-scoped fixture, undone when the fixture ends."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield use_home(patch, tmp_path_factory.mktemp(name) / "home", settings)
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A fresh PLATFORM_HOME with a small simulated business."""
-    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    for name, value in SMALL.items():
-        monkeypatch.setenv(name, value)
-    return tmp_path / "home"
+    return use_home(monkeypatch, tmp_path / "home", SMALL)
 
 
 @pytest.fixture

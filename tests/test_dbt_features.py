@@ -8,7 +8,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from platform_assets.definitions import build_definitions
-from tests.conftest import SMALL, build_features, day, ingest
+from tests.conftest import SMALL, build_features, day, ingest, module_home
 
 FEATURES = "select * from customer_features where snapshot_date <= ? order by customer_id, snapshot_date"
 
@@ -16,12 +16,7 @@ FEATURES = "select * from customer_features where snapshot_date <= ? order by cu
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory):
     """Build features on 70 days, then again once 30 more days have landed."""
-    home = tmp_path_factory.mktemp("dbt") / "home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PLATFORM_HOME", str(home))
-        patch.delenv("DAGSTER_HOME", raising=False)
-        for name, value in SMALL.items():
-            patch.setenv(name, value)
+    with module_home(tmp_path_factory, "dbt", SMALL) as home:
         defs = build_definitions()
         warehouse = defs.resources["warehouse"]
         with dg.instance_for_test() as instance:

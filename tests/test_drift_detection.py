@@ -17,7 +17,7 @@ from platform_assets.ml.feature_spec import discover
 from platform_assets.ml.profiles import build_profile
 from platform_assets.monitoring.drift import Thresholds, feature_drift, judge_features
 from resources.dbt import dbt_project
-from tests.conftest import build_features, day, ingest
+from tests.conftest import build_features, day, ingest, module_home
 
 DRIFT_DAY = 190
 SHIFTED = {"minutes_7d", "minutes_30d", "minutes_90d", "minutes_trend"}
@@ -25,13 +25,9 @@ SHIFTED = {"minutes_7d", "minutes_30d", "minutes_90d", "minutes_trend"}
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    home = tmp_path_factory.mktemp("drift") / "home"
     drift = {"drift_start": day(DRIFT_DAY).isoformat(), "drift_session_minutes_factor": 0.7}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PLATFORM_HOME", str(home))
-        patch.delenv("DAGSTER_HOME", raising=False)
-        patch.setenv("PLATFORM_SIM_CUSTOMERS", "5000")
-        patch.setenv("PLATFORM_SIM_DRIFT", json.dumps(drift))
+    settings = {"PLATFORM_SIM_CUSTOMERS": "5000", "PLATFORM_SIM_DRIFT": json.dumps(drift)}
+    with module_home(tmp_path_factory, "drift", settings):
         defs = build_definitions()
         with dg.instance_for_test() as instance:
             ingest(defs, instance, day(0), day(DRIFT_DAY + 9))

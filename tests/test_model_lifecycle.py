@@ -17,7 +17,7 @@ from platform_assets.model_assets import PROMOTION_CHECK, champion_model, churn_
 from platform_assets.predictions import PREDICTIONS, churn_predictions
 from resources.dbt import DBT_PROJECT_DIR
 from resources.model_registry import CHALLENGER, CHAMPION
-from tests.conftest import QUIET, day, ingest
+from tests.conftest import QUIET, day, ingest, module_home
 
 SIZE = {"PLATFORM_SIM_CUSTOMERS": "5000", "PLATFORM_SIM_DAYS": "150"}
 LAST = day(149)
@@ -26,12 +26,7 @@ LAST = day(149)
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     """150 days of a 5,000-customer business, trained, promoted, and its last day scored."""
-    home = tmp_path_factory.mktemp("lifecycle") / "home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PLATFORM_HOME", str(home))
-        patch.delenv("DAGSTER_HOME", raising=False)
-        for name, value in SIZE.items():
-            patch.setenv(name, value)
+    with module_home(tmp_path_factory, "lifecycle", SIZE) as home:
         defs = build_definitions()
         with dg.instance_for_test() as instance:
             ingest(defs, instance, day(0), LAST)

@@ -7,7 +7,7 @@ import pytest
 from platform_assets.definitions import build_definitions
 from platform_assets.monitoring.drift_reports import FEATURE_DRIFT, PREDICTION_DRIFT
 from platform_assets.monitoring.performance_reports import BUSINESS_IMPACT, MODEL_PERFORMANCE
-from tests.conftest import QUIET, day, ingest
+from tests.conftest import QUIET, day, ingest, module_home
 
 SIZE = {"PLATFORM_SIM_CUSTOMERS": "3000", "PLATFORM_SIM_DAYS": "150"}
 
@@ -15,12 +15,7 @@ SIZE = {"PLATFORM_SIM_CUSTOMERS": "3000", "PLATFORM_SIM_DAYS": "150"}
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     """150 days, a promoted model, days 119 and 149 scored and monitored, then day 150 end to end."""
-    home = tmp_path_factory.mktemp("monitoring") / "home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PLATFORM_HOME", str(home))
-        patch.delenv("DAGSTER_HOME", raising=False)
-        for name, value in SIZE.items():
-            patch.setenv(name, value)
+    with module_home(tmp_path_factory, "monitoring", SIZE):
         defs = build_definitions()
         with dg.instance_for_test() as instance:
             ingest(defs, instance, day(0), day(149))
