@@ -17,7 +17,8 @@ MISSING = "__missing__"
 
 def numeric_profile(values: pl.Series, bins: int = 10, seed: int = 0) -> dict:
     present = values.drop_nulls().drop_nans() if values.dtype.is_float() else values.drop_nulls()
-    array = present.cast(pl.Float64).to_numpy()
+    # Sorted first: warehouse row order varies between queries, and the same data must give the same sample.
+    array = np.sort(present.cast(pl.Float64).to_numpy())
     edges = np.unique(np.quantile(array, np.linspace(0, 1, bins + 1)[1:-1])) if len(array) else np.array([])
     rng = np.random.default_rng(seed)
     sample = rng.choice(array, size=min(SAMPLE_SIZE, len(array)), replace=False) if len(array) else array
