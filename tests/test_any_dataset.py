@@ -51,6 +51,15 @@ def test_another_dataset_trains_and_scores_with_its_declared_roles(machines):
     np.testing.assert_allclose(contributions.sum(axis=1), trained.model.raw_scores(latest), atol=1e-9)
 
 
+def test_the_same_data_in_another_row_order_trains_the_same_model(machines):
+    spec, frame = build_and_load(machines)
+    params = {**PARAMS, "bagging_fraction": 0.8, "bagging_freq": 1}  # bagging draws rows by position
+    first = train(frame, spec, params, max_rounds=300, early_stopping_rounds=20)
+    shuffled = frame.sample(fraction=1.0, shuffle=True, seed=5)
+    again = train(shuffled, spec, params, max_rounds=300, early_stopping_rounds=20)
+    assert first.model.booster.model_to_string() == again.model.booster.model_to_string()
+
+
 def test_a_feature_documented_in_dbt_is_trained_without_python_changes(machines):
     sql = machines / "models" / "machine_health.sql"
     yml = machines / "models" / "machine_health.yml"

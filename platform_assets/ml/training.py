@@ -89,6 +89,8 @@ def train(
     missing = [c for c in (*spec.features, spec.label, spec.snapshot) if c not in frame.columns]
     if missing:
         raise ValueError(f"the training data lacks declared columns {missing} ({spec.training_relation})")
+    # Warehouse row order varies between queries; LightGBM's bins and trees depend on it.
+    frame = frame.sort(spec.snapshot, spec.entity)
     split = TimeSplit.latest(frame[spec.snapshot].to_list(), validation_snapshots, spec.label_horizon_days)
     learn = frame.filter(pl.col(spec.snapshot).is_in(split.train))
     held = (pl.col(spec.entity).hash(seed=17) % 10_000) < int(early_stopping_share * 10_000)
