@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -95,10 +96,15 @@ def page(ui):
         browser.close()
 
 
-def _open(page, url: str, expected: str):
-    """Open a page and wait until ``expected`` shows (the UI loads the code location lazily)."""
+def _open(page, url: str, *expected: str):
+    """Open a page and wait until every ``expected`` text shows.
+
+    The UI renders in stages (code location, then runs, then each check's latest evaluation), so reading
+    the page as soon as the first text shows can catch a section still empty.
+    """
     page.goto(url)
-    page.get_by_text(expected).first.wait_for(timeout=90_000)
+    for text in expected:
+        page.get_by_text(text).first.wait_for(timeout=90_000)
     return page.inner_text("body")
 
 
@@ -125,19 +131,24 @@ def test_the_catalog_lists_every_asset_with_its_group(ui, page):
 
 @pytest.mark.slow
 def test_an_asset_page_shows_its_description_metadata_and_checks(ui, page):
-    text = _open(page, f"{ui}/assets/feature_drift_report?view=checks", "Evaluation result")
+    # the latest evaluation says what it found, before the section that follows it
+    found = re.compile(r"Latest execution(?:(?!Evaluation result).)*?(?:no feature drifted|drifted \(PSI)", re.S)
+    text = _open(page, f"{ui}/assets/feature_drift_report?view=checks", "Evaluation result", "max_psi")
+    deadline = time.monotonic() + 60  # the latest evaluation's description fills in after the section shows
+    while not found.search(text) and time.monotonic() < deadline:
+        page.wait_for_timeout(1000)
+        text = page.inner_text("body")
+    assert found.search(text), text
     assert "feature_drift" in text and "Passed" in text
-    latest = text.split("Latest execution", 1)[1].split("Evaluation result", 1)[0]
-    assert "no feature drifted" in latest or "drifted (PSI" in latest, latest  # the check says what it found
     assert "thresholds" in text and "max_psi" in text  # and its figures against which thresholds
     page.screenshot(path=str(ARTIFACTS / "feature_drift_report_checks.png"), full_page=True)
 
-    text = _open(page, f"{ui}/assets/churn_model", "validation_roc_auc")
+    text = _open(page, f"{ui}/assets/churn_model", "validation_roc_auc", "mlflow_run")
     assert "LightGBM trained on the dbt training set" in text
     assert "validation_roc_auc" in text and "mlflow_run" in text
     page.screenshot(path=str(ARTIFACTS / "churn_model.png"), full_page=True)
 
-    text = _open(page, f"{ui}/assets/raw_sessions?view=checks", "Evaluation result")
+    text = _open(page, f"{ui}/assets/raw_sessions?view=checks", "Evaluation result", "rows meet the contract")
     assert "contract" in text and "rows meet the contract" in text
     page.screenshot(path=str(ARTIFACTS / "raw_sessions_checks.png"), full_page=True)
 
