@@ -131,14 +131,14 @@ def test_the_catalog_lists_every_asset_with_its_group(ui, page):
 
 @pytest.mark.slow
 def test_an_asset_page_shows_its_description_metadata_and_checks(ui, page):
+    from playwright.sync_api import expect
+
     # the latest evaluation says what it found, before the section that follows it
     found = re.compile(r"Latest execution(?:(?!Evaluation result).)*?(?:no feature drifted|drifted \(PSI)", re.S)
-    text = _open(page, f"{ui}/assets/feature_drift_report?view=checks", "Evaluation result", "max_psi")
-    deadline = time.monotonic() + 60  # the latest evaluation's description fills in after the section shows
-    while not found.search(text) and time.monotonic() < deadline:
-        page.wait_for_timeout(1000)
-        text = page.inner_text("body")
-    assert found.search(text), text
+    _open(page, f"{ui}/assets/feature_drift_report?view=checks", "Evaluation result", "max_psi")
+    # the latest evaluation's description fills in after its section shows; expect() retries until then
+    expect(page.locator("body")).to_contain_text(found, use_inner_text=True, timeout=60_000)
+    text = page.inner_text("body")
     assert "feature_drift" in text and "Passed" in text
     assert "thresholds" in text and "max_psi" in text  # and its figures against which thresholds
     page.screenshot(path=str(ARTIFACTS / "feature_drift_report_checks.png"), full_page=True)
