@@ -96,16 +96,19 @@ def page(ui):
         browser.close()
 
 
-def _open(page, url: str, *expected: str):
-    """Open a page and wait until every ``expected`` text shows.
+def _open(page, url: str, *expected: str | re.Pattern):
+    """Open a page and wait until every ``expected`` text or pattern shows in it.
 
     The UI renders in stages (code location, then runs, then each check's latest evaluation), so reading
-    the page as soon as the first text shows can catch a section still empty.
+    the page as soon as the first text shows can catch a section still empty; expect() retries until then.
     """
+    from playwright.sync_api import expect
+
     page.goto(url)
+    body = page.locator("body")
     for text in expected:
-        page.get_by_text(text).first.wait_for(timeout=90_000)
-    return page.inner_text("body")
+        expect(body).to_contain_text(text, use_inner_text=True, timeout=90_000)
+    return body.inner_text()
 
 
 @pytest.mark.slow
@@ -131,14 +134,9 @@ def test_the_catalog_lists_every_asset_with_its_group(ui, page):
 
 @pytest.mark.slow
 def test_an_asset_page_shows_its_description_metadata_and_checks(ui, page):
-    from playwright.sync_api import expect
-
     # the latest evaluation says what it found, before the section that follows it
     found = re.compile(r"Latest execution(?:(?!Evaluation result).)*?(?:no feature drifted|drifted \(PSI)", re.S)
-    _open(page, f"{ui}/assets/feature_drift_report?view=checks", "Evaluation result", "max_psi")
-    # the latest evaluation's description fills in after its section shows; expect() retries until then
-    expect(page.locator("body")).to_contain_text(found, use_inner_text=True, timeout=60_000)
-    text = page.inner_text("body")
+    text = _open(page, f"{ui}/assets/feature_drift_report?view=checks", "Evaluation result", "max_psi", found)
     assert "feature_drift" in text and "Passed" in text
     assert "thresholds" in text and "max_psi" in text  # and its figures against which thresholds
     page.screenshot(path=str(ARTIFACTS / "feature_drift_report_checks.png"), full_page=True)
