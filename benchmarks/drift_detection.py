@@ -21,7 +21,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +31,11 @@ def build_features(customers: int, drift_day: int, factor: float, days: int):
     """customer_features of a simulated business, built by the platform's own jobs."""
     import dagster as dg
 
-    from resources.settings import start_date
+    from resources.settings import settings
 
-    first = date.fromisoformat(start_date())
+    first = settings().start_date
     os.environ["PLATFORM_SIM_CUSTOMERS"] = str(customers)
-    drift = {"drift_start": (first + timedelta(days=drift_day)).isoformat(), "drift_session_minutes_factor": factor}
+    drift = {"start_date": (first + timedelta(days=drift_day)).isoformat(), "session_minutes_factor": factor}
     os.environ["PLATFORM_SIM_DRIFT"] = json.dumps(drift)
     from platform_assets.dbt_models import dbt_models
     from platform_assets.definitions import build_definitions

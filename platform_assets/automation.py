@@ -11,7 +11,6 @@ another retraining: no loops.
 """
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -22,6 +21,7 @@ from platform_assets.jobs import daily_pipeline, retrain_job
 from platform_assets.monitoring.drift_reports import FEATURE_DRIFT_CHECK, PREDICTION_DRIFT_CHECK
 from platform_assets.monitoring.performance_reports import PERFORMANCE_CHECK
 from resources.model_registry import CHAMPION, ModelRegistry
+from resources.settings import settings
 
 WATCHED_CHECKS = (
     dg.AssetCheckKey(dg.AssetKey("feature_drift_report"), FEATURE_DRIFT_CHECK),
@@ -177,8 +177,8 @@ def retrain_on_failed_checks(context: dg.SensorEvaluationContext, registry: Mode
 
 def retrain_policy() -> RetrainPolicy:
     return RetrainPolicy(
-        consecutive_days=int(os.environ.get("PLATFORM_RETRAIN_CONSECUTIVE_DAYS", "3")),
-        cooldown_days=int(os.environ.get("PLATFORM_RETRAIN_COOLDOWN_DAYS", "7")),
+        consecutive_days=settings().retrain_consecutive_days,
+        cooldown_days=settings().retrain_cooldown_days,
     )
 
 
@@ -187,7 +187,5 @@ daily_schedule = dg.build_schedule_from_partitioned_job(
     hour_of_day=1,
     name="daily_pipeline_schedule",
     description="Moves each new day through raw data, features, predictions and monitoring.",
-    default_status=dg.DefaultScheduleStatus.RUNNING
-    if os.environ.get("PLATFORM_DAILY_SCHEDULE") == "on"
-    else dg.DefaultScheduleStatus.STOPPED,
+    default_status=dg.DefaultScheduleStatus.RUNNING if settings().daily_schedule else dg.DefaultScheduleStatus.STOPPED,
 )

@@ -13,9 +13,8 @@ import os
 import sys
 import time
 from datetime import date, timedelta
-from pathlib import Path
 
-from resources.settings import ensure_dagster_home, export_environment, start_date
+from resources.settings import ensure_dagster_home, export_environment, platform_home, settings
 
 LOG_LEVEL = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -96,11 +95,11 @@ def _demo(args: argparse.Namespace) -> None:
     _settle_environment(args)
     import dagster as dg
 
-    first = date.fromisoformat(start_date())
+    first = settings().start_date
     last = first + timedelta(days=args.days - 1)
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
-        print(f"Building {first}..{last} for about {args.customers} customers in {os.environ['PLATFORM_HOME']}")
+        print(f"Building {first}..{last} for about {args.customers} customers in {platform_home()}")
         tags = {"platform/trigger": "demo"}
         results = [
             _run("ingest_raw", instance, (first, last), tags),
@@ -114,7 +113,6 @@ def _summarize(results, seconds: float) -> None:
     import dagster as dg
 
     from platform_assets.definitions import defs
-    from resources.settings import platform_home
 
     home = platform_home()
     graph = defs.resolve_asset_graph()
@@ -152,7 +150,7 @@ def _summarize(results, seconds: float) -> None:
         f"\nLake (Delta):        {home / 'lake'}\n"
         f"Warehouse (DuckDB):  {home / 'warehouse' / 'churn.duckdb'}\n"
         f"MLflow (SQLite):     {home / 'mlflow'}  (browse with `make mlflow`)\n"
-        f"Dagster instance:    {os.environ['DAGSTER_HOME']}\n"
+        f"Dagster instance:    {settings().dagster_home}\n"
         f"Assets:              {len(graph.get_all_asset_keys())} in one graph; browse them with `make dev` "
         "at http://127.0.0.1:3000"
     )
@@ -165,10 +163,10 @@ def _drift_demo(args: argparse.Namespace) -> None:
     (raw, features, predictions, monitoring), and after each day the retraining sensor
     is evaluated exactly as the Dagster daemon evaluates it, its requests run at once.
     """
-    first = date.fromisoformat(start_date())
+    first = settings().start_date
     last_history = first + timedelta(days=args.days - 1)
     drift_day = last_history + timedelta(days=args.quiet_days + 1)
-    drift = {"drift_start": drift_day.isoformat(), "drift_session_minutes_factor": args.minutes_factor}
+    drift = {"start_date": drift_day.isoformat(), "session_minutes_factor": args.minutes_factor}
     os.environ["PLATFORM_SIM_DRIFT"] = json.dumps(drift)
     _settle_environment(args)
     import dagster as dg
@@ -178,9 +176,9 @@ def _drift_demo(args: argparse.Namespace) -> None:
 
     registry = defs.resources["registry"]
     if registry.version("champion") is not None:
-        sys.exit(f"drift-demo needs a fresh PLATFORM_HOME; {os.environ['PLATFORM_HOME']} already has a model")
+        sys.exit(f"drift-demo needs a fresh PLATFORM_HOME; {platform_home()} already has a model")
     started = time.monotonic()
-    log_path = Path(os.environ["PLATFORM_HOME"]) / "drift-demo.log"
+    log_path = platform_home() / "drift-demo.log"
     print(
         f"History {first}..{last_history}, {args.customers} customers; session time x{args.minutes_factor} from {drift_day}"
     )
@@ -246,7 +244,7 @@ def _drift_summary(registry, seconds: float) -> None:
         aliases = ", ".join(version.aliases) or "no alias"
         print(f"  v{version.version} ({aliases}): {version.tags.get('promotion_reason', '')}")
     print(
-        f"\nBrowse it: make dev PLATFORM_HOME={os.environ['PLATFORM_HOME']}  "
+        f"\nBrowse it: make dev PLATFORM_HOME={platform_home()}  "
         "(runs tagged platform/trigger=automation are the retraining)"
     )
 
@@ -270,12 +268,13 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("prepare", help="parse the dbt project (writes the manifest)").set_defaults(func=_prepare)
     commands.add_parser("init", help="create the home and the Dagster instance config").set_defaults(func=_init)
     demo = commands.add_parser("demo", help="run the whole graph on the built-in simulated business")
-    demo.add_argument("--customers", type=int, default=int(os.environ.get("PLATFORM_SIM_CUSTOMERS", 20_000)))
-    demo.add_argument("--days", type=int, default=int(os.environ.get("PLATFORM_SIM_DAYS", 180)))
+    defaults = settings()
+    demo.add_argument("--customers", type=int, default=defaults.sim_customers)
+    demo.add_argument("--days", type=int, default=defaults.sim_days)
     demo.set_defaults(func=_demo)
     drift = commands.add_parser("drift-demo", help="inject drift and watch the platform retrain itself")
-    drift.add_argument("--customers", type=int, default=int(os.environ.get("PLATFORM_SIM_CUSTOMERS", 20_000)))
-    drift.add_argument("--days", type=int, default=int(os.environ.get("PLATFORM_SIM_DAYS", 180)), help="history")
+    drift.add_argument("--customers", type=int, default=defaults.sim_customers)
+    drift.add_argument("--days", type=int, default=defaults.sim_days, help="history")
     drift.add_argument("--quiet-days", type=int, default=3, help="days without drift after the history")
     drift.add_argument("--drift-days", type=int, default=9, help="days with drift")
     drift.add_argument("--minutes-factor", type=float, default=0.7, help="session time multiplier once drifted")

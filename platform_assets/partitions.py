@@ -2,6 +2,6 @@
 
 import dagster as dg
 
-from resources.settings import start_date
+from resources.settings import settings
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date=start_date())
+daily_partitions = dg.DailyPartitionsDefinition(start_date=settings().start_date.isoformat())

@@ -1,13 +1,10 @@
 """Configurable resources, with local defaults under the platform home.
 
-Every default can be replaced by an environment variable, so production settings
+Every value comes from :class:`resources.settings.Settings`, so production settings
 (object storage, a warehouse target, a tracking server) are configuration, not code.
 """
 
 from __future__ import annotations
-
-import json
-import os
 
 import dagster as dg
 
@@ -15,41 +12,27 @@ from resources.dbt import dbt_resource
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
 from resources.privacy import Privacy
-from resources.settings import export_environment, start_date
+from resources.settings import export_environment, settings
 from resources.sources import RawSource
 from resources.warehouse import Warehouse
 
-
-def _secret(name: str, default: str) -> str | dg.EnvVar:
-    """An EnvVar when set, so the value is read at run time and never shown in the UI."""
-    return dg.EnvVar(name) if os.environ.get(name) else default
+LOCAL_PII_SALT = "churn-platform-local-salt"
 
 
 def build_resources() -> dict[str, object]:
     """The resources of the code location, resolved against ``PLATFORM_HOME``."""
-    home = export_environment()
+    export_environment()
+    config = settings()
     return {
-        "lake": Lake(
-            root=os.environ.get("PLATFORM_LAKE_ROOT", str(home / "lake")),
-            storage_options=json.loads(os.environ.get("PLATFORM_LAKE_STORAGE_OPTIONS", "{}")),
-        ),
+        "lake": Lake(root=config.lake, storage_options=config.lake_storage_options),
         "source": RawSource(
-            landing_root=str(home / "landing"),
-            simulator_enabled=os.environ.get("PLATFORM_SOURCE", "simulator") != "landing",
-            start_date=start_date(),
-            customers=int(os.environ.get("PLATFORM_SIM_CUSTOMERS", "20000")),
-            days=int(os.environ.get("PLATFORM_SIM_DAYS", "180")),
-            # e.g. {"drift_start": "2026-07-05", "drift_session_minutes_factor": 0.7}
-            **json.loads(os.environ.get("PLATFORM_SIM_DRIFT", "{}")),
+            landing_root=str(config.resolved_home / "landing"),
+            simulator_enabled=config.source == "simulator",
+            simulator=config.simulator,
         ),
-        "privacy": Privacy(salt=_secret("PLATFORM_PII_SALT", "churn-platform-local-salt")),
+        # An EnvVar when set, so the value is read at run time and never shown in the UI.
+        "privacy": Privacy(salt=dg.EnvVar("PLATFORM_PII_SALT") if config.pii_salt else LOCAL_PII_SALT),
         "dbt": dbt_resource(),
-        "warehouse": Warehouse(path=str(home / "warehouse" / "churn.duckdb")),
-        "registry": ModelRegistry(
-            # Not MLFLOW_TRACKING_URI: MLflow sets that itself in-process once used.
-            tracking_uri=os.environ.get("PLATFORM_MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"),
-            artifact_location=os.environ.get(
-                "PLATFORM_MLFLOW_ARTIFACT_LOCATION", (home / "mlflow" / "artifacts").as_uri()
-            ),
-        ),
+        "warehouse": Warehouse(path=str(config.warehouse_path)),
+        "registry": ModelRegistry(tracking_uri=config.tracking_uri, artifact_location=config.artifact_location),
     }

@@ -7,24 +7,18 @@ manifest without importing the rest of the platform.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from dagster_dbt import DbtCliResource, DbtProject
 
-from resources.settings import CHECKOUT, prefer_environment_bin
+from resources.settings import prefer_environment_bin, settings
 
 prefer_environment_bin()
 
 # PLATFORM_DBT_PROJECT_DIR points the platform at another copy of the project (a
 # branch being developed, or a test's temp copy); it must be set before import.
-DBT_PROJECT_DIR = Path(os.environ.get("PLATFORM_DBT_PROJECT_DIR") or CHECKOUT / "dbt_project").resolve()
+_settings = settings()
+DBT_PROJECT_DIR = _settings.dbt_project_dir.resolve()
 
-dbt_project = DbtProject(
-    project_dir=DBT_PROJECT_DIR,
-    profiles_dir=DBT_PROJECT_DIR,
-    target=os.environ.get("DBT_TARGET"),
-)
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=_settings.dbt_target)
 
 
 def dbt_resource() -> DbtCliResource:

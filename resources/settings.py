@@ -1,17 +1,28 @@
-"""Settings from the environment, and where the platform keeps its local state.
+"""The platform's settings: one typed object read from the environment, and where local state lives.
 
-One home directory, set by ``PLATFORM_HOME``, holds all local state.
+Every setting is a field of :class:`Settings`, read from a ``PLATFORM_*`` environment
+variable (or the standard name a tool already uses: ``DAGSTER_HOME``, ``DBT_TARGET``),
+so production services are switched by configuration alone and a typo in a value fails
+at start-up with the variable's name instead of deep inside a run.
 
-Everything a run writes (the lake, the warehouse, the MLflow store, the Dagster
-instance, the landing zone) lives below it, so a test gets its own in a temp dir and
-``rm -rf`` of the home resets the platform.
+One home directory, set by ``PLATFORM_HOME``, holds all local state. Everything a run
+writes (the lake, the warehouse, the MLflow store, the Dagster instance, the landing
+zone) lives below it, so a test gets its own in a temp dir and ``rm -rf`` of the home
+resets the platform.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from datetime import date
 from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from resources.simulator import DriftSpec, SimulatorConfig
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = CHECKOUT / ".platform"
@@ -28,14 +39,79 @@ concurrency:
 """
 
 
-def start_date() -> str:
-    """First day of the daily partitions (and of the simulated business): ``PLATFORM_START_DATE``."""
-    return os.environ.get("PLATFORM_START_DATE", "2026-01-01")
+class Settings(BaseSettings):
+    """Everything the platform reads from its environment, with the embedded defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="PLATFORM_", extra="ignore", env_ignore_empty=True)
+
+    home: Path = Field(default=DEFAULT_HOME, description="All local state: lake, warehouse, MLflow, Dagster.")
+    start_date: date = Field(default=date(2026, 1, 1), description="First day of the daily partitions.")
+    source: Literal["simulator", "landing"] = Field(
+        default="simulator", description="`landing`: only landed files; `simulator`: the simulator fills the rest."
+    )
+    sim_customers: int = Field(default=20_000, gt=0, description="Simulated customers.")
+    sim_days: int = Field(default=180, gt=0, description="Days of simulated history.")
+    sim_drift: DriftSpec | None = Field(
+        default=None,
+        description='Drift injected into the simulator, JSON: {"start_date": "2026-07-05", "session_minutes_factor": 0.7}.',
+    )
+    lake_root: str | None = Field(default=None, description="Delta lake root (a path or s3://...); <home>/lake.")
+    lake_storage_options: dict[str, str] = Field(
+        default_factory=dict, description="delta-rs storage options, JSON (object storage credentials, endpoint)."
+    )
+    pii_salt: SecretStr | None = Field(default=None, description="Salt of the hashes of personal identifiers.")
+    # Not MLFLOW_TRACKING_URI: MLflow sets that itself in-process once used.
+    mlflow_tracking_uri: str | None = Field(default=None, description="MLflow tracking URI; SQLite under the home.")
+    mlflow_artifact_location: str | None = Field(default=None, description="MLflow artifact root; under the home.")
+    dbt_project_dir: Path = Field(default=CHECKOUT / "dbt_project", description="The dbt project to build.")
+    dbt_target: str | None = Field(
+        default=None, validation_alias=AliasChoices("DBT_TARGET"), description="dbt target; the profile's default."
+    )
+    dagster_home: Path | None = Field(
+        default=None, validation_alias=AliasChoices("DAGSTER_HOME"), description="Dagster instance; <home>/dagster."
+    )
+    retrain_consecutive_days: int = Field(default=3, ge=1, description="Failing days in a row before retraining.")
+    retrain_cooldown_days: int = Field(default=7, ge=0, description="Days after a retraining without another.")
+    daily_schedule: bool = Field(default=False, description="Run the daily pipeline every morning (`on`/`off`).")
+
+    @property
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def lake(self) -> str:
+        return self.lake_root or str(self.resolved_home / "lake")
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.resolved_home / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str:
+        return self.mlflow_artifact_location or (self.resolved_home / "mlflow" / "artifacts").as_uri()
+
+    @property
+    def simulator(self) -> SimulatorConfig:
+        return SimulatorConfig(
+            start_date=self.start_date.isoformat(),
+            customers=self.sim_customers,
+            days=self.sim_days,
+            drift=self.sim_drift,
+        )
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.resolved_home / "warehouse" / "churn.duckdb"
+
+
+def settings() -> Settings:
+    """The settings as the environment has them now (cheap; tests change the environment)."""
+    return Settings()
 
 
 def platform_home() -> Path:
     """The home directory: ``$PLATFORM_HOME``, or ``.platform/`` in the checkout."""
-    return Path(os.environ.get("PLATFORM_HOME") or DEFAULT_HOME).expanduser().resolve()
+    return settings().resolved_home
 
 
 def export_environment() -> Path:
@@ -64,8 +140,8 @@ def prefer_environment_bin() -> None:
 
 def ensure_dagster_home(home: Path | None = None) -> Path:
     """Point ``DAGSTER_HOME`` below the platform home (unless set) and write its dagster.yaml."""
-    home = home or platform_home()
-    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").resolve()
+    current = settings()
+    dagster_home = (current.dagster_home or (home or current.resolved_home) / "dagster").resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
     config = dagster_home / "dagster.yaml"
     if not config.exists():

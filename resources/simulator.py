@@ -15,11 +15,12 @@ start to ``b`` and keeps the events of ``a..b``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+import dagster as dg
 import numpy as np
 import polars as pl
+from pydantic import Field
 
 from resources.vocabulary import AGE_BANDS, DEVICES, PLANS, TICKET_CATEGORIES
 
@@ -43,32 +44,40 @@ _SESSION_RATE = 0.35  # sessions per day of an average customer
 _ENGAGEMENT_SD = 0.38  # stationary spread of the day-to-day engagement deviation
 
 
-@dataclass(frozen=True)
-class DriftSpec:
-    """A change of behaviour from ``start`` on, to test monitoring against known truth."""
+class DriftSpec(dg.Config):
+    """A change of behaviour from ``start_date`` on, to test monitoring against known truth."""
 
-    start: date
-    session_minutes_factor: float = 1.0
-    session_rate_factor: float = 1.0
-    ticket_rate_factor: float = 1.0
-    price_factor: float = 1.0
-    new_channel: str | None = None
-    new_channel_share: float = 0.0
+    start_date: str = Field(description="Day (ISO) from which the drift applies.")
+    session_minutes_factor: float = Field(default=1.0, description="Multiplies session durations.")
+    session_rate_factor: float = Field(default=1.0, description="Multiplies how often customers use the product.")
+    ticket_rate_factor: float = Field(default=1.0, description="Multiplies support ticket volume.")
+    price_factor: float = Field(default=1.0, description="Multiplies prices of plan changes.")
+    new_channel: str | None = Field(default=None, description="A new acquisition channel for new signups.")
+    new_channel_share: float = Field(default=0.0, description="Share of new signups from the new channel.")
+
+    @property
+    def start(self) -> date:
+        return date.fromisoformat(self.start_date)
 
 
-@dataclass(frozen=True)
-class SimulatorConfig:
-    """Size and seed of the simulated business.
+class SimulatorConfig(dg.Config):
+    """Size and seed of the simulated business, and the drift injected into it.
 
     ``customers`` is about how many distinct customers appear within ``days`` days:
     70% are on the books at ``start`` and the rest sign up evenly over the days.
+    Dagster run config, a resource field and the platform settings all use this one
+    class, so a drift scenario is a configuration change, not a code change.
     """
 
-    start: date = date(2026, 1, 1)
-    customers: int = 20_000
-    days: int = 180
-    seed: int = 42
-    drift: DriftSpec | None = field(default=None)
+    start_date: str = Field(default="2026-01-01", description="First day (ISO) of the simulated business.")
+    customers: int = Field(default=20_000, description="About how many customers appear within `days` days.")
+    days: int = Field(default=180, description="Days over which `customers` appear.")
+    seed: int = Field(default=42, description="Random seed; the same seed gives the same data.")
+    drift: DriftSpec | None = Field(default=None, description="Drift injected from a given day.")
+
+    @property
+    def start(self) -> date:
+        return date.fromisoformat(self.start_date)
 
     @property
     def end(self) -> date:

@@ -10,7 +10,7 @@ import polars as pl
 from pydantic import Field
 
 from resources.landing import LandingFileError, LandingZone
-from resources.simulator import TABLES, DriftSpec, SimulatorConfig, simulate
+from resources.simulator import TABLES, SimulatorConfig, simulate
 
 SIMULATOR = "simulator"
 
@@ -19,43 +19,11 @@ class RawSource(dg.ConfigurableResource):
     """A day of a raw table comes from its landed file when there is one, else the simulator.
 
     With ``simulator_enabled`` off (production), a day without a file has no rows.
-    The simulator settings, drift injection included, are run configuration, so a
-    drift scenario is a config change, not a code change.
     """
 
     landing_root: str = Field(description="Folder of the landing zone: <root>/<table>/<YYYY-MM-DD>.<csv|parquet>.")
     simulator_enabled: bool = Field(default=True, description="Fill days without a landed file from the simulator.")
-    start_date: str = Field(default="2026-01-01", description="First day of the simulated business.")
-    customers: int = Field(default=20_000, description="About how many customers appear within `days` days.")
-    days: int = Field(default=180, description="Days over which `customers` appear.")
-    seed: int = Field(default=42, description="Random seed; the same seed gives the same data.")
-    drift_start: str | None = Field(default=None, description="Day from which the drift below applies.")
-    drift_session_minutes_factor: float = Field(default=1.0, description="Multiplies session durations.")
-    drift_session_rate_factor: float = Field(default=1.0, description="Multiplies how often customers use the product.")
-    drift_ticket_rate_factor: float = Field(default=1.0, description="Multiplies support ticket volume.")
-    drift_price_factor: float = Field(default=1.0, description="Multiplies prices of plan changes.")
-    drift_new_channel: str | None = Field(default=None, description="A new acquisition channel for new signups.")
-    drift_new_channel_share: float = Field(default=0.0, description="Share of new signups from the new channel.")
-
-    def simulator_config(self) -> SimulatorConfig:
-        drift = None
-        if self.drift_start:
-            drift = DriftSpec(
-                start=date.fromisoformat(self.drift_start),
-                session_minutes_factor=self.drift_session_minutes_factor,
-                session_rate_factor=self.drift_session_rate_factor,
-                ticket_rate_factor=self.drift_ticket_rate_factor,
-                price_factor=self.drift_price_factor,
-                new_channel=self.drift_new_channel,
-                new_channel_share=self.drift_new_channel_share,
-            )
-        return SimulatorConfig(
-            start=date.fromisoformat(self.start_date),
-            customers=self.customers,
-            days=self.days,
-            seed=self.seed,
-            drift=drift,
-        )
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig, description="The simulated business.")
 
     def landing(self) -> LandingZone:
         return LandingZone(Path(self.landing_root))
@@ -86,7 +54,7 @@ class RawSource(dg.ConfigurableResource):
                     errors.append(error)
 
         if self.simulator_enabled:
-            config = self.simulator_config()
+            config = self.simulator
             # Tables the simulator does not know (a newly added source) come from landed files only.
             gaps = {
                 t: [d for d, p in files.items() if p is None and d >= config.start]

@@ -11,10 +11,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from resources.settings import start_date
+from resources.settings import settings
 
 SMALL = {"PLATFORM_SIM_CUSTOMERS": "1500", "PLATFORM_SIM_DAYS": "100"}
-FIRST_DAY = date.fromisoformat(start_date())
+FIRST_DAY = settings().start_date
 
 
 def day(n: int) -> date:

@@ -60,7 +60,7 @@ def test_the_daemon_retrains_once_when_drift_checks_keep_failing(tmp_path, monke
         "DAGSTER_HOME": str(home / "dagster"),
         "PLATFORM_SIM_CUSTOMERS": "2000",
         "PLATFORM_SIM_DAYS": "150",
-        "PLATFORM_SIM_DRIFT": json.dumps({"drift_start": day(150).isoformat(), "drift_session_minutes_factor": 0.3}),
+        "PLATFORM_SIM_DRIFT": json.dumps({"start_date": day(150).isoformat(), "session_minutes_factor": 0.3}),
         "PLATFORM_RETRAIN_CONSECUTIVE_DAYS": "2",
     }
     for name, value in settings.items():

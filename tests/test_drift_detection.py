@@ -25,7 +25,7 @@ SHIFTED = {"minutes_7d", "minutes_30d", "minutes_90d", "minutes_trend"}
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    drift = {"drift_start": day(DRIFT_DAY).isoformat(), "drift_session_minutes_factor": 0.7}
+    drift = {"start_date": day(DRIFT_DAY).isoformat(), "session_minutes_factor": 0.7}
     settings = {"PLATFORM_SIM_CUSTOMERS": "5000", "PLATFORM_SIM_DRIFT": json.dumps(drift)}
     with module_home(tmp_path_factory, "drift", settings):
         defs = build_definitions()

@@ -1,6 +1,5 @@
 """The built-in data source: deterministic, realistic enough to learn, drift on demand."""
 
-from dataclasses import replace
 from datetime import date
 
 import polars as pl
@@ -24,7 +23,7 @@ def test_same_seed_same_data(history):
 
 
 def test_another_seed_other_data(history):
-    other = simulate(replace(CONFIG, seed=7), CONFIG.start, CONFIG.end)
+    other = simulate(CONFIG.model_copy(update={"seed": 7}), CONFIG.start, CONFIG.end)
     assert not other["sessions"].equals(history["sessions"])
 
 
@@ -69,9 +68,13 @@ def _mean_minutes(frame: pl.DataFrame, first: date, last: date) -> float:
 
 def test_drift_injection_shifts_only_the_chosen_behaviour(history):
     drift = DriftSpec(
-        start=day(60), session_minutes_factor=0.7, ticket_rate_factor=2.0, new_channel="tiktok", new_channel_share=0.5
+        start_date=day(60).isoformat(),
+        session_minutes_factor=0.7,
+        ticket_rate_factor=2.0,
+        new_channel="tiktok",
+        new_channel_share=0.5,
     )
-    drifted = simulate(replace(CONFIG, drift=drift), CONFIG.start, CONFIG.end)
+    drifted = simulate(CONFIG.model_copy(update={"drift": drift}), CONFIG.start, CONFIG.end)
 
     # Before the drift the world is the same, day for day.
     before = drifted["sessions"].filter(pl.col("ds") < day(60))

@@ -1,0 +1,54 @@
+"""The typed settings: one object, read from the environment, failing early on bad values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from resources.settings import settings
+
+
+def test_defaults_put_all_state_under_the_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "home"))
+    for name in ("PLATFORM_LAKE_ROOT", "PLATFORM_MLFLOW_TRACKING_URI", "PLATFORM_MLFLOW_ARTIFACT_LOCATION"):
+        monkeypatch.delenv(name, raising=False)
+    current = settings()
+    home = (tmp_path / "home").resolve()
+    assert Path(current.lake) == home / "lake"
+    assert current.tracking_uri == f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    assert current.artifact_location == (home / "mlflow" / "artifacts").as_uri()
+    assert current.warehouse_path == home / "warehouse" / "churn.duckdb"
+
+
+def test_environment_values_are_parsed_into_types(monkeypatch):
+    monkeypatch.setenv("PLATFORM_SIM_DRIFT", json.dumps({"start_date": "2026-07-01", "session_minutes_factor": 0.7}))
+    monkeypatch.setenv("PLATFORM_LAKE_STORAGE_OPTIONS", json.dumps({"AWS_ALLOW_HTTP": "true"}))
+    monkeypatch.setenv("PLATFORM_DAILY_SCHEDULE", "on")
+    monkeypatch.setenv("PLATFORM_START_DATE", "2025-03-01")
+    monkeypatch.setenv("PLATFORM_HOME", "")  # empty means unset: the default home
+    current = settings()
+    assert current.simulator.drift.start.isoformat() == "2026-07-01"
+    assert current.simulator.drift.session_minutes_factor == 0.7
+    assert current.simulator.start.isoformat() == "2025-03-01"
+    assert current.lake_storage_options == {"AWS_ALLOW_HTTP": "true"}
+    assert current.daily_schedule is True
+    assert current.resolved_home.name == ".platform"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PLATFORM_SIM_DAYS", "ninety"),
+        ("PLATFORM_SOURCE", "ftp"),
+        ("PLATFORM_SIM_DRIFT", '{"session_minutes_factor": 0.7}'),  # no start_date
+        ("PLATFORM_START_DATE", "01/02/2026"),
+    ],
+)
+def test_a_malformed_value_fails_at_start_naming_the_setting(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(pydantic.ValidationError) as raised:
+        settings()
+    assert name.removeprefix("PLATFORM_").lower() in str(raised.value)
