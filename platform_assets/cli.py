@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
 from datetime import date, timedelta
 
-from resources.settings import ensure_dagster_home, export_environment, platform_home, settings
+from resources.settings import LOG, ensure_dagster_home, export_environment, platform_home, settings
 
 LOG_LEVEL = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -30,13 +31,22 @@ def _prepare(_: argparse.Namespace | None = None) -> None:
 
 
 def _init(_: argparse.Namespace | None = None) -> None:
-    """Create the home: the Dagster instance config, the warehouse folder, empty lake tables."""
+    """Create the home: the Dagster instance, the warehouse folder, empty lake tables.
+
+    Every command starts here, so runs whose worker died are marked failed before
+    anything new runs.
+    """
     home = export_environment()
     dagster_home = ensure_dagster_home(home)
     (home / "warehouse").mkdir(parents=True, exist_ok=True)
+    import dagster as dg
+
+    from platform_assets.dead_runs import fail_dead_runs
     from platform_assets.raw import create_missing_tables
     from resources import build_resources
 
+    with dg.DagsterInstance.get() as instance:
+        fail_dead_runs(instance, LOG)
     created = create_missing_tables(build_resources()["lake"])
     print(
         f"PLATFORM_HOME={home}\nDAGSTER_HOME={dagster_home}" + (f"\nCreated empty tables: {created}" if created else "")
@@ -46,11 +56,27 @@ def _init(_: argparse.Namespace | None = None) -> None:
 def _settle_environment(args: argparse.Namespace) -> None:
     os.environ["PLATFORM_SIM_CUSTOMERS"] = str(args.customers)
     os.environ["PLATFORM_SIM_DAYS"] = str(args.days)
+    _ready()
+
+
+def _ready() -> None:
+    """The home initialized and the dbt manifest parsed: what every command that runs jobs needs."""
     _init()
     from resources.dbt import dbt_project
 
     if not dbt_project.manifest_path.exists():
         _prepare()
+
+
+def _run_job(args: argparse.Namespace) -> None:
+    """Run one job now, in this process: for a day, a range of days, or (unpartitioned) once."""
+    _ready()
+    import dagster as dg
+
+    days = (args.first, args.last or args.first) if args.first else None
+    with dg.DagsterInstance.get() as instance:
+        result = _run(args.job, instance, days, {"platform/trigger": "cli"})
+    print(f"Run {result.run_id} of {args.job} succeeded.")
 
 
 def _run(
@@ -282,8 +308,22 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("rollback", help="give the champion alias back to the previous champion").set_defaults(
         func=_rollback
     )
+    run = commands.add_parser("run", help="run one job now (ingest_raw, train_model, score_day, daily_pipeline, ...)")
+    run.add_argument("job", help="the job's name")
+    run.add_argument("--first", type=date.fromisoformat, help="first day, for a partitioned job")
+    run.add_argument("--last", type=date.fromisoformat, help="last day (default: the first)")
+    run.set_defaults(func=_run_job)
     args = parser.parse_args(argv)
-    args.func(args)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s churn-platform %(levelname)s %(message)s"))
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+    from resources.locks import LockTimeout
+
+    try:
+        args.func(args)
+    except LockTimeout as error:
+        sys.exit(str(error))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ dbt groups (``models/groups.yml``), descriptions and column docs from the YAML.
 """
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -17,8 +16,6 @@ from platform_assets.raw import lake_table
 from resources.dbt import dbt_project
 from resources.lake import Lake
 from resources.warehouse import Warehouse
-
-WAREHOUSE_POOL = "duckdb_warehouse"
 
 dbt_project.prepare_if_dev()
 
@@ -40,21 +37,24 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
     manifest=dbt_project.manifest_path,
     project=dbt_project,
     dagster_dbt_translator=PlatformDbtTranslator(),
-    pool=WAREHOUSE_POOL,
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: Lake, warehouse: Warehouse):
-    """Build and test the selected models; record which lake versions they were built from."""
-    Path(warehouse.path).parent.mkdir(parents=True, exist_ok=True)
-    versions = {f"raw_{t}": lake.version(lake_table(t)) for t in CONTRACTS}
-    context.log.info(f"Building from lake versions {versions}")
-    invocation = dbt.cli(["build"], context=context)
-    try:
-        for event in invocation.stream().fetch_row_counts().fetch_column_metadata():
-            if isinstance(event, (dg.Output, dg.AssetMaterialization)):
-                event = event.with_metadata({**event.metadata, "lake_versions": dg.MetadataValue.json(versions)})
-            yield event
-    finally:
-        _close_duckdb_adapter(invocation.adapter)
+    """Build and test the selected models; record which lake versions they were built from.
+
+    The build holds the warehouse's write lock from the start of dbt until this process
+    has closed its own DuckDB connection (row counts and column schemas read through it).
+    """
+    with warehouse.writing(f"run {context.run_id}, dbt build", context.log):
+        versions = {f"raw_{t}": lake.version(lake_table(t)) for t in CONTRACTS}
+        context.log.info(f"Building from lake versions {versions}")
+        invocation = dbt.cli(["build"], context=context)
+        try:
+            for event in invocation.stream().fetch_row_counts().fetch_column_metadata():
+                if isinstance(event, (dg.Output, dg.AssetMaterialization)):
+                    event = event.with_metadata({**event.metadata, "lake_versions": dg.MetadataValue.json(versions)})
+                yield event
+        finally:
+            _close_duckdb_adapter(invocation.adapter)
 
 
 def _close_duckdb_adapter(adapter) -> None:

@@ -4,6 +4,7 @@ import dagster as dg
 
 from platform_assets.automation import daily_schedule, retrain_on_failed_checks, retrain_policy
 from platform_assets.dbt_models import dbt_models
+from platform_assets.dead_runs import dead_run_sensor
 from platform_assets.jobs import daily_pipeline, ingest_job, retrain_job, scoring_job, train_job
 from platform_assets.landing_sensor import landing_sensor
 from platform_assets.model_assets import champion_model, churn_model
@@ -29,7 +30,7 @@ def build_definitions() -> dg.Definitions:
             business_impact,
         ],
         jobs=[ingest_job, train_job, scoring_job, daily_pipeline, retrain_job],
-        sensors=[landing_sensor, retrain_on_failed_checks],
+        sensors=[landing_sensor, retrain_on_failed_checks, dead_run_sensor],
         schedules=[daily_schedule],
         resources={**build_resources(), "policy": retrain_policy()},
     )

@@ -33,6 +33,6 @@ def build_resources() -> dict[str, object]:
         # An EnvVar when set, so the value is read at run time and never shown in the UI.
         "privacy": Privacy(salt=dg.EnvVar("PLATFORM_PII_SALT") if config.pii_salt else LOCAL_PII_SALT),
         "dbt": dbt_resource(),
-        "warehouse": Warehouse(path=str(config.warehouse_path)),
+        "warehouse": Warehouse(path=str(config.warehouse_path), write_lock_timeout_seconds=config.lock_timeout_seconds),
         "registry": ModelRegistry(tracking_uri=config.tracking_uri, artifact_location=config.artifact_location),
     }

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 
 import dagster as dg
 import polars as pl
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from pydantic import Field
+from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+# Two runs writing one table at once: delta-rs refuses the later commit ("a concurrent
+# transaction added new data"). Each write here is a whole-day overwrite or a create
+# that ignores an existing table, so writing again on the new version is exact and
+# idempotent; jittered backoff keeps the writers from colliding again.
+retry_on_commit_conflict = retry(
+    retry=retry_if_exception_type(CommitFailedError),
+    wait=wait_random_exponential(multiplier=0.2, max=10),
+    stop=stop_after_attempt(12),
+    before_sleep=before_sleep_log(logging.getLogger("churn_platform"), logging.INFO),
+    reraise=True,
+)
 
 
 class Lake(dg.ConfigurableResource):
@@ -37,6 +51,11 @@ class Lake(dg.ConfigurableResource):
         predicate = f"ds >= '{first.isoformat()}' AND ds <= '{last.isoformat()}'"
         if extra:
             predicate = f"{predicate} AND {extra}"
+        self._write(name, frame, predicate)
+        return self.version(name)
+
+    @retry_on_commit_conflict
+    def _write(self, name: str, frame: pl.DataFrame, predicate: str) -> None:
         write_deltalake(
             self.uri(name),
             frame.to_arrow(),
@@ -45,7 +64,6 @@ class Lake(dg.ConfigurableResource):
             predicate=predicate,
             storage_options=self._options(),
         )
-        return self.version(name)
 
     def version(self, name: str) -> int | None:
         """The table's current version, or None when it does not exist yet."""
@@ -61,6 +79,11 @@ class Lake(dg.ConfigurableResource):
         """
         if self.exists(name):
             return False
+        self._create(name, schema)
+        return True
+
+    @retry_on_commit_conflict
+    def _create(self, name: str, schema: dict[str, pl.DataType]) -> None:
         write_deltalake(
             self.uri(name),
             pl.DataFrame(schema=schema).to_arrow(),
@@ -68,7 +91,6 @@ class Lake(dg.ConfigurableResource):
             partition_by=["ds"],
             storage_options=self._options(),
         )
-        return True
 
     def exists(self, name: str) -> bool:
         return self.version(name) is not None

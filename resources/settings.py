@@ -13,6 +13,7 @@ resets the platform.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from datetime import date
@@ -22,20 +23,19 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from resources.locks import hold
 from resources.simulator import DriftSpec, SimulatorConfig
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = CHECKOUT / ".platform"
+LOG = logging.getLogger("churn_platform")
+
 
 DAGSTER_YAML = """\
 # Written by churn-platform for the local instance; replace it for production
 # (Postgres storage, a run launcher) or point DAGSTER_HOME elsewhere.
 telemetry:
   enabled: false
-concurrency:
-  pools:
-    # One step at a time per pool: dbt holds the DuckDB warehouse's single write lock.
-    default_limit: 1
 """
 
 
@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     retrain_consecutive_days: int = Field(default=3, ge=1, description="Failing days in a row before retraining.")
     retrain_cooldown_days: int = Field(default=7, ge=0, description="Days after a retraining without another.")
     daily_schedule: bool = Field(default=False, description="Run the daily pipeline every morning (`on`/`off`).")
+    lock_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="How long a step or command waits for the warehouse or instance lock."
+    )
 
     @property
     def resolved_home(self) -> Path:
@@ -139,12 +142,21 @@ def prefer_environment_bin() -> None:
 
 
 def ensure_dagster_home(home: Path | None = None) -> Path:
-    """Point ``DAGSTER_HOME`` below the platform home (unless set) and write its dagster.yaml."""
+    """Point ``DAGSTER_HOME`` below the platform home (unless set), write its dagster.yaml
+    and create the instance's storage, once, before any run.
+
+    Dagster creates its SQLite schema on first open without a lock: four runs started
+    together on a fresh home raced (``table secondary_indexes already exists``). Here
+    one process at a time creates it, under an OS file lock in the Dagster home.
+    """
+    from dagster import DagsterInstance
+
     current = settings()
     dagster_home = (current.dagster_home or (home or current.resolved_home) / "dagster").resolve()
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    config = dagster_home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    with hold(dagster_home / ".instance.lock", "creating the Dagster instance", current.lock_timeout_seconds, LOG):
+        config = dagster_home / "dagster.yaml"
+        if not config.exists():
+            config.write_text(DAGSTER_YAML)
+        DagsterInstance.from_config(str(dagster_home)).dispose()
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dagster_home
