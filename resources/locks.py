@@ -5,6 +5,8 @@ A Dagster concurrency-pool slot outlives a killed run and blocks every later run
 ``flock`` when its process dies, however it dies. filelock's ``FileLock`` is ``flock``
 on Unix and already installed with Dagster; its ``on_acquired`` hook writes the holder
 (pid, host, what it does) into the lock file, so a waiter can name whom it waits for.
+``preserve_lock_file`` also refuses filelock's fallback to an existence lock on a
+filesystem without ``flock``: that lock would outlive a killed holder.
 """
 
 from __future__ import annotations
