@@ -5,6 +5,13 @@ descriptions become the column schema shown in the Dagster catalog. ``ds`` is th
 day a record landed (the partition). Vocabularies that the business may extend
 (regions, channels, offer types) are checked for presence, not membership, so a new
 acquisition channel is data to monitor, not a row to quarantine.
+
+Keys hold across days: every raw table records events (a customer's first record, a
+session, a ticket, an offer, a plan change, a cancellation), each landed once. A
+``unique`` column is the table's key: a row whose key is already stored on another
+day, or first landed on an earlier day, is quarantined, never stored twice. A table
+without one (plan changes) is keyed by its whole row, so an exact copy of a row is
+quarantined as a duplicate and the row is stored once.
 """
 
 from __future__ import annotations
@@ -142,6 +149,13 @@ CONTRACTS: dict[str, type[pa.DataFrameModel]] = {
 # What happens to personal data on ingestion: hashed columns keep joins and counts
 # possible (same email, same hash), dropped ones are gone before anything is stored.
 PII: dict[str, dict[str, str]] = {"customers": {"name": "drop", "email": "hash"}}
+
+
+def key_columns(table: str) -> list[str]:
+    """The columns that identify a row of the table: its unique columns, else every column but ``ds``."""
+    columns = CONTRACTS[table].to_schema().columns
+    unique = [name for name, column in columns.items() if column.unique]
+    return unique or [name for name in columns if name != "ds"]
 
 
 def landed_columns(table: str) -> list[str]:

@@ -1,10 +1,19 @@
-"""The landing sensor: a file dropped in the landing zone becomes that day's partition."""
+"""The landing sensor: a file dropped in the landing zone becomes that day's partition.
+
+Nothing landed is ignored. Anything that is not one day of one raw table (an unknown
+folder, an unsupported file, a name that is not a day, two files for one day, a day
+before the first partition) is moved to ``_rejected/`` with a note and logged, and
+never stops the files of other tables from being requested. A file for a day that is
+not a partition yet (today's) waits, and is requested once its day is one.
+"""
 
 import json
 from collections import defaultdict
+from datetime import date
 
 import dagster as dg
 
+from platform_assets.contracts import CONTRACTS
 from platform_assets.jobs import ingest_job
 from platform_assets.partitions import daily_partitions
 from platform_assets.raw import raw_key
@@ -15,21 +24,30 @@ from resources.sources import RawSource
     job=ingest_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests the raw partitions of new or replaced files in the landing zone, one run per day.",
+    description="Requests the raw partitions of new or replaced files in the landing zone, one run per day; "
+    "moves aside, with a note, anything that cannot be ingested.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, source: RawSource):
     seen: dict[str, str] = json.loads(context.cursor or "{}")
+    zone = source.landing(list(CONTRACTS))
+    inventory = zone.inventory()
+    for stray in inventory.strays:
+        context.log.warning(f"Moved aside {zone.reject(stray.path, stray.problem, stray.table, stray.day)}")
     now = {}
     by_day = defaultdict(list)
     valid_days = set(daily_partitions.get_partition_keys())
-    for landed in source.landing().files():
-        now[str(landed.path)] = landed.fingerprint
-        if seen.get(str(landed.path)) == landed.fingerprint:
+    first_day = date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d"))
+    for landed in inventory.files:
+        if landed.day < first_day:
+            problem = f"{landed.day} is before the first partition of the raw tables ({first_day})"
+            context.log.warning(f"Moved aside {zone.reject(landed.path, problem, landed.table, landed.day)}")
             continue
         if landed.day.isoformat() not in valid_days:
-            context.log.warning(f"Ignoring {landed.path}: {landed.day} is not a partition of the raw tables.")
+            context.log.info(f"Waiting with {landed.path}: {landed.day} is not a partition of the raw tables yet.")
             continue
-        by_day[landed.day.isoformat()].append(landed)
+        now[str(landed.path)] = landed.fingerprint
+        if seen.get(str(landed.path)) != landed.fingerprint:
+            by_day[landed.day.isoformat()].append(landed)
     for day, files in sorted(by_day.items()):
         yield dg.RunRequest(
             run_key="|".join(sorted(f.fingerprint for f in files)),

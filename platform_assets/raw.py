@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from platform_assets.contracts import CONTRACTS, PII, landed_columns
+from platform_assets.contracts import CONTRACTS, PII, key_columns, landed_columns
 from platform_assets.metadata import OWNER, markdown_table, table_schema
 from platform_assets.partitions import daily_partitions
 from platform_assets.quality import QUARANTINE_SCHEMA, enforce
@@ -107,14 +107,16 @@ def raw_tables(
     first, last = window.start.date(), (window.end - timedelta(days=1)).date()
     tables = [t for t in CONTRACTS if raw_key(t) in context.selected_asset_keys]
     context.log.info(f"Loading {', '.join(tables)} for {first}..{last}")
-    frames, errors = source.load({t: landed_columns(t) for t in tables}, first, last)
-    failed_tables = {error.path.parent.name for error in errors}
+    frames, rejected = source.load({t: landed_columns(t) for t in tables}, first, last, list(CONTRACTS))
+    for item in rejected:
+        context.log.error(f"Moved aside {item}")
+    failed = [item for item in rejected if item.day is not None and first <= item.day <= last]
 
     for table in tables:
-        if table in failed_tables:
-            context.log.error(f"Not storing {table} for {first}..{last}: a landed file could not be read.")
+        if any(item.table == table for item in failed):
+            context.log.error(f"Not storing {table} for {first}..{last}: a landed file of these days was moved aside.")
             continue
-        verdict = enforce(table, frames[table], privacy.salt)
+        verdict = enforce(table, frames[table], privacy.salt(), stored=_stored_keys(lake, table, first, last))
         version = lake.replace_days(lake_table(table), verdict.good, first, last)
         lake.replace_days(
             QUARANTINE,
@@ -131,6 +133,7 @@ def raw_tables(
             asset_key=raw_key(table),
             metadata={
                 "dagster/row_count": verdict.good.height,
+                "rows_in": verdict.rows_in,
                 "rows_quarantined": verdict.quarantined.height,
                 "delta_version": version,
                 "partition_range": f"{first}..{last}",
@@ -141,11 +144,27 @@ def raw_tables(
         )
         yield _contract_result(table, verdict, config.max_quarantine_fraction, lake)
 
-    if errors:
+    if rejected:
+        rows = {t: sum(item.rows for item in failed if item.table == t) for t in tables}
         raise dg.Failure(
-            description="Landed files could not be read and were moved aside:\n" + "\n".join(f"- {e}" for e in errors),
-            metadata={"rejected_files": [str(e.path) for e in errors]},
+            description="Landed files could not be ingested and were moved aside:\n"
+            + "\n".join(f"- {item}" for item in rejected),
+            metadata={
+                "rejected_files": [str(item.path) for item in rejected],
+                "rows_in_rejected_files": {t: n for t, n in rows.items() if n},
+            },
         )
+
+
+def _stored_keys(lake: Lake, table: str, first, last) -> pl.LazyFrame | None:
+    """Keys already stored on days outside ``first..last`` (those days are being replaced)."""
+    if not lake.exists(lake_table(table)):
+        return None
+    return (
+        lake.scan(lake_table(table))
+        .filter(~pl.col("ds").is_between(first, last))
+        .select(*key_columns(table), "ds", "_source_file", "_source_row")
+    )
 
 
 def _contract_result(table: str, verdict, max_fraction: float, lake: Lake) -> dg.AssetCheckResult:

@@ -16,8 +16,6 @@ from resources.settings import export_environment, settings
 from resources.sources import RawSource
 from resources.warehouse import Warehouse
 
-LOCAL_PII_SALT = "churn-platform-local-salt"
-
 
 def build_resources() -> dict[str, object]:
     """The resources of the code location, resolved against ``PLATFORM_HOME``."""
@@ -30,8 +28,11 @@ def build_resources() -> dict[str, object]:
             simulator_enabled=config.source == "simulator",
             simulator=config.simulator,
         ),
-        # An EnvVar when set, so the value is read at run time and never shown in the UI.
-        "privacy": Privacy(salt=dg.EnvVar("PLATFORM_PII_SALT") if config.pii_salt else LOCAL_PII_SALT),
+        "privacy": Privacy(
+            # An EnvVar when set, so the value is read at run time and never shown in the UI.
+            configured_salt=dg.EnvVar("PLATFORM_PII_SALT") if config.pii_salt else None,
+            salt_file=str(config.resolved_home / "secrets" / "pii_salt"),
+        ),
         "dbt": dbt_resource(),
         "warehouse": Warehouse(path=str(config.warehouse_path), write_lock_timeout_seconds=config.lock_timeout_seconds),
         "registry": ModelRegistry(tracking_uri=config.tracking_uri, artifact_location=config.artifact_location),

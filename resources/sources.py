@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from resources.landing import LandingFileError, LandingZone
+from resources.landing import LandingFileError, LandingZone, Rejected
 from resources.simulator import TABLES, SimulatorConfig, simulate
 
 SIMULATOR = "simulator"
@@ -21,28 +21,39 @@ class RawSource(dg.ConfigurableResource):
     With ``simulator_enabled`` off (production), a day without a file has no rows.
     """
 
-    landing_root: str = Field(description="Folder of the landing zone: <root>/<table>/<YYYY-MM-DD>.<csv|parquet>.")
+    landing_root: str = Field(
+        description="Folder of the landing zone: <root>/<table>/<YYYY-MM-DD>.<csv|csv.gz|parquet>."
+    )
     simulator_enabled: bool = Field(default=True, description="Fill days without a landed file from the simulator.")
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig, description="The simulated business.")
 
-    def landing(self) -> LandingZone:
-        return LandingZone(Path(self.landing_root))
+    def landing(self, tables: list[str]) -> LandingZone:
+        """The landing zone, whose folders may be named after ``tables``."""
+        return LandingZone(Path(self.landing_root), tuple(tables))
 
     def load(
-        self, columns: dict[str, list[str]], first: date, last: date
-    ) -> tuple[dict[str, list[pl.DataFrame]], list[LandingFileError]]:
+        self, columns: dict[str, list[str]], first: date, last: date, known_tables: list[str]
+    ) -> tuple[dict[str, list[pl.DataFrame]], list[Rejected]]:
         """Load days ``first..last`` of each table in ``columns`` (table -> expected columns).
 
         Returns, per table, frames with ``ds``, ``_source_file`` and ``_source_row``
-        (landed files as strings, simulated ones typed), and the files that could not
-        be read. Those are moved aside before returning, so the caller can fail loudly
-        while nothing is lost.
+        (landed files as landed, simulated ones typed), and what was moved aside: files
+        of these days that could not be read, and anything in the zone's root or these
+        tables' folders that is not one day of one table (``known_tables`` name the
+        folders). They are moved before returning, so the caller can fail loudly while
+        nothing is lost.
         """
-        zone = self.landing()
+        zone = self.landing(known_tables)
+        inventory = zone.inventory()
+        rejected = [
+            zone.reject(stray.path, stray.problem, stray.table, stray.day)
+            for stray in inventory.strays
+            if stray.table in columns or stray.path.parent == zone.root
+        ]
         frames: dict[str, list[pl.DataFrame]] = {table: [] for table in columns}
-        errors: list[LandingFileError] = []
         days = pl.date_range(first, last, eager=True).to_list()
-        landed = {table: {d: zone.file_for(table, d) for d in days} for table in columns}
+        found = {(f.table, f.day): f.path for f in inventory.files}
+        landed = {table: {d: found.get((table, d)) for d in days} for table in columns}
         for table, files in landed.items():
             for day, path in files.items():
                 if path is None:
@@ -50,8 +61,11 @@ class RawSource(dg.ConfigurableResource):
                 try:
                     frames[table].append(zone.read(path, columns[table]).with_columns(ds=pl.lit(day)))
                 except LandingFileError as error:
-                    zone.reject(path, error)
-                    errors.append(error)
+                    rejected.append(zone.reject(path, error.located, table, day))
+        # A day whose files were moved aside is not filled by the simulator: its delivery failed.
+        for item in rejected:
+            if item.table in landed and item.day in landed[item.table]:
+                landed[item.table][item.day] = item.moved_to
 
         if self.simulator_enabled:
             config = self.simulator
@@ -72,4 +86,4 @@ class RawSource(dg.ConfigurableResource):
                             pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("ds").alias("_source_row"),
                         )
                     )
-        return frames, errors
+        return frames, rejected

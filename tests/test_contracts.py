@@ -62,13 +62,40 @@ def test_contract_quarantines_a_bad_row_and_keeps_the_rest(landed, table):
     assert summary.filter(pl.col("column") != "<row>").height or "<row>" in summary["column"].to_list()
 
 
-def test_a_duplicate_key_quarantines_both_rows(landed):
+def test_an_exact_copy_of_a_row_is_stored_once(landed):
     frame = landed["cancellations"]
-    doubled = pl.concat([frame, frame.head(1)])
-    verdict = enforce("cancellations", [doubled], salt="test")
+    copy = frame.head(1).with_columns(pl.lit(frame.height + 2, dtype=pl.Int64).alias("_source_row"))
+    verdict = enforce("cancellations", [pl.concat([frame, copy])], salt="test")
+    assert verdict.good.height == frame.height
+    (reason,) = verdict.quarantined["reason"].to_list()
+    assert (
+        f"line {frame.height + 2}: customer_id: exact duplicate of landing/cancellations/2026-01-04.csv line 2"
+        in reason
+    )
+
+
+def test_two_different_rows_for_one_key_on_one_day_are_both_held_back(landed):
+    frame = landed["cancellations"]
+    clash = frame.head(1).with_columns(pl.lit("another reason").alias("reason"))
+    verdict = enforce("cancellations", [pl.concat([frame, clash])], salt="test")
     assert verdict.quarantined.height == 2
     assert all("customer_id: field_uniqueness" in r for r in verdict.quarantined["reason"])
     assert verdict.good.height == frame.height - 1
+
+
+def test_a_key_keeps_its_first_day_within_a_batch_and_across_batches(landed):
+    frame = landed["cancellations"].head(2)
+    later = frame.head(1).with_columns(pl.col("ds") + pl.duration(days=2), pl.lit("later").alias("reason"))
+    verdict = enforce("cancellations", [frame, later], salt="test")
+    assert verdict.good["customer_id"].to_list() == frame["customer_id"].cast(pl.Int64).to_list()
+    (reason,) = verdict.quarantined["reason"].to_list()
+    assert f"key first landed on {frame['ds'][0]}" in reason
+
+    # The same row landing alone later meets the stored key: quarantined, not stored twice.
+    stored = verdict.good.lazy()
+    again = enforce("cancellations", [later], salt="test", stored=stored)
+    assert again.good.height == 0
+    assert f"customer_id: key already stored on {frame['ds'][0]}" in again.quarantined["reason"][0]
 
 
 def test_a_simulated_day_meets_every_contract(landed):

@@ -11,7 +11,7 @@ COLUMNS = ["customer_id", "cancelled_on", "reason"]
 @pytest.fixture
 def zone(tmp_path):
     (tmp_path / "cancellations").mkdir()
-    return LandingZone(tmp_path)
+    return LandingZone(tmp_path, ("cancellations",))
 
 
 def write(zone, name, text):
@@ -41,8 +41,7 @@ def test_a_ragged_line_names_the_file_and_the_line(zone):
     with pytest.raises(LandingFileError) as error:
         zone.read(path, COLUMNS)
     assert error.value.line == 3
-    assert str(path) in str(error.value) and "line 3" in str(error.value)
-    assert "Expected Number of Columns: 3 Found: 4" in str(error.value)
+    assert str(error.value) == f"{path}: line 3: expected 3 fields, found 4"
 
 
 def test_an_unterminated_quote_names_its_line(zone):
@@ -80,15 +79,18 @@ def test_a_corrupt_parquet_file_is_refused(zone):
 
 def test_rejected_files_are_moved_aside_with_a_note(zone):
     path = write(zone, "2026-01-05.csv", "bad\n")
-    moved = zone.reject(path, LandingFileError(path, 1, "broken"))
-    assert not path.exists() and moved.exists()
+    rejected = zone.reject(path, "line 1: broken")
+    moved = rejected.moved_to
+    assert not path.exists() and moved.exists() and rejected.rows == 0
     assert moved.parent == zone.root / "_rejected" / "cancellations"
-    assert "line 1: broken" in moved.with_suffix(moved.suffix + ".error.txt").read_text()
-    assert zone.files() == []
+    assert f"{path}: line 1: broken" in moved.with_name(moved.name + ".error.txt").read_text()
+    assert zone.inventory().files == []
 
 
-def test_only_well_named_files_are_listed(zone):
+def test_well_named_files_are_listed_and_everything_else_is_a_stray(zone):
     write(zone, "2026-01-05.csv", "x\n")
     write(zone, "notes.txt", "x\n")
     write(zone, "yesterday.csv", "x\n")
-    assert [(f.table, f.day.isoformat()) for f in zone.files()] == [("cancellations", "2026-01-05")]
+    inventory = zone.inventory()
+    assert [(f.table, f.day.isoformat()) for f in inventory.files] == [("cancellations", "2026-01-05")]
+    assert sorted(s.path.name for s in inventory.strays) == ["notes.txt", "yesterday.csv"]

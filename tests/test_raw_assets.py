@@ -95,7 +95,7 @@ def test_a_landed_file_replaces_the_simulator_and_its_bad_rows_are_quarantined(h
     assert quarantined.height == 1
     row = quarantined.row(0, named=True)
     assert row["source_file"] == str(path) and row["source_row"] == 4
-    assert "cancelled_on: dtype('Date') (got someday)" in row["reason"]
+    assert row["reason"] == f"{path}, line 4: cancelled_on: dtype('Date'): not a date YYYY-MM-DD (got someday)"
 
     check = checks(result)["raw_cancellations"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR  # 1 of 3 is above 5%
@@ -118,7 +118,7 @@ def test_an_unreadable_file_fails_the_run_by_name_and_line_and_is_kept(home, res
     result = materialize(resources, instance, day(5).isoformat(), raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).event_specific_data.error.message
-    assert f"{path}, line 2" in failure
+    assert f"{path}: line 2: expected 3 fields, found 4" in failure
     assert not path.exists()
     rejected = list((home / "landing" / "_rejected" / "cancellations").glob("2026-01-06.*.csv"))
     assert len(rejected) == 1 and "extra" in rejected[0].read_text()

@@ -1,0 +1,126 @@
+"""Turning landed values into the contract's types, strictly, one column at a time.
+
+Nothing is inferred and nothing is cast silently: a value that does not fit its typed
+column becomes null here and is reported as a failure of its row (the row is then
+quarantined), never truncated, rounded or reinterpreted. The rules, for text (CSV)
+and for Parquet's own types alike:
+
+- integer: digits only (``1.9`` or ``1.0`` in text fail); from Parquet, integer types
+  in range, or floats with no fractional part;
+- number: a finite decimal (``1,5``, ``nan`` and ``inf`` fail);
+- date: ``YYYY-MM-DD`` that exists (``05/01/2026`` and ``2026-13-45`` fail);
+- timestamp: ISO-8601 ``YYYY-MM-DD[T ]HH:MM[:SS[.ffffff]]`` with ``Z``, an offset or
+  no zone (taken as UTC), stored in UTC; from Parquet, datetimes (zoned ones converted
+  to UTC). Integers (epochs) and dates fail: their unit or zone would be a guess;
+- text: text only.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+ROW = "_row"
+INTEGER = r"^[+-]?\d+$"
+NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+DATE = r"^\d{4}-\d{2}-\d{2}$"
+TIMESTAMP = r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})(:\d{2}(?:\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$"
+EXPECTED = {
+    "integer": "not an integer",
+    "number": "not a finite number",
+    "date": "not a date YYYY-MM-DD",
+    "timestamp": "not an ISO-8601 timestamp",
+    "text": "not text",
+}
+
+
+def parse(frame: pl.DataFrame, dtypes: dict[str, pl.DataType]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Cast each column to its contract type; returns the typed frame and one failure per bad value."""
+    typed = frame.with_columns(_cast(name, frame.schema[name], dtype).alias(name) for name, dtype in dtypes.items())
+    lost = [
+        frame.with_row_index(ROW)
+        .filter(pl.col(name).is_not_null() & typed[name].is_null())
+        .select(
+            pl.col(ROW),
+            pl.lit(name).alias("column"),
+            pl.lit(_check(frame.schema[name], dtype)).alias("check"),
+            _as_text(pl.col(name), frame.schema[name]).alias("failure_case"),
+        )
+        for name, dtype in dtypes.items()
+        if frame.schema[name] != dtype or dtype == pl.Float64  # floats: NaN and inf are not numbers
+    ]
+    return typed, pl.concat(lost, how="vertical") if lost else no_failures()
+
+
+def no_failures() -> pl.DataFrame:
+    return pl.DataFrame(schema={ROW: pl.UInt32, "column": pl.String, "check": pl.String, "failure_case": pl.String})
+
+
+def _kind(dtype: pl.DataType) -> str:
+    if dtype.is_integer():
+        return "integer"
+    if dtype.is_float():
+        return "number"
+    if dtype == pl.Date:
+        return "date"
+    if isinstance(dtype, pl.Datetime):
+        return "timestamp"
+    return "text"
+
+
+def _check(source: pl.DataType, target: pl.DataType) -> str:
+    """The failure's name: the declared type, what is wrong, and the file's type when it is not text."""
+    check = f"dtype('{target}'): {EXPECTED[_kind(target)]}"
+    return check if source in (pl.String, target) else f"{check} (the file's column is {source})"
+
+
+def _as_text(column: pl.Expr, source: pl.DataType) -> pl.Expr:
+    return column if source == pl.String else column.cast(pl.String)
+
+
+def _cast(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
+    column = pl.col(name)
+    if source == pl.Null:
+        return pl.lit(None, dtype=target)
+    kind = _kind(target)
+    if source == target and kind != "number":
+        return column
+    if source == pl.String:
+        text = column.str.strip_chars()
+        if kind == "integer":
+            return pl.when(text.str.contains(INTEGER)).then(text.cast(target, strict=False))
+        if kind == "number":
+            return pl.when(text.str.contains(NUMBER)).then(text.cast(target, strict=False))
+        if kind == "date":
+            return pl.when(text.str.contains(DATE)).then(text.str.to_date("%Y-%m-%d", strict=False))
+        if kind == "timestamp":
+            return _timestamp(text, target)
+        return column
+    if kind == "integer" and source.is_integer():
+        return column.cast(target, strict=False)
+    if kind == "integer" and source.is_float():
+        return pl.when(column.is_finite() & (column == column.round(0))).then(column.cast(target, strict=False))
+    if kind == "number" and (source.is_integer() or source.is_float() or source.is_decimal()):
+        return pl.when(column.cast(target, strict=False).is_finite()).then(column.cast(target, strict=False))
+    if kind == "date" and source == pl.Date:
+        return column
+    if kind == "timestamp" and isinstance(source, pl.Datetime):
+        utc = column.dt.convert_time_zone("UTC").dt.replace_time_zone(None) if source.time_zone else column
+        exact = (column.dt.nanosecond() % 1000 == 0) if source.time_unit == "ns" else pl.lit(True)
+        return pl.when(exact).then(utc.cast(target, strict=False))
+    if kind == "text" and isinstance(source, (pl.Categorical, pl.Enum)):
+        return column.cast(pl.String)
+    return pl.lit(None, dtype=target)
+
+
+def _timestamp(text: pl.Expr, target: pl.DataType) -> pl.Expr:
+    """ISO-8601 text to a UTC timestamp: the local time minus its offset."""
+    parts = text.str.extract_groups(TIMESTAMP)
+    local = pl.concat_str(
+        parts.struct.field("1"), pl.lit(" "), parts.struct.field("2"), parts.struct.field("3").fill_null(":00")
+    ).str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit=target.time_unit, strict=False)
+    zone = parts.struct.field("4").str.replace(":", "", literal=True)
+    hours, minutes = zone.str.slice(1, 2).cast(pl.Int64), zone.str.slice(3, 2).cast(pl.Int64)
+    sign = pl.when(zone.str.starts_with("-")).then(-1).otherwise(1)
+    offset = pl.when(zone.is_null() | (zone == "Z")).then(0).otherwise(sign * (hours * 60 + minutes))
+    valid = zone.is_null() | (zone == "Z") | ((hours <= 23) & (minutes <= 59))
+    return pl.when(valid).then(local - pl.duration(minutes=offset))
