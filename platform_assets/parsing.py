@@ -119,7 +119,10 @@ def _timestamp(text: pl.Expr, target: pl.DataType) -> pl.Expr:
         parts.struct.field("1"), pl.lit(" "), parts.struct.field("2"), parts.struct.field("3").fill_null(":00")
     ).str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit=target.time_unit, strict=False)
     zone = parts.struct.field("4").str.replace(":", "", literal=True)
-    hours, minutes = zone.str.slice(1, 2).cast(pl.Int64), zone.str.slice(3, 2).cast(pl.Int64)
+    hours, minutes = (
+        zone.str.slice(1, 2).cast(pl.Int64, strict=False),
+        zone.str.slice(3, 2).cast(pl.Int64, strict=False),
+    )
     sign = pl.when(zone.str.starts_with("-")).then(-1).otherwise(1)
     offset = pl.when(zone.is_null() | (zone == "Z")).then(0).otherwise(sign * (hours * 60 + minutes))
     valid = zone.is_null() | (zone == "Z") | ((hours <= 23) & (minutes <= 59))
