@@ -1,6 +1,9 @@
 """The landing sensor requests exactly the partitions and tables of new or replaced files."""
 
+import json
+import logging
 import os
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -17,8 +20,19 @@ def land(home, table, when, text="customer_id,cancelled_on,reason\n1,2026-01-02,
     return path
 
 
-def tick(resources, instance, cursor=None):
+class Messages(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def tick(resources, instance, cursor=None, messages: Messages | None = None):
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"source": resources["source"]})
+    if messages:
+        context.log.addHandler(messages)
     requests = list(landing_sensor(context))
     return requests, context.cursor
 
@@ -47,7 +61,32 @@ def test_new_files_request_their_days_and_tables_once(home, resources, instance)
     assert replaced[0].run_key != requests[1].run_key
 
 
-def test_files_outside_the_partitions_are_ignored(home, resources, instance):
-    land(home, "cancellations", day(-30))
-    requests, _ = tick(resources, instance)
-    assert requests == []
+def test_strays_are_moved_aside_with_a_note_and_never_block_other_tables(home, resources, instance):
+    land(home, "cancellations", day(3))
+    stray_folder = home / "landing" / "foo_unknown"
+    stray_folder.mkdir()
+    (stray_folder / f"{day(3)}.csv").write_text("x\n")
+    (home / "landing" / "cancellations" / "notes.txt").write_text("call Alan\n")
+    land(home, "plan_changes", day(-30))  # before the first partition
+
+    messages = Messages()
+    requests, cursor = tick(resources, instance, messages=messages)
+
+    assert [(r.partition_key, r.asset_selection) for r in requests] == [
+        (day(3).isoformat(), [raw_key("cancellations")])
+    ]
+    rejected = home / "landing" / "_rejected"
+    notes = {p.name.split(".")[0]: p.read_text() for p in rejected.rglob("*.error.txt")}
+    assert "no raw table is named 'foo_unknown'" in notes["foo_unknown"]
+    assert "unsupported file type '.txt'" in notes["notes"]
+    assert "is before the first partition" in notes[day(-30).isoformat()]
+    assert not stray_folder.exists() and (rejected / "cancellations").is_dir()
+    assert len([line for line in messages.lines if line.startswith("Moved aside")]) == 3
+    assert tick(resources, instance, cursor)[0] == []
+
+
+def test_a_file_for_a_day_that_is_not_a_partition_yet_waits(home, resources, instance):
+    future = land(home, "cancellations", date.today() + timedelta(days=2))
+    requests, cursor = tick(resources, instance)
+    assert requests == [] and future.exists()
+    assert str(future) not in json.loads(cursor)  # requested once its day is a partition
