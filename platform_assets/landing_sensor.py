@@ -31,8 +31,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, source: RawSource):
     seen: dict[str, str] = json.loads(context.cursor or "{}")
     zone = source.landing(list(CONTRACTS))
     inventory = zone.inventory()
-    for stray in inventory.strays:
-        context.log.warning(f"Moved aside {zone.reject(stray.path, stray.problem, stray.table, stray.day)}")
+    for rejected in zone.sweep(inventory.strays):
+        context.log.warning(f"Moved aside {rejected}")
     now = {}
     by_day = defaultdict(list)
     valid_days = set(daily_partitions.get_partition_keys())

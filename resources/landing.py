@@ -144,6 +144,16 @@ class LandingZone:
             raise LandingFileError(path, None, f"could not be parsed ({type(error).__name__})") from error
         return frame.with_columns(pl.lit(str(path)).alias("_source_file"))
 
+    def sweep(self, strays: list[Stray]) -> list[Rejected]:
+        """Move strays aside; one already moved by another process (the sensor, a run) is skipped."""
+        moved = []
+        for stray in strays:
+            try:
+                moved.append(self.reject(stray.path, stray.problem, stray.table, stray.day))
+            except FileNotFoundError:
+                continue
+        return moved
+
     def reject(self, path: Path, problem: str, table: str | None = None, day: date | None = None) -> Rejected:
         """Move a file or folder aside with a note of what is wrong; nothing is deleted."""
         relative = path.parent.relative_to(self.root)

@@ -45,11 +45,7 @@ class RawSource(dg.ConfigurableResource):
         """
         zone = self.landing(known_tables)
         inventory = zone.inventory()
-        rejected = [
-            zone.reject(stray.path, stray.problem, stray.table, stray.day)
-            for stray in inventory.strays
-            if stray.table in columns or stray.path.parent == zone.root
-        ]
+        rejected = zone.sweep([s for s in inventory.strays if s.table in columns or s.path.parent == zone.root])
         frames: dict[str, list[pl.DataFrame]] = {table: [] for table in columns}
         days = pl.date_range(first, last, eager=True).to_list()
         found = {(f.table, f.day): f.path for f in inventory.files}
