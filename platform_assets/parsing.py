@@ -5,8 +5,9 @@ column becomes null here and is reported as a failure of its row (the row is the
 quarantined), never truncated, rounded or reinterpreted. The rules, for text (CSV)
 and for Parquet's own types alike:
 
-- integer: digits only (``1.9`` or ``1.0`` in text fail); from Parquet, integer types
-  in range, or floats with no fractional part;
+- integer: digits, with at most a zero fraction (``7`` and ``7.0`` are 7; ``1.9``
+  fails, never truncated); from Parquet, integer types in range, or floats with no
+  fractional part;
 - number: a finite decimal (``1,5``, ``nan`` and ``inf`` fail);
 - date: ``YYYY-MM-DD`` that exists (``05/01/2026`` and ``2026-13-45`` fail);
 - timestamp: ISO-8601 ``YYYY-MM-DD[T ]HH:MM[:SS[.ffffff]]`` with ``Z``, an offset or
@@ -20,7 +21,7 @@ from __future__ import annotations
 import polars as pl
 
 ROW = "_row"
-INTEGER = r"^[+-]?\d+$"
+INTEGER = r"^[+-]?\d+(\.0*)?$"
 NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 DATE = r"^\d{4}-\d{2}-\d{2}$"
 TIMESTAMP = r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})(:\d{2}(?:\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$"
@@ -87,7 +88,8 @@ def _cast(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
     if source == pl.String:
         text = column.str.strip_chars()
         if kind == "integer":
-            return pl.when(text.str.contains(INTEGER)).then(text.cast(target, strict=False))
+            digits = text.str.replace(r"\.0*$", "")
+            return pl.when(text.str.contains(INTEGER)).then(digits.cast(target, strict=False))
         if kind == "number":
             return pl.when(text.str.contains(NUMBER)).then(text.cast(target, strict=False))
         if kind == "date":

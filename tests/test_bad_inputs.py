@@ -327,11 +327,11 @@ KINDS: dict[str, Kind] = {
     ),
     # --- values that do not fit their column: that row quarantined, naming file, line, column, value ---
     "fractional_id_in_csv": Kind(
-        "customer_id 1.9 is not an integer: quarantined, never truncated to 1.",
+        "customer_id 1.9 is not an integer: quarantined, never truncated to 1 (3.0 is 3, as in Parquet).",
         "cancellations",
-        {"{d}.csv": cancellations(GOOD_CANCEL[0], "{i}02.9,{d},price")},
-        rows_in=2,
-        stored=(1,),
+        {"{d}.csv": cancellations(GOOD_CANCEL[0], "{i}02.9,{d},price", "{i}03.0,{d},price")},
+        rows_in=3,
+        stored=(1, 3),
         quarantined={3: "line 3: customer_id: dtype('Int64'): not an integer (got {i}02.9)"},
     ),
     "parquet_float_ids": Kind(
