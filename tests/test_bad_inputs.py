@@ -280,7 +280,7 @@ KINDS: dict[str, Kind] = {
     ),
     # --- supported variants: ingested ---
     "upper_case_extension": Kind(
-        "2026-..-...CSV is a CSV file.",
+        "A day landed with an upper-case extension (.CSV) is a CSV file.",
         "cancellations",
         {"{d}.CSV": cancellations(*GOOD_CANCEL)},
         rows_in=2,
