@@ -150,6 +150,19 @@ KINDS: dict[str, Kind] = {
         rows_in=0,
         rejected={"{d}.csv": "not shown (they may be data)"},
     ),
+    "ragged_customer_row": Kind(
+        "A ragged customer row is rejected by line and field count; the row (a name, an email) is never copied.",
+        "customers",
+        {
+            "{d}.csv": text(
+                CUSTOMER,
+                "{i}01,Ada Lovelace,ada@example.com,{d},basic,9.99,north,35-44,ads",
+                "{i}02,Alan Turing,alan.turing@example.com,{d},basic,9.99,north,35-44,ads,extra",
+            )
+        },
+        rows_in=2,
+        rejected={"{d}.csv": "line 3: expected 9 fields, found 10"},
+    ),
     "repeated_header_column": Kind(
         "A header naming a column twice is rejected.",
         "cancellations",
