@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from resources.landing import LandingFileError, LandingZone
+from resources.landing import LandingFileError, LandingZone, _fast_csv
 
 COLUMNS = ["customer_id", "cancelled_on", "reason"]
 
@@ -94,3 +94,29 @@ def test_well_named_files_are_listed_and_everything_else_is_a_stray(zone):
     inventory = zone.inventory()
     assert [(f.table, f.day.isoformat()) for f in inventory.files] == [("cancellations", "2026-01-05")]
     assert sorted(s.path.name for s in inventory.strays) == ["notes.txt", "yesterday.csv"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "fast"),
+    [
+        ("lf", b'customer_id,cancelled_on,reason\n7,2026-01-05,"a\nb"\n8,2026-01-05,"c\nd"\n9,2026-01-05,e\n', True),
+        (
+            "crlf",
+            b'customer_id,cancelled_on,reason\r\n7,2026-01-05,"a\r\nb"\r\n8,2026-01-05,"c\r\nd"\r\n9,2026-01-05,e\r\n',
+            True,
+        ),
+        (
+            "mixed",
+            b'customer_id,cancelled_on,reason\r\n7,2026-01-05,"a\nb"\n8,2026-01-05,"c\nd"\n9,2026-01-05,e\n',
+            False,
+        ),
+    ],
+)
+def test_lines_count_quoted_newlines_whichever_parser_reads_the_file(zone, name, data, fast):
+    """DuckDB reads consistent line ends, Python's csv the rest; both give the same true lines."""
+    path = zone.root / "cancellations" / "2026-01-05.csv"
+    path.write_bytes(data)
+    assert (_fast_csv(data, COLUMNS) is not None) == fast
+    frame = zone.read(path, COLUMNS)
+    assert frame["customer_id"].to_list() == ["7", "8", "9"]
+    assert frame["_source_row"].to_list() == [2, 4, 6]
