@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from datetime import date, timedelta
+from urllib.parse import urlsplit
 
 from resources.settings import LOG, ensure_dagster_home, export_environment, platform_home, settings
 
@@ -141,6 +142,7 @@ def _summarize(results, seconds: float) -> None:
     from platform_assets.definitions import defs
 
     home = platform_home()
+    lake, registry = defs.resources["lake"], defs.resources["registry"]
     graph = defs.resolve_asset_graph()
     print(f"\nDone in {seconds:.0f} s (runs {', '.join(r.run_id for r in results)}).\n")
     latest = {
@@ -173,13 +175,20 @@ def _summarize(results, seconds: float) -> None:
         f"Promotion gate:      {gate['reason']}\n"
         f"Predictions:         {scored['dagster/row_count']} customers scored by v{scored['model_version']}, "
         f"{scored['high_risk']} high risk, {scored['flagged_for_review']} flagged for review\n"
-        f"\nLake (Delta):        {home / 'lake'}\n"
+        f"\nLake (Delta):        {lake.root}\n"
         f"Warehouse (DuckDB):  {home / 'warehouse' / 'churn.duckdb'}\n"
-        f"MLflow (SQLite):     {home / 'mlflow'}  (browse with `make mlflow`)\n"
+        f"MLflow tracking:     {_without_password(registry.tracking_uri)}"
+        f"{'  (browse with `make mlflow`)' if registry.tracking_uri.startswith('sqlite:') else ''}\n"
         f"Dagster instance:    {settings().dagster_home}\n"
         f"Assets:              {len(graph.get_all_asset_keys())} in one graph; browse them with `make dev` "
         "at http://127.0.0.1:3000"
     )
+
+
+def _without_password(uri: str) -> str:
+    """A URI safe to print: a database password in it is masked."""
+    password = urlsplit(uri).password
+    return uri.replace(f":{password}@", ":***@") if password else uri
 
 
 def _drift_demo(args: argparse.Namespace) -> None:
