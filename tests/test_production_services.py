@@ -151,11 +151,12 @@ def _sql(port: int, database: str, query: str) -> list[tuple]:
 def _environment(home: Path, pg_port: int, endpoint: str) -> dict[str, str]:
     """Everything that points the platform at the services, and nothing inherited that could."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PLATFORM_", "DAGSTER_", "MLFLOW_", "AWS_"))}
+    # No keys here: dbt renders these options into its target/ artifacts. delta-rs reads the
+    # keys from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, as MLflow's boto3 does.
     lake_options = {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ALLOW_HTTP": "true",
         "AWS_REGION": REGION,
-        **KEYS,
         # Commits are PUT-if-absent: a concurrent writer of the same version gets 412 and retries.
         "aws_conditional_put": "etag",
     }
@@ -182,7 +183,7 @@ def _environment(home: Path, pg_port: int, endpoint: str) -> dict[str, str]:
 
 
 def _delta(uri: str, env: dict[str, str]) -> pl.DataFrame:
-    return pl.read_delta(uri, storage_options=json.loads(env["PLATFORM_LAKE_STORAGE_OPTIONS"]))
+    return pl.read_delta(uri, storage_options={**json.loads(env["PLATFORM_LAKE_STORAGE_OPTIONS"]), **KEYS})
 
 
 @pytest.mark.slow
