@@ -17,17 +17,25 @@ from datetime import date, timedelta
 import dagster as dg
 from pydantic import Field
 
-from platform_assets.jobs import daily_pipeline, retrain_job
+from platform_assets.datasets import DATASETS, DEFAULT
+from platform_assets.jobs import daily_pipeline, retraining_job
+from platform_assets.ml.feature_spec import Dataset
 from platform_assets.monitoring.drift_reports import FEATURE_DRIFT_CHECK, PREDICTION_DRIFT_CHECK
 from platform_assets.monitoring.performance_reports import PERFORMANCE_CHECK
 from resources.model_registry import CHAMPION, ModelRegistry
 from resources.settings import settings
 
-WATCHED_CHECKS = (
-    dg.AssetCheckKey(dg.AssetKey("feature_drift_report"), FEATURE_DRIFT_CHECK),
-    dg.AssetCheckKey(dg.AssetKey("prediction_drift_report"), PREDICTION_DRIFT_CHECK),
-    dg.AssetCheckKey(dg.AssetKey("model_performance"), PERFORMANCE_CHECK),
-)
+
+def watched_checks(dataset: Dataset) -> tuple[dg.AssetCheckKey, ...]:
+    """The drift and performance checks whose ERROR failures retrain a dataset's model."""
+    return (
+        dg.AssetCheckKey(dg.AssetKey(dataset.key("feature_drift_report")), FEATURE_DRIFT_CHECK),
+        dg.AssetCheckKey(dg.AssetKey(dataset.key("prediction_drift_report")), PREDICTION_DRIFT_CHECK),
+        dg.AssetCheckKey(dg.AssetKey(dataset.key("model_performance")), PERFORMANCE_CHECK),
+    )
+
+
+WATCHED_CHECKS = watched_checks(DEFAULT)
 TRIGGER = "platform/trigger"
 PARTITION = "platform/partition"
 
@@ -141,38 +149,52 @@ def decide_retraining(
     return Decision(requests, skipped, Cursor(seen, last_retrain_day))
 
 
-@dg.sensor(
-    job=retrain_job,
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Retrains churn_model, then runs the promotion gate, when a drift or performance check fails with ERROR "
-        "on N consecutive days against the champion, outside the cooldown; once per failing evaluation."
-    ),
-)
-def retrain_on_failed_checks(context: dg.SensorEvaluationContext, registry: ModelRegistry, policy: RetrainPolicy):
-    evaluations = [e for check in WATCHED_CHECKS for e in read_evaluations(context.instance, check, policy.lookback)]
-    champion = registry.version(CHAMPION)
-    decision = decide_retraining(
-        evaluations, Cursor.parse(context.cursor), champion.version if champion else None, policy
+def retraining_sensor(dataset: Dataset) -> dg.SensorDefinition:
+    """The retraining sensor of a declared dataset (the default one is ``retrain_on_failed_checks``)."""
+    checks = watched_checks(dataset)
+    name = f"retrain_{dataset.registered_model}_on_failed_checks" if dataset.prefix else "retrain_on_failed_checks"
+
+    @dg.sensor(
+        name=name,
+        job=retraining_job(dataset),
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"Retrains `{dataset.registered_model}`, then runs the promotion gate, when a drift or performance check "
+            "fails with ERROR on N consecutive days against the champion, outside the cooldown; once per failing "
+            "evaluation."
+        ),
     )
-    for reason in decision.skipped:
-        context.log.info(f"Not retraining: {reason}")
-    for evaluation in decision.requests:
-        first = evaluation.day - timedelta(days=policy.consecutive_days - 1)
-        context.log.info(f"Retraining: {evaluation.check_name} failed {first}..{evaluation.day}")
-        yield dg.RunRequest(
-            run_key=f"retrain:{evaluation.check_name}:{evaluation.day}:{evaluation.id}",
-            tags={
-                TRIGGER: "automation",
-                PARTITION: evaluation.day.isoformat(),
-                "platform/check": evaluation.check_name,
-                "platform/failing_days": f"{first}..{evaluation.day}",
-                "platform/model_version": evaluation.model_version or "",
-                "platform/reason": evaluation.description[:250],
-            },
+    def retrain(context: dg.SensorEvaluationContext, registry: ModelRegistry, policy: RetrainPolicy):
+        registry = registry.named(dataset.registered_model)
+        evaluations = [e for check in checks for e in read_evaluations(context.instance, check, policy.lookback)]
+        champion = registry.version(CHAMPION)
+        decision = decide_retraining(
+            evaluations, Cursor.parse(context.cursor), champion.version if champion else None, policy
         )
-    context.update_cursor(decision.cursor.dump())
+        for reason in decision.skipped:
+            context.log.info(f"Not retraining: {reason}")
+        for evaluation in decision.requests:
+            first = evaluation.day - timedelta(days=policy.consecutive_days - 1)
+            context.log.info(f"Retraining: {evaluation.check_name} failed {first}..{evaluation.day}")
+            yield dg.RunRequest(
+                run_key=f"retrain:{evaluation.check_name}:{evaluation.day}:{evaluation.id}",
+                tags={
+                    TRIGGER: "automation",
+                    PARTITION: evaluation.day.isoformat(),
+                    "platform/check": evaluation.check_name,
+                    "platform/failing_days": f"{first}..{evaluation.day}",
+                    "platform/model_version": evaluation.model_version or "",
+                    "platform/reason": evaluation.description[:250],
+                },
+            )
+        context.update_cursor(decision.cursor.dump())
+
+    return retrain
+
+
+retrain_on_failed_checks = retraining_sensor(DEFAULT)
+OTHER_SENSORS = [retraining_sensor(d) for d in DATASETS if d != DEFAULT]
 
 
 def retrain_policy() -> RetrainPolicy:

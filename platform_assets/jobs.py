@@ -1,40 +1,88 @@
-"""Jobs: named selections of the asset graph that people and automation launch."""
+"""Jobs: named selections of the asset graph that people and automation launch.
+
+Training and scoring jobs select what the ML assets of a declared dataset actually
+depend on (their upstream dbt models, whatever folder or group those live in), so a
+new dbt model is never left out of the job that needs it.
+"""
+
+from functools import cache
 
 import dagster as dg
 
+from platform_assets.datasets import DATASETS, DEFAULT, dbt_key
+from platform_assets.ml.feature_spec import Dataset
 from platform_assets.partitions import daily_partitions
+
+RAW = dg.AssetSelection.groups("raw")
+SCORING_ASSETS = (
+    "churn_predictions",
+    "feature_drift_report",
+    "prediction_drift_report",
+    "model_performance",
+    "business_impact",
+)
+
+
+def _assets(dataset: Dataset, *names: str) -> dg.AssetSelection:
+    return dg.AssetSelection.assets(*(dg.AssetKey(dataset.key(n)) for n in names))
+
+
+def _name(dataset: Dataset, job: str) -> str:
+    """The default dataset's jobs keep their names; another dataset's carry its registered model name."""
+    return f"{job}_{dataset.registered_model}" if dataset.prefix else job
+
+
+@cache
+def training_job(dataset: Dataset):
+    # Not partitioned: a partitioned run over a range plans every asset once per day,
+    # which for 180 days is thousands of bookkeeping events for assets built once.
+    return dg.define_asset_job(
+        _name(dataset, "train_model"),
+        selection=_assets(dataset, "champion_model").upstream() - RAW,
+        description=f"Build the dbt models `{dataset.registered_model}` is trained on, train a challenger, "
+        "run the promotion gate.",
+    )
+
+
+@cache
+def scoring_job(dataset: Dataset):
+    return dg.define_asset_job(
+        _name(dataset, "score_day"),
+        selection=_assets(dataset, *SCORING_ASSETS),
+        partitions_def=daily_partitions,
+        description=f"Score a day with the `{dataset.registered_model}` champion and monitor it (drift, matured "
+        "performance, business impact).",
+    )
+
+
+@cache
+def retraining_job(dataset: Dataset):
+    return dg.define_asset_job(
+        _name(dataset, "retrain_model"),
+        selection=_assets(dataset, "churn_model", "champion_model"),
+        description=f"Train a `{dataset.registered_model}` challenger on the current training model and run the "
+        "promotion gate.",
+    )
+
 
 ingest_job = dg.define_asset_job(
     "ingest_raw",
-    selection=dg.AssetSelection.groups("raw"),
+    selection=RAW,
     partitions_def=daily_partitions,
     description="Load days of raw data through their contracts into the lake.",
 )
-
-# Not partitioned: a partitioned run over a range plans every asset once per day,
-# which for 180 days is thousands of bookkeeping events for assets built once.
-train_job = dg.define_asset_job(
-    "train_model",
-    selection=dg.AssetSelection.groups("staging", "features", "ml"),
-    description="Build the dbt features and training set from the lake, train a challenger, run the promotion gate.",
-)
-
-scoring_job = dg.define_asset_job(
-    "score_day",
-    selection=dg.AssetSelection.groups("predictions", "monitoring"),
-    partitions_def=daily_partitions,
-    description="Score a day with the champion and monitor it (drift, matured performance, business impact).",
-)
-
+train_job = training_job(DEFAULT)
+score_job = scoring_job(DEFAULT)
+retrain_job = retraining_job(DEFAULT)
 daily_pipeline = dg.define_asset_job(
     "daily_pipeline",
-    selection=dg.AssetSelection.groups("raw", "staging", "features", "predictions", "monitoring"),
+    selection=RAW
+    | dg.AssetSelection.assets(
+        *(dbt_key(m) for m in (DEFAULT.training_model, DEFAULT.scoring_model, DEFAULT.outcome_model))
+    ).upstream()
+    | _assets(DEFAULT, *SCORING_ASSETS),
     partitions_def=daily_partitions,
-    description="A new day end to end: raw data and contracts, dbt features, predictions and monitoring.",
+    description="A new day end to end: raw data and contracts, the dbt models (features, training set, outcomes), "
+    "predictions and monitoring.",
 )
-
-retrain_job = dg.define_asset_job(
-    "retrain_model",
-    selection=dg.AssetSelection.assets("churn_model", "champion_model"),
-    description="Train a challenger on the current training set and run the promotion gate.",
-)
+OTHER_JOBS = [job(d) for d in DATASETS if d != DEFAULT for job in (training_job, scoring_job, retraining_job)]

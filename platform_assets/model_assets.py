@@ -7,6 +7,7 @@ that train or gate need them.
 
 import json
 import tempfile
+from functools import cache
 from pathlib import Path
 
 import dagster as dg
@@ -14,10 +15,11 @@ import polars as pl
 import polars.selectors as cs
 from pydantic import Field
 
+from platform_assets.datasets import DEFAULT, dbt_key, spec_of
 from platform_assets.metadata import OWNER, markdown_table, table_schema
-from platform_assets.ml.feature_spec import FeatureSpec, discover
-from platform_assets.ml.promotion import GateRules, decide
-from resources.dbt import dbt_project
+from platform_assets.ml.feature_spec import Dataset
+from platform_assets.ml.promotion import PromotionConfig, decide, refuse
+from platform_assets.partitions import partition_hint
 from resources.model_registry import CHALLENGER, CHAMPION, ModelRegistry
 from resources.warehouse import Warehouse
 
@@ -26,19 +28,12 @@ SCORE = "churn_probability"
 PYFUNC_MODEL = Path(__file__).parent / "ml" / "pyfunc_model.py"
 
 
-class FeatureSource(dg.Config):
-    training_model: str = Field(default="training_set", description="dbt model with features and the label.")
-    scoring_model: str = Field(default="customer_features", description="dbt model scored every day.")
-    segments: list[str] = Field(
-        default=["plan", "region", "age_band"], description="Columns to measure performance gaps across."
+class TrainingConfig(dg.Config):
+    """LightGBM parameters and the time split; what is trained on comes from the dbt declaration."""
+
+    validation_snapshots: int = Field(
+        default=2, description="Latest snapshot days held out for validation (without a declared split column)."
     )
-
-    def spec(self) -> FeatureSpec:
-        return discover(dbt_project.manifest_path, self.training_model, self.scoring_model)
-
-
-class TrainingConfig(FeatureSource):
-    validation_snapshots: int = Field(default=2, description="Latest snapshot days held out for validation.")
     early_stopping_share: float = Field(
         default=0.15, description="Share of customers held out of the training days to stop boosting early."
     )
@@ -75,57 +70,58 @@ def _pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("mlflow", "lightgbm", "polars", "numpy", "pandas", "pyarrow")]
 
 
-def _lake_versions(instance: dg.DagsterInstance, model: str) -> dict:
-    event = instance.get_latest_materialization_event(dg.AssetKey(model))
+def _lake_versions(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
+    event = instance.get_latest_materialization_event(key)
     versions = event.asset_materialization.metadata.get("lake_versions") if event else None
     return versions.value if versions else {}
 
 
-@dg.asset(
-    deps=[dg.AssetKey("training_set")],
-    group_name="ml",
-    kinds={"lightgbm", "mlflow", "polars"},
-    owners=[OWNER],
-    tags={"layer": "ml"},
-    description=(
-        "The churn model: LightGBM trained on the dbt training set with the features its YAML declares, "
-        "split by time, logged to MLflow with its metrics, reference profile and model card, and registered "
-        "as a new version with the alias `challenger`. The promotion gate decides whether it becomes champion. "
-        "Its reference profile for drift monitoring describes the latest two weeks of features at training time."
-    ),
-)
-def churn_model(
-    context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: Warehouse, registry: ModelRegistry
-):
+def train_challenger(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    dataset: Dataset,
+    warehouse: Warehouse,
+    registry: ModelRegistry,
+) -> dg.MaterializeResult:
+    """Train on the declared training model, honestly split, and register a challenger."""
     import mlflow
 
     from platform_assets.ml.evaluation import calibration_table, largest_gap, metrics, segment_performance
     from platform_assets.ml.model_card import model_card
     from platform_assets.ml.profiles import build_profile
-    from platform_assets.ml.training import labels, train
+    from platform_assets.ml.training import SplitRefused, labels, train
     from platform_assets.plots import as_metadata, calibration, feature_importance, png_bytes
 
-    spec = config.spec()
+    spec = spec_of(dataset)
+    first, last = warehouse.query(
+        f"select min({spec.snapshot}), max({spec.snapshot}) from {spec.scoring_relation}"
+    ).row(0)
+    hint = partition_hint(first, last) if first else f"no rows to score in {spec.scoring_relation}"
+    if hint:
+        raise dg.Failure(f"{spec.scoring_relation}: {hint}")
     frame = warehouse.table(spec.training_relation)
     context.log.info(f"Training on {frame.height} rows of {spec.training_relation} with {len(spec.features)} features")
-    trained = train(
-        frame,
-        spec,
-        config.lightgbm_params(),
-        max_rounds=config.max_rounds,
-        early_stopping_rounds=config.early_stopping_rounds,
-        validation_snapshots=config.validation_snapshots,
-        early_stopping_share=config.early_stopping_share,
-        log=context.log.info,
-    )
+    try:
+        trained = train(
+            frame,
+            spec,
+            config.lightgbm_params(),
+            max_rounds=config.max_rounds,
+            early_stopping_rounds=config.early_stopping_rounds,
+            validation_snapshots=config.validation_snapshots,
+            early_stopping_share=config.early_stopping_share,
+            log=context.log.info,
+        )
+    except SplitRefused as refused:
+        raise dg.Failure(
+            f"{dataset.registered_model}: refused to train on {spec.training_relation}: {refused}"
+        ) from None
     validation = trained.validation
     y, p = labels(validation, spec), validation[SCORE].to_numpy()
     scores = metrics(y, p)
     calibration_bins = calibration_table(y, p)
-    segments = segment_performance(
-        validation, spec.label, SCORE, [s for s in config.segments if s in validation.columns]
-    )
-    gap = largest_gap(segments)
+    segments = segment_performance(validation, spec.label, SCORE, list(spec.segments))
+    gap = largest_gap(segments, spec.segments)
     # The reference for drift is the population the model is deployed on: the latest
     # days of the scoring model, not the validation window, which is a label horizon
     # old. Two weeks cover the weekly rhythm and the fortnightly campaigns.
@@ -137,19 +133,28 @@ def churn_model(
     profile = build_profile(deployed, list(spec.features), trained.model.predict_frame(deployed))
     profile["snapshot"] = f"{deployed[spec.snapshot].min()}..{deployed[spec.snapshot].max()}"
     importance = trained.importance()
-    data_versions = _lake_versions(context.instance, config.training_model)
-    rows = {
-        "train": frame.filter(pl.col(spec.snapshot).is_in(trained.split.train)).height,
-        "validation": validation.height,
-    }
+    data_versions = _lake_versions(context.instance, dbt_key(dataset.training_model))
+    rows = {"train": frame.filter(trained.split.is_train(spec)).height, "validation": validation.height}
     context.log.info(
-        f"Validation ROC AUC {scores['roc_auc']:.3f} after {trained.best_iteration} rounds; logging to MLflow"
+        f"Validation ROC AUC {scores['roc_auc']:.3f} after {trained.best_iteration} rounds "
+        f"({trained.split.describe()}); logging to MLflow"
     )
 
     registry.activate()
-    with mlflow.start_run(run_name=f"churn_model {context.run_id[:8]}") as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_params({**trained.params, "features": len(spec.features), "best_iteration": trained.best_iteration})
-        mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()} | {"segment_gap": gap["gap"]})
+    run_name = f"{dataset.registered_model} {context.run_id[:8]}"
+    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_params(
+            {
+                **trained.params,
+                "features": len(spec.features),
+                "best_iteration": trained.best_iteration,
+                "split_kind": trained.split.kind,
+            }
+        )
+        mlflow.log_metrics(
+            {f"validation_{k}": v for k, v in scores.items()}
+            | ({"segment_gap": gap["gap"]} if gap["gap"] is not None else {})
+        )
         mlflow.set_tags(
             {
                 "dagster_run_id": context.run_id,
@@ -158,6 +163,8 @@ def churn_model(
                 "lake_versions": json.dumps(data_versions),
                 "features": ",".join(spec.features),
                 "validation_snapshots": ",".join(map(str, trained.split.validation)),
+                "split": trained.split.to_json(),
+                "split_description": trained.split.describe(),
             }
         )
         booster_path, encoding_path = Path(tmp, "booster.txt"), Path(tmp, "encoding.json")
@@ -212,14 +219,16 @@ def churn_model(
             "mlflow_run_id": run.info.run_id,
             "mlflow_run": dg.MetadataValue.url(registry.run_url(run.info.experiment_id, run.info.run_id)),
             **{f"validation_{k}": dg.MetadataValue.float(v) for k, v in scores.items()},
-            "segment_gap": dg.MetadataValue.float(float(gap["gap"])),
+            "segment_gap": dg.MetadataValue.float(float(gap["gap"])) if gap["gap"] is not None else gap["reason"],
             "best_iteration": trained.best_iteration,
             "features": dg.MetadataValue.json(list(spec.features)),
             "dagster/column_schema": table_schema(
                 {f: (frame.schema[f], spec.descriptions.get(f, "")) for f in spec.features}
             ),
             "training_rows": rows["train"],
+            "validation_rows": rows["validation"],
             "validation_window": ", ".join(map(str, trained.split.validation)),
+            "split": trained.split.describe(),
             "lake_versions": dg.MetadataValue.json(data_versions),
             "feature_importance": as_metadata(importance_png),
             "calibration": as_metadata(calibration_png),
@@ -236,73 +245,67 @@ def _image(png: bytes):
     return Image.open(io.BytesIO(png))
 
 
-class PromotionConfig(FeatureSource):
-    evaluation_snapshots: int = Field(default=2, description="Latest labelled snapshot days both models are scored on.")
-    auc_floor: float = Field(default=0.65, description="ROC AUC the first model must reach to be promoted.")
-    auc_tolerance: float = Field(default=0.01, description="How far below the champion's ROC AUC a challenger may be.")
-    calibration_tolerance: float = Field(
-        default=0.02, description="How much worse than the champion's calibration error a challenger may be."
-    )
-    max_segment_gap: float = Field(default=0.15, description="Largest ROC AUC gap across segment values allowed.")
-
-    def rules(self) -> GateRules:
-        return GateRules(self.auc_floor, self.auc_tolerance, self.calibration_tolerance, self.max_segment_gap)
-
-
-@dg.asset(
-    deps=[churn_model],
-    group_name="ml",
-    kinds={"mlflow"},
-    owners=[OWNER],
-    tags={"layer": "ml"},
-    description=(
-        "The promotion gate: scores the challenger and the current champion on the same latest labelled window "
-        "and moves the MLflow alias `champion` to the challenger only if it is at least as good (ROC AUC, "
-        "calibration) and fair across segments. The decision and its figures are here and on the model version."
-    ),
-    check_specs=[
-        dg.AssetCheckSpec(
-            PROMOTION_CHECK,
-            asset="champion_model",
-            description="Fails (without blocking scoring, which keeps the old champion) when the challenger is refused.",
-        )
-    ],
-)
-def champion_model(
-    context: dg.AssetExecutionContext, config: PromotionConfig, warehouse: Warehouse, registry: ModelRegistry
+def judge_challenger(
+    context: dg.AssetExecutionContext,
+    config: PromotionConfig,
+    dataset: Dataset,
+    warehouse: Warehouse,
+    registry: ModelRegistry,
 ):
+    """Score challenger and champion on the challenger's validation rows, after checking neither trained on them."""
     from platform_assets.ml.evaluation import largest_gap, metrics, segment_performance
-    from platform_assets.ml.training import labels
+    from platform_assets.ml.training import TimeSplit, labels
 
-    spec = config.spec()
+    spec = spec_of(dataset)
     challenger = registry.version(CHALLENGER)
     if challenger is None:
-        raise dg.Failure(f"{registry.model_name} has no {CHALLENGER}: materialize churn_model first")
+        raise dg.Failure(f"{registry.model_name} has no {CHALLENGER}: materialize its churn_model first")
     champion = registry.version(CHAMPION)
-    window = warehouse.query(
-        f"select * from {spec.training_relation} where {spec.snapshot} in "
-        f"(select distinct {spec.snapshot} from {spec.training_relation} order by 1 desc limit ?)",
-        [config.evaluation_snapshots],
-    )
     contenders = {"challenger": challenger} | ({"champion": champion} if champion else {})
-    figures = {}
-    for role, version in contenders.items():
-        scored = window.with_columns(pl.Series(SCORE, registry.load(version.version).predict_frame(window)))
-        y, p = labels(scored, spec), scored[SCORE].to_numpy()
-        segments = segment_performance(scored, spec.label, SCORE, [s for s in config.segments if s in scored.columns])
-        figures[role] = {
-            "version": version.version,
-            **metrics(y, p),
-            "segment_gap": float(largest_gap(segments)["gap"]),
-        }
-    decision = decide(figures["challenger"], figures.get("champion"), config.rules())
+    splits = {role: registry.split(version.run_id) for role, version in contenders.items()}
+    frame = warehouse.table(spec.training_relation)
+    figures, window, reason = {}, frame.clear(), None
+    if splits["challenger"] is None:
+        reason = f"challenger v{challenger.version} recorded no split, so no rows are known to be unseen"
+    else:
+        window = frame.filter(TimeSplit.from_json(splits["challenger"]).is_validation(spec))
+        window_text = _window_text(window, spec)
+        if window.is_empty():
+            reason = f"the challenger's validation window is empty in {spec.training_relation} ({window_text})"
+        for role, version in contenders.items():
+            if reason:
+                break
+            if splits[role] is None:
+                reason = f"{role} v{version.version} recorded no split, so it may have trained on the window"
+                break
+            split = TimeSplit.from_json(splits[role])
+            seen = window.filter(split.trained_on(spec.snapshot, window.columns)).height
+            if seen:
+                reason = (
+                    f"{seen} of {window.height} rows of the window ({window_text}) overlap what {role} "
+                    f"v{version.version} trained on ({split.describe()})"
+                )
+    if reason:
+        decision = refuse(challenger.version, reason)
+    else:
+        for role, version in contenders.items():
+            scored = window.with_columns(pl.Series(SCORE, registry.load(version.version).predict_frame(window)))
+            y, p = labels(scored, spec), scored[SCORE].to_numpy()
+            gap = largest_gap(segment_performance(scored, spec.label, SCORE, list(spec.segments)), spec.segments)
+            figures[role] = {
+                "version": version.version,
+                **metrics(y, p),
+                "segment_gap": gap["gap"],
+                "segment_reason": gap["reason"],
+            }
+        decision = decide(figures["challenger"], figures.get("champion"), config)
     context.log.info(f"Promotion gate: {decision.summary}")
 
     client = registry.activate()
     if decision.promote:
         registry.promote(challenger.version)
     for key, value in {"promotion_decision": decision.verdict, "promotion_reason": decision.summary}.items():
-        client.set_model_version_tag(registry.model_name, challenger.version, key, value)
+        client.set_model_version_tag(registry.model_name, challenger.version, key, value[:5000])
     champion_now = registry.version(CHAMPION)
     comparison = pl.DataFrame(
         [{"model": role, **{k: v for k, v in f.items() if k in _SHOWN}} for role, f in figures.items()]
@@ -317,22 +320,95 @@ def champion_model(
             "champion_version_url": dg.MetadataValue.url(registry.version_url(champion_now.version))
             if champion_now
             else "none",
-            "comparison": dg.MetadataValue.md(markdown_table(comparison)),
-            "evaluation_window": ", ".join(map(str, sorted(window[spec.snapshot].unique().to_list()))),
+            "comparison": dg.MetadataValue.md(markdown_table(comparison) if figures else "not judged"),
+            "evaluation_window": _window_text(window, spec),
+            "evaluation_rows": window.height,
         }
     )
     yield dg.AssetCheckResult(
         check_name=PROMOTION_CHECK,
+        asset_key=context.asset_key,
         passed=decision.verdict != "refused",
         severity=dg.AssetCheckSeverity.ERROR,
         description=decision.summary,
         metadata={
             "decision": decision.verdict,
+            "evaluation_window": _window_text(window, spec),
             **{
-                f"{r}_{k}": float(v) for r, f in figures.items() for k, v in f.items() if k in _SHOWN and k != "version"
+                f"{r}_{k}": float(v)
+                for r, f in figures.items()
+                for k, v in f.items()
+                if k in _SHOWN and k != "version" and v is not None
             },
         },
     )
 
 
+def _window_text(window: pl.DataFrame, spec) -> str:
+    """The snapshot days of the rows judged, and how many rows."""
+    if window.is_empty():
+        return "no rows"
+    days = sorted(window[spec.snapshot].unique().to_list())
+    shown = ", ".join(map(str, days)) if len(days) <= 3 else f"{days[0]}..{days[-1]} ({len(days)} days)"
+    return f"{window.height} rows of {shown}" + (f", split {spec.split} = validation" if spec.split else "")
+
+
 _SHOWN = ("version", "roc_auc", "pr_auc", "calibration_error", "brier", "segment_gap", "rows")
+
+
+@cache
+def model_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
+    """``churn_model`` and ``champion_model`` of a declared dataset, downstream of its training model."""
+    name = dataset.registered_model
+
+    @dg.asset(
+        key=dataset.key("churn_model"),
+        deps=[dbt_key(dataset.training_model)],
+        group_name="ml",
+        kinds={"lightgbm", "mlflow", "polars"},
+        owners=[OWNER],
+        tags={"layer": "ml"},
+        description=(
+            f"The churn model `{name}`: LightGBM trained on the dbt model `{dataset.training_model}` with the "
+            "features its YAML declares, split honestly (by time, or by a declared split column) or refused, "
+            "logged to MLflow with its metrics, split, reference profile and model card, and registered as a new "
+            "version with the alias `challenger`. The promotion gate decides whether it becomes champion."
+        ),
+    )
+    def churn_model(
+        context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: Warehouse, registry: ModelRegistry
+    ):
+        return train_challenger(context, config, dataset, warehouse, registry.named(name))
+
+    @dg.asset(
+        key=dataset.key("champion_model"),
+        deps=[churn_model, dbt_key(dataset.training_model)],
+        group_name="ml",
+        kinds={"mlflow"},
+        owners=[OWNER],
+        tags={"layer": "ml"},
+        description=(
+            f"The promotion gate of `{name}`: scores the challenger and the current champion on the challenger's "
+            "validation rows, after checking from the split recorded on each version's MLflow run that neither "
+            "trained on them, and moves the alias `champion` only if the challenger is at least as good (ROC AUC, "
+            "calibration) and fair across declared segments. The decision and its figures are here and on the "
+            "model version."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                PROMOTION_CHECK,
+                asset=dataset.key("champion_model"),
+                description="Fails (without blocking scoring, which keeps the old champion) when the challenger is "
+                "refused, or when no honest window exists to judge it on.",
+            )
+        ],
+    )
+    def champion_model(
+        context: dg.AssetExecutionContext, config: PromotionConfig, warehouse: Warehouse, registry: ModelRegistry
+    ):
+        yield from judge_challenger(context, config, dataset, warehouse, registry.named(name))
+
+    return churn_model, champion_model
+
+
+churn_model, champion_model = model_assets(DEFAULT)

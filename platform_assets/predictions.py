@@ -3,14 +3,17 @@
 import json
 import time
 from datetime import UTC, date, datetime
+from functools import cache
 
 import dagster as dg
 import numpy as np
 import polars as pl
 from pydantic import Field
 
+from platform_assets.datasets import DEFAULT, dbt_key, spec_of
 from platform_assets.metadata import OWNER, markdown_table, table_schema
-from platform_assets.model_assets import FeatureSource, champion_model
+from platform_assets.ml.feature_spec import Dataset
+from platform_assets.model_assets import model_assets
 from platform_assets.partitions import daily_partitions
 from resources.lake import Lake
 from resources.model_registry import CHAMPION, ModelRegistry
@@ -18,9 +21,7 @@ from resources.warehouse import Warehouse
 
 PREDICTIONS = "predictions/churn_predictions"
 COLUMNS = {
-    "customer_id": ("Int64", "Customer key (the scoring model's entity)."),
-    "snapshot_date": ("Date", "Day scored; the features use data up to its end."),
-    "churn_probability": ("Float64", "Probability of cancelling within 30 days."),
+    "churn_probability": ("Float64", "Probability of the label (e.g. cancelling) within its horizon."),
     "risk_band": ("String", "low, medium or high, from the probability."),
     "top_reasons": ("List(Struct)", "The three features that moved the score most: name and signed SHAP contribution."),
     "expected_value": ("Float64", "The model's average log-odds; plus every contribution gives the customer's score."),
@@ -34,7 +35,7 @@ COLUMNS = {
 }
 
 
-class ScoringConfig(FeatureSource):
+class ScoringConfig(dg.Config):
     medium_risk_from: float = Field(default=0.1, description="Probability from which a customer is medium risk.")
     high_risk_from: float = Field(default=0.3, description="Probability from which a customer is high risk.")
     review_from: float = Field(default=0.25, description="Lower end of the uncertain band sent to human review.")
@@ -60,34 +61,27 @@ def top_reasons(contributions: np.ndarray, features: list[str], k: int) -> pl.Se
     ).to_series()
 
 
-def feature_versions(instance: dg.DagsterInstance, relation: str, model: str) -> str:
+def feature_versions(instance: dg.DagsterInstance, relation: str, key: dg.AssetKey) -> str:
     """The warehouse relation and the lake versions its latest build read, as JSON."""
-    event = instance.get_latest_materialization_event(dg.AssetKey(model))
+    event = instance.get_latest_materialization_event(key)
     lake_versions = event.asset_materialization.metadata.get("lake_versions") if event else None
     return json.dumps({"relation": relation, "lake_versions": lake_versions.value if lake_versions else {}})
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    deps=[dg.AssetKey("customer_features"), champion_model],
-    group_name="predictions",
-    kinds={"delta", "polars", "lightgbm"},
-    owners=[OWNER],
-    tags={"layer": "predictions"},
-    description=(
-        "Daily churn predictions for every active customer, scored by the MLflow `champion` on the same dbt "
-        "features as training: probability, risk band, top three reasons (SHAP contributions), a review flag "
-        "for uncertain scores, the model version and run, and the feature versions. One Delta partition per day."
-    ),
-    metadata={"lake_table": PREDICTIONS, "dagster/column_schema": table_schema(COLUMNS)},
-)
-def churn_predictions(
-    context: dg.AssetExecutionContext, config: ScoringConfig, warehouse: Warehouse, registry: ModelRegistry, lake: Lake
-):
+def score_day(
+    context: dg.AssetExecutionContext,
+    config: ScoringConfig,
+    dataset: Dataset,
+    warehouse: Warehouse,
+    registry: ModelRegistry,
+    lake: Lake,
+) -> dg.MaterializeResult:
+    """Score the day's rows of the declared scoring model with the champion, explained."""
     from platform_assets.plots import as_metadata, png_bytes, score_distribution
 
     day = date.fromisoformat(context.partition_key)
-    spec = config.spec()
+    spec = spec_of(dataset)
+    table = dataset.lake_table(PREDICTIONS)
     champion = registry.version(CHAMPION)
     if champion is None:
         raise dg.Failure(f"{registry.model_name} has no {CHAMPION}: materialize churn_model and champion_model first")
@@ -103,7 +97,7 @@ def churn_predictions(
     contributions = model.contributions(features)
     seconds = time.perf_counter() - started
     context.log.info(
-        f"Scored {features.height} customers for {day} with {registry.model_name} v{champion.version} "
+        f"Scored {features.height} rows for {day} with {registry.model_name} v{champion.version} "
         f"in {seconds:.2f} s ({features.height / seconds:,.0f} rows/s)"
     )
 
@@ -123,13 +117,13 @@ def churn_predictions(
         pl.lit(registry.model_name).alias("model_name"),
         pl.lit(champion.version).alias("model_version"),
         pl.lit(champion.run_id).alias("model_run_id"),
-        pl.lit(feature_versions(context.instance, spec.scoring_relation, config.scoring_model)).alias(
+        pl.lit(feature_versions(context.instance, spec.scoring_relation, dbt_key(dataset.scoring_model))).alias(
             "feature_versions"
         ),
         pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")).alias("scored_at"),
         pl.lit(day).alias("ds"),
     )
-    version = lake.replace_days(PREDICTIONS, predictions, day, day)
+    version = lake.replace_days(table, predictions, day, day)
 
     bands = predictions.group_by("risk_band").agg(pl.len().alias("customers")).sort("risk_band")
     top = (
@@ -158,7 +152,7 @@ def churn_predictions(
             "model_version": champion.version,
             "model_version_url": dg.MetadataValue.url(registry.version_url(champion.version)),
             "delta_version": version,
-            "dagster/uri": lake.uri(PREDICTIONS),
+            "dagster/uri": lake.uri(table),
             "rows_per_second": round(features.height / seconds),
             "risk_bands": dg.MetadataValue.md(markdown_table(bands)),
             "highest_risk": dg.MetadataValue.md(markdown_table(top)),
@@ -171,3 +165,47 @@ def churn_predictions(
             ),
         }
     )
+
+
+@cache
+def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
+    """``churn_predictions`` of a declared dataset, downstream of its scoring model and its gate."""
+    spec = spec_of(dataset)
+    _, champion = model_assets(dataset)
+    key_columns = {
+        spec.entity: ("key", f"Key of the scoring model `{dataset.scoring_model}`."),
+        spec.snapshot: ("Date", "Day scored; the features use data up to its end."),
+    }
+
+    @dg.asset(
+        key=dataset.key("churn_predictions"),
+        partitions_def=daily_partitions,
+        deps=[dbt_key(dataset.scoring_model), champion],
+        group_name="predictions",
+        kinds={"delta", "polars", "lightgbm"},
+        owners=[OWNER],
+        tags={"layer": "predictions"},
+        description=(
+            f"Daily predictions of `{dataset.registered_model}` for every row of the dbt model "
+            f"`{dataset.scoring_model}` on the day, scored by the MLflow `champion` on the same features as "
+            "training: probability, risk band, top three reasons (SHAP contributions), a review flag for uncertain "
+            "scores, the model version and run, and the feature versions. One Delta partition per day."
+        ),
+        metadata={
+            "lake_table": dataset.lake_table(PREDICTIONS),
+            "dagster/column_schema": table_schema(key_columns | COLUMNS),
+        },
+    )
+    def churn_predictions(
+        context: dg.AssetExecutionContext,
+        config: ScoringConfig,
+        warehouse: Warehouse,
+        registry: ModelRegistry,
+        lake: Lake,
+    ):
+        return score_day(context, config, dataset, warehouse, registry.named(dataset.registered_model), lake)
+
+    return churn_predictions
+
+
+churn_predictions = predictions_asset(DEFAULT)

@@ -49,6 +49,22 @@ class ModelRegistry(dg.ConfigurableResource):
     model_name: str = Field(default="churn_model", description="Registered model name.")
     ui_url: str = Field(default="http://127.0.0.1:5000", description="MLflow UI, for links (`make mlflow`).")
 
+    def named(self, model_name: str) -> ModelRegistry:
+        """The same registry, for another registered model (each declared dataset has its own)."""
+        if model_name == self.model_name:
+            return self
+        return ModelRegistry(
+            tracking_uri=self.tracking_uri,
+            artifact_location=self.artifact_location,
+            experiment=self.experiment,
+            model_name=model_name,
+            ui_url=self.ui_url,
+        )
+
+    def split(self, run_id: str) -> str | None:
+        """The split a training run recorded (JSON), or None for a run that recorded none."""
+        return self.activate().get_run(run_id).data.tags.get("split")
+
     def activate(self):
         """Point this process's MLflow at the registry and experiment; returns a client."""
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -71,9 +71,11 @@ def test_matured_predictions_are_scored_against_the_model_card(platform):
     assert "fairness" in checks(result)
     row = platform["defs"].resources["lake"].read_days(MODEL_PERFORMANCE, day(149))
     assert row["scored_on"].to_list() == [day(119)]
-    # Day 119 had nothing to evaluate yet: the checks pass and say why.
-    early = checks(platform["runs"][119])["performance_decay"]
-    assert early.passed and "nothing to evaluate" in early.description
+    # Day 119 had nothing to evaluate yet: the checks warn and say why, never pass on nothing.
+    for name in ("performance_decay", "fairness"):
+        early = checks(platform["runs"][119])[name]
+        assert not early.passed and early.severity == dg.AssetCheckSeverity.WARN
+        assert early.description == f"not evaluated: no predictions from {day(89)}"
 
 
 def test_business_impact_uses_the_cost_matrix(platform):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import polars as pl
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
@@ -84,10 +86,19 @@ def segment_performance(
     return pl.DataFrame(rows, schema=schema).sort(["segment", "value"])
 
 
-def largest_gap(segments: pl.DataFrame) -> dict[str, object]:
-    """The widest ROC AUC gap between two values of one segment column."""
+def largest_gap(segments: pl.DataFrame, declared: Sequence[str]) -> dict[str, object]:
+    """The widest ROC AUC gap between two values of one segment column.
+
+    With no segment declared, or none with enough churners, the gap is not evaluated
+    (``gap`` is None and ``reason`` says why), never a reassuring 0.
+    """
     if segments.is_empty():
-        return {"gap": 0.0, "segment": None, "best": None, "worst": None}
+        reason = (
+            f"no value of {', '.join(declared)} had enough churners and non-churners to measure"
+            if declared
+            else "no segment column declared (config.meta.role: segment in the dbt YAML)"
+        )
+        return {"gap": None, "segment": None, "best": None, "worst": None, "reason": reason}
     spread = (
         segments.group_by("segment")
         .agg(
@@ -98,4 +109,4 @@ def largest_gap(segments: pl.DataFrame) -> dict[str, object]:
         .sort("gap", descending=True)
         .row(0, named=True)
     )
-    return spread
+    return {**spread, "reason": None}

@@ -1,23 +1,46 @@
 """What the model learns from, discovered from the dbt manifest rather than listed in Python.
 
 A column's role is declared in its model's YAML (``config.meta.role``): ``entity``,
-``snapshot``, ``feature`` or ``label``. A data engineer who documents a new feature
-column in dbt changes what is trained, scored and monitored, without touching Python.
+``snapshot``, ``feature``, ``label`` (with ``horizon_days``), ``segment`` (a column
+fairness is measured across) or ``split`` (``train``/``validation``, for data without a
+time split); a list (``[feature, segment]``) gives a column two roles. A dataset is
+declared once, on its labelled training model (``config.meta.churn_platform``): the
+registered model name, the model scored every day and the model of matured outcomes.
+A data engineer who documents a column or a dataset in dbt changes what is trained,
+scored and monitored, without touching Python.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-ROLES = ("entity", "snapshot", "feature", "label")
+ROLES = ("entity", "snapshot", "feature", "label", "segment", "split")
+DECLARATION = "churn_platform"
+DECLARED_KEYS = ("registered_model", "scoring_model", "outcome_model")
+DEFAULT_MODEL = "churn_model"
+SPLIT_VALUES = ("train", "validation")
+
+
+@dataclass(frozen=True)
+class LabelledModel:
+    """A dbt model whose label is known: its key columns, its label and how far ahead it looks."""
+
+    name: str
+    relation: str
+    entity: str
+    snapshot: str
+    label: str
+    horizon_days: int
+    split: str | None
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """Roles of the columns of a scoring model and its labelled training model."""
+    """Roles of the columns of a scoring model, its labelled training model and its outcome model."""
 
     entity: str
     snapshot: str
@@ -27,9 +50,38 @@ class FeatureSpec:
     training_relation: str
     scoring_relation: str
     descriptions: dict[str, str]
+    segments: tuple[str, ...] = ()
+    split: str | None = None
+    outcome: LabelledModel | None = None
 
     def feature_frame_columns(self) -> list[str]:
         return [self.entity, self.snapshot, *self.features]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One declared dataset: the dbt models a registered model is trained on, scored on and judged against."""
+
+    registered_model: str
+    training_model: str
+    scoring_model: str
+    outcome_model: str
+
+    @property
+    def prefix(self) -> tuple[str, ...]:
+        """Asset key prefix: none for the platform's own ``churn_model``, the model name for any other."""
+        return () if self.registered_model == DEFAULT_MODEL else (self.registered_model,)
+
+    def key(self, name: str) -> list[str]:
+        """The asset key path of one of this dataset's ML or monitoring assets."""
+        return [*self.prefix, name]
+
+    def lake_table(self, table: str) -> str:
+        """Where one of this dataset's Delta tables lives under the lake root."""
+        return "/".join([*self.prefix, table])
+
+    def spec(self, manifest_path: Path) -> FeatureSpec:
+        return discover(manifest_path, self.training_model, self.scoring_model, self.outcome_model)
 
 
 @cache
@@ -43,55 +95,105 @@ def load_manifest(path: Path) -> dict:
 
 
 def _model(manifest: dict, name: str) -> dict:
-    matches = [n for n in manifest["nodes"].values() if n["resource_type"] == "model" and n["name"] == name]
+    matches = [
+        n
+        for n in manifest["nodes"].values()
+        if n["resource_type"] in ("model", "seed", "snapshot") and n["name"] == name
+    ]
     if len(matches) != 1:
         raise ValueError(f"dbt model {name!r} not found in the manifest (or not unique): found {len(matches)}")
     return matches[0]
 
 
-def _meta(column: dict) -> dict:
-    return column.get("config", {}).get("meta") or column.get("meta") or {}
+def _meta(entry: dict) -> dict:
+    return entry.get("config", {}).get("meta") or entry.get("meta") or {}
 
 
 def _roles(node: dict) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {role: [] for role in ROLES}
     for name, column in node["columns"].items():
-        role = _meta(column).get("role")
-        if role is not None:
+        declared = _meta(column).get("role")
+        for role in [declared] if isinstance(declared, str) else declared or []:
             if role not in ROLES:
                 raise ValueError(f"{node['name']}.{name}: unknown role {role!r}; use one of {ROLES}")
             found[role].append(name)
     return found
 
 
-def discover(manifest_path: Path, training_model: str, scoring_model: str) -> FeatureSpec:
-    """Read the roles of both models; features are the scoring model's, the label the training model's.
+def _one(role: str, roles: dict[str, list[str]], model: str) -> str:
+    if len(roles[role]) != 1:
+        raise ValueError(f"dbt model {model!r} must declare exactly one {role} column, found {roles[role]}")
+    return roles[role][0]
 
-    The label may declare ``horizon_days``, how far ahead it looks; training keeps
-    that many days between its last snapshot and validation.
+
+def _horizon(node: dict, label: str) -> int:
+    """The label's ``horizon_days``: required, and at least one day.
+
+    A label describes what happens after its snapshot; with no horizon (or 0) it
+    would describe the snapshot day itself, and a time split could not keep training
+    labels out of the validation period.
+    """
+    declared = _meta(node["columns"][label]).get("horizon_days")
+    where = f"dbt model {node['name']!r}, label column {label!r} ({node.get('original_file_path', '')})"
+    if declared is None:
+        raise ValueError(
+            f"{where} declares no horizon_days: say how many days after the snapshot the outcome is known "
+            "(config.meta.horizon_days: 30 for 'churned within 30 days')"
+        )
+    try:
+        horizon = int(declared)
+    except ValueError:
+        raise ValueError(f"{where}: horizon_days {declared!r} is not a whole number of days") from None
+    if horizon < 1:
+        raise ValueError(
+            f"{where}: horizon_days {horizon} is refused: a label must look at least 1 day past its snapshot, "
+            "or training and validation would share the outcome of the same day"
+        )
+    return horizon
+
+
+def labelled(manifest: dict, name: str) -> LabelledModel:
+    """A model with an entity, a snapshot and a label (training or outcome model)."""
+    node = _model(manifest, name)
+    roles = _roles(node)
+    label = _one("label", roles, name)
+    split = roles["split"]
+    if len(split) > 1:
+        raise ValueError(f"dbt model {name!r} declares more than one split column: {split}")
+    return LabelledModel(
+        name=name,
+        relation=node["relation_name"],
+        entity=_one("entity", roles, name),
+        snapshot=_one("snapshot", roles, name),
+        label=label,
+        horizon_days=_horizon(node, label),
+        split=split[0] if split else None,
+    )
+
+
+def discover(
+    manifest_path: Path, training_model: str, scoring_model: str | None = None, outcome_model: str | None = None
+) -> FeatureSpec:
+    """Read the roles of the models; features are the scoring model's, the label the training model's.
 
     The training model must carry every feature column of the scoring model (it may
     declare them again or select them with ``*``); that is checked on the data.
+    Segments are the columns either model marks ``segment``.
     """
     manifest = load_manifest(manifest_path)
+    scoring_model = scoring_model or training_model
     training, scoring = _model(manifest, training_model), _model(manifest, scoring_model)
     scoring_roles, training_roles = _roles(scoring), _roles(training)
-
-    def one(role: str, roles: dict[str, list[str]], model: str) -> str:
-        if len(roles[role]) != 1:
-            raise ValueError(f"dbt model {model!r} must declare exactly one {role} column, found {roles[role]}")
-        return roles[role][0]
-
     features = tuple(scoring_roles["feature"]) or tuple(training_roles["feature"])
     if not features:
         raise ValueError(f"dbt model {scoring_model!r} declares no feature columns (config.meta.role: feature)")
-    label = one("label", training_roles, training_model)
+    trained = labelled(manifest, training_model)
     return FeatureSpec(
-        entity=one("entity", scoring_roles, scoring_model),
-        snapshot=one("snapshot", scoring_roles, scoring_model),
+        entity=_one("entity", scoring_roles, scoring_model),
+        snapshot=_one("snapshot", scoring_roles, scoring_model),
         features=features,
-        label=label,
-        label_horizon_days=int(_meta(training["columns"][label]).get("horizon_days", 0)),
+        label=trained.label,
+        label_horizon_days=trained.horizon_days,
         training_relation=training["relation_name"],
         scoring_relation=scoring["relation_name"],
         descriptions={
@@ -99,4 +201,36 @@ def discover(manifest_path: Path, training_model: str, scoring_model: str) -> Fe
             for node in (training, scoring)
             for name, column in node["columns"].items()
         },
+        segments=tuple(dict.fromkeys([*scoring_roles["segment"], *training_roles["segment"]])),
+        split=trained.split,
+        outcome=labelled(manifest, outcome_model) if outcome_model else trained,
     )
+
+
+def datasets(manifest_path: Path) -> list[Dataset]:
+    """Every dataset declared in the project (``config.meta.churn_platform`` on a labelled model)."""
+    found = []
+    for node in load_manifest(manifest_path)["nodes"].values():
+        declared = _meta(node).get(DECLARATION)
+        if node["resource_type"] not in ("model", "seed", "snapshot") or declared is None:
+            continue
+        where = f"dbt model {node['name']!r} ({node.get('original_file_path', '')}), meta.{DECLARATION}"
+        unknown = set(declared) - set(DECLARED_KEYS)
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}; use {DECLARED_KEYS}")
+        name = declared.get("registered_model")
+        if not name or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(name)):
+            raise ValueError(f"{where}: registered_model must be a name of letters, digits and _, got {name!r}")
+        found.append(
+            Dataset(
+                registered_model=name,
+                training_model=node["name"],
+                scoring_model=declared.get("scoring_model", node["name"]),
+                outcome_model=declared.get("outcome_model", node["name"]),
+            )
+        )
+    names = [d.registered_model for d in found]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"registered model names declared by more than one dbt model: {duplicated}")
+    return sorted(found, key=lambda d: (d.prefix != (), d.registered_model))

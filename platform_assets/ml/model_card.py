@@ -30,7 +30,7 @@ def model_card(
         f"Largest gap: **{fmt(gap['gap'])}** ROC AUC across `{gap['segment']}` "
         f"(best `{gap['best']}`, worst `{gap['worst']}`)."
         if gap.get("segment")
-        else "No segment had enough churners to measure a gap."
+        else f"Not evaluated: {gap['reason']}."
     )
     return f"""# Model card: {model_name} {f"v{version}" if version else ""}
 
@@ -42,7 +42,7 @@ individuals without human review, and not for pricing.
 
 ## Training data
 - Training relation: `{spec.training_relation}` ({rows["train"]} training rows, {rows["validation"]} validation rows)
-- Split by time: training snapshots {split.train[0]}..{split.train[-1]}, validation {", ".join(map(str, split.validation))}; the {split.horizon_days}-day label horizon separates them, so no training label overlaps the validation period
+- Split: {split.describe()}
 - Early stopping on customers held out of the training days
 - Lake versions the features were built from: `{data_versions}`
 - MLflow run: `{run_id}`
@@ -52,7 +52,7 @@ individuals without human review, and not for pricing.
 
 Most important: {top}.
 
-## Validation metrics (latest snapshots, never seen in training)
+## Validation metrics (rows never seen in training)
 | metric | value |
 |---|---|
 | ROC AUC | {fmt(metrics["roc_auc"])} |

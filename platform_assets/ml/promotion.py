@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import dagster as dg
+from pydantic import Field
 
-@dataclass(frozen=True)
-class GateRules:
-    auc_floor: float
-    auc_tolerance: float
-    calibration_tolerance: float
-    max_segment_gap: float
+
+class PromotionConfig(dg.Config):
+    """The gate's rules, as run config of ``champion_model``."""
+
+    auc_floor: float = Field(default=0.65, description="ROC AUC the first model must reach to be promoted.")
+    auc_tolerance: float = Field(default=0.01, description="How far below the champion's ROC AUC a challenger may be.")
+    calibration_tolerance: float = Field(
+        default=0.02, description="How much worse than the champion's calibration error a challenger may be."
+    )
+    max_segment_gap: float = Field(default=0.15, description="Largest ROC AUC gap across segment values allowed.")
 
 
 @dataclass(frozen=True)
@@ -27,11 +33,20 @@ class Decision:
         return f"{self.verdict}: " + "; ".join(self.reasons)
 
 
-def decide(challenger: dict, champion: dict | None, rules: GateRules) -> Decision:
-    """Promote the challenger only if it clears every rule; say which ones it failed."""
+def refuse(challenger: str, reason: str) -> Decision:
+    """The gate cannot judge honestly (no window, or a window a contender trained on)."""
+    return Decision("refused", (f"challenger v{challenger} refused", f"not judged: {reason}"))
+
+
+def decide(challenger: dict, champion: dict | None, rules: PromotionConfig) -> Decision:
+    """Promote the challenger only if it clears every rule; say which ones it failed.
+
+    ``segment_gap`` None means fairness could not be measured (no declared segment, or
+    too few churners): that is said, not counted as a pass.
+    """
     if champion is not None and champion["version"] == challenger["version"]:
         return Decision("unchanged", (f"version {challenger['version']} is already the champion",))
-    failed, passed = [], []
+    failed, passed, unjudged = [], [], []
     auc, gap = challenger["roc_auc"], challenger["segment_gap"]
     if champion is None:
         target = rules.auc_floor
@@ -48,10 +63,13 @@ def decide(challenger: dict, champion: dict | None, rules: GateRules) -> Decisio
             f"calibration error {error:.3f} vs champion {champion['calibration_error']:.3f} "
             f"(tolerance {rules.calibration_tolerance:.3f})"
         )
-    (passed if gap <= rules.max_segment_gap else failed).append(
-        f"largest segment gap {gap:.3f} vs bound {rules.max_segment_gap:.3f}"
-    )
+    if gap is None:
+        unjudged.append(f"segment gap not evaluated ({challenger.get('segment_reason') or 'no segments'})")
+    else:
+        (passed if gap <= rules.max_segment_gap else failed).append(
+            f"largest segment gap {gap:.3f} vs bound {rules.max_segment_gap:.3f}"
+        )
     subject = f"challenger v{challenger['version']}"
     if failed:
-        return Decision("refused", (f"{subject} refused", *(f"failed {r}" for r in failed)))
-    return Decision("promoted", (f"{subject} promoted", *(f"passed {r}" for r in passed)))
+        return Decision("refused", (f"{subject} refused", *(f"failed {r}" for r in failed), *unjudged))
+    return Decision("promoted", (f"{subject} promoted", *(f"passed {r}" for r in passed), *unjudged))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -10,39 +11,155 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from platform_assets.ml.feature_spec import FeatureSpec
+from platform_assets.ml.feature_spec import SPLIT_VALUES, FeatureSpec
 from platform_assets.ml.pyfunc_model import ChurnModel, encode
 
 SCORE = "churn_probability"  # also platform_assets.model_assets.SCORE, kept light to import
 
 
+class SplitRefused(ValueError):
+    """The data cannot give an honest validation figure; the message says why and which dates."""
+
+
 @dataclass(frozen=True)
 class TimeSplit:
-    """Snapshot days to learn from and, later, to validate on.
+    """Which rows the model learns from and which validate it, recorded with the model version.
 
-    Labels look forward ``horizon_days``, so a training snapshot whose label window
-    reaches into the validation period would leak the outcome (the same customer
-    churning is a positive in both). Training keeps only snapshots at least the
-    horizon before the first validation day.
+    ``time`` (the default): the latest snapshot days validate. Labels look forward
+    ``horizon_days``, so a training snapshot whose label window reaches into the
+    validation period would leak the outcome (the same customer churning is a positive
+    in both); training keeps only snapshots at least the horizon before the first
+    validation day. ``column``: a dataset without a time dimension declares a
+    ``split`` column (``train``/``validation``), and no entity may be on both sides.
     """
 
     train: list[date]
     validation: list[date]
     horizon_days: int
+    kind: str = "time"
+    column: str | None = None
 
     @classmethod
     def latest(cls, snapshots: list[date], validation: int, horizon_days: int) -> TimeSplit:
         days = sorted(set(snapshots))
-        held_out = days[-validation:] if validation else []
-        cutoff = held_out[0] - timedelta(days=horizon_days) if held_out else days[-1]
-        train = [d for d in days if d <= cutoff]
-        if not held_out or not train:
-            raise ValueError(
-                f"cannot split {len(days)} snapshot days ({days[0] if days else None}..{days[-1] if days else None}) "
-                f"into training and {validation} validation days at least {horizon_days} days apart: "
-                "load more history or lower validation_snapshots"
+        span = f"{len(days)} snapshot days ({days[0]}..{days[-1]})" if days else "no snapshot days"
+        advice = (
+            "load more history, lower validation_snapshots, or declare a split column (config.meta.role: split "
+            "with values train/validation)"
+        )
+        if validation < 1 or len(days) <= validation:
+            raise SplitRefused(
+                f"history too short for a time split: {span} cannot give {validation} validation days and "
+                f"training days {horizon_days} days before them; {advice}"
+            )
+        held_out = days[-validation:]
+        train = [d for d in days if d + timedelta(days=horizon_days) <= held_out[0] and d < held_out[0]]
+        if not train:
+            raise SplitRefused(
+                f"no training snapshot lies at least {horizon_days} days (the label horizon) before the first "
+                f"validation day {held_out[0]}: {span}, validation {held_out[0]}..{held_out[-1]}; {advice}"
             )
         return cls(train=train, validation=held_out, horizon_days=horizon_days)
+
+    @classmethod
+    def by_column(cls, frame: pl.DataFrame, spec: FeatureSpec) -> TimeSplit:
+        """The split a dataset declares in its ``split`` column, refused if a value or an entity is ambiguous."""
+        column = spec.split
+        values = frame[column].cast(pl.String)
+        unknown = sorted(set(values.unique().to_list()) - set(SPLIT_VALUES), key=str)
+        if unknown:
+            raise SplitRefused(
+                f"{spec.training_relation}.{column}: values {unknown} are neither of {list(SPLIT_VALUES)}"
+            )
+        parts = {v: frame.filter(values == v) for v in SPLIT_VALUES}
+        for value, part in parts.items():
+            if part.is_empty():
+                raise SplitRefused(f"{spec.training_relation}.{column} has no {value!r} rows")
+        shared = parts["train"].join(parts["validation"], on=spec.entity, how="semi")[spec.entity].unique()
+        if shared.len():
+            raise SplitRefused(
+                f"{spec.training_relation}.{column}: {shared.len()} entities are in both train and validation "
+                f"(e.g. {spec.entity} {shared.sort().head(3).to_list()}), so validation would score customers "
+                "the model learned; split by entity (e.g. a hash of the key)"
+            )
+        days = {v: sorted(part[spec.snapshot].unique().to_list()) for v, part in parts.items()}
+        return cls(days["train"], days["validation"], spec.label_horizon_days, kind="column", column=column)
+
+    def is_validation(self, spec: FeatureSpec) -> pl.Expr:
+        if self.kind == "column":
+            return pl.col(self.column).cast(pl.String) == "validation"
+        return pl.col(spec.snapshot).is_in(self.validation)
+
+    def is_train(self, spec: FeatureSpec) -> pl.Expr:
+        if self.kind == "column":
+            return pl.col(self.column).cast(pl.String) == "train"
+        return pl.col(spec.snapshot).is_in(self.train)
+
+    def trained_on(self, snapshot: str, columns: list[str]) -> pl.Expr:
+        """Rows whose outcome this model may have learned: a training row, or (time split) a row whose
+        label window overlaps a training label window (snapshot within the horizon of a training day)."""
+        if self.kind == "column":
+            if self.column not in columns:
+                return pl.lit(True)  # cannot tell which rows trained it: count them all
+            return pl.col(self.column).cast(pl.String) == "train"
+        reach = timedelta(days=self.horizon_days)
+        return (pl.col(snapshot) > min(self.train) - reach) & (pl.col(snapshot) < max(self.train) + reach)
+
+    def describe(self) -> str:
+        def days(d: list[date]) -> str:
+            return f"{d[0]}..{d[-1]} ({len(d)} snapshot days)" if len(d) > 2 else ", ".join(map(str, d))
+
+        if self.kind == "column":
+            return (
+                f"declared split column `{self.column}`: trained on its train rows (snapshots {days(self.train)}), "
+                f"validated on its validation rows (snapshots {days(self.validation)}), no entity in both"
+            )
+        return (
+            f"time split: trained on {days(self.train)}, validated on {days(self.validation)}; "
+            f"labels look {self.horizon_days} days ahead, so the last training label ends by the first validation day"
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "kind": self.kind,
+                "column": self.column,
+                "horizon_days": self.horizon_days,
+                "train": [str(d) for d in self.train],
+                "validation": [str(d) for d in self.validation],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> TimeSplit:
+        state = json.loads(text)
+        return cls(
+            train=[date.fromisoformat(d) for d in state["train"]],
+            validation=[date.fromisoformat(d) for d in state["validation"]],
+            horizon_days=state["horizon_days"],
+            kind=state["kind"],
+            column=state["column"],
+        )
+
+
+def split_rows(frame: pl.DataFrame, spec: FeatureSpec, validation_snapshots: int) -> TimeSplit:
+    """The declared split, else the time split, refused unless both sides have churners and non-churners."""
+    if spec.split:
+        split = TimeSplit.by_column(frame, spec)
+    else:
+        split = TimeSplit.latest(frame[spec.snapshot].to_list(), validation_snapshots, spec.label_horizon_days)
+    for side, rows in (("training", split.is_train(spec)), ("validation", split.is_validation(spec))):
+        counts = frame.filter(rows).select(
+            pl.len().alias("rows"), pl.col(spec.label).cast(pl.Int64).sum().alias("positives")
+        )
+        total, positives = counts.row(0)
+        if positives in (0, total):
+            missing = "positive" if positives == 0 else "negative"
+            raise SplitRefused(
+                f"the {side} rows have no {missing} label ({total} rows, {positives} positive in "
+                f"{spec.training_relation}.{spec.label}): {split.describe()}"
+            )
+    return split
 
 
 @dataclass
@@ -79,25 +196,26 @@ def train(
     early_stopping_share: float = 0.15,
     log: Callable[[str], None] | None = None,
 ) -> TrainedModel:
-    """Fit LightGBM on earlier snapshots and validate on the latest ones, never at random.
+    """Fit LightGBM on earlier snapshots and validate on the latest ones (or on the declared split).
 
     The model scores days after those it learned from, so validation is later than
-    training. Early stopping watches a share of customers held out of the training
+    training; a split that cannot be honest is refused (``SplitRefused``). Early stopping watches a share of customers held out of the training
     days (by a hash of the entity key), so it measures unseen customers, not the
     same customers a week later.
     """
-    missing = [c for c in (*spec.features, spec.label, spec.snapshot) if c not in frame.columns]
+    declared = (*spec.features, spec.label, spec.snapshot, *([spec.split] if spec.split else []))
+    missing = [c for c in declared if c not in frame.columns]
     if missing:
         raise ValueError(f"the training data lacks declared columns {missing} ({spec.training_relation})")
     # Warehouse row order varies between queries; LightGBM's bins and trees depend on it.
     frame = frame.sort(spec.snapshot, spec.entity)
-    split = TimeSplit.latest(frame[spec.snapshot].to_list(), validation_snapshots, spec.label_horizon_days)
-    learn = frame.filter(pl.col(spec.snapshot).is_in(split.train))
+    split = split_rows(frame, spec, validation_snapshots)
+    learn = frame.filter(split.is_train(spec))
     held = (pl.col(spec.entity).hash(seed=17) % 10_000) < int(early_stopping_share * 10_000)
     parts = {
         "train": learn.filter(~held),
         "stop": learn.filter(held),
-        "valid": frame.filter(pl.col(spec.snapshot).is_in(split.validation)),
+        "valid": frame.filter(split.is_validation(spec)),
     }
     categories = categories_of(parts["train"], spec.features)
     features = list(spec.features)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import dagster as dg
 import numpy as np
 import polars as pl
+from pydantic import Field
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chisquare, ks_2samp, wasserstein_distance
 
@@ -104,13 +106,18 @@ DRIFT_SCHEMA = {
 }
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    psi_warn: float = 0.1
-    psi_error: float = 0.25
-    effect_warn: float = 0.15
-    effect_error: float = 0.25
-    max_drifted_share: float = 0.3
+class Thresholds(dg.Config):
+    """When drift warns and when it fails: run config of the drift reports, and the judge's rules."""
+
+    psi_warn: float = Field(default=0.1, description="PSI above which a feature or the score counts as drifted (WARN).")
+    psi_error: float = Field(default=0.25, description="PSI above which the check fails with ERROR.")
+    effect_warn: float = Field(
+        default=0.15,
+        description="Effect size (Wasserstein distance over the reference std, or Jensen-Shannon distance) above "
+        "which a feature counts as drifted even when its PSI is low.",
+    )
+    effect_error: float = Field(default=0.25, description="Effect size above which the check fails with ERROR.")
+    max_drifted_share: float = Field(default=0.3, description="ERROR when more than this share of features drift.")
 
     def level(self, psi: pl.Expr, effect: pl.Expr) -> pl.Expr:
         """'error' past an error bound (PSI or effect size), 'warn' past a warning bound, else 'ok'."""

@@ -7,15 +7,18 @@ and its check fails with ERROR when drift crosses the configured thresholds.
 """
 
 from datetime import date, timedelta
+from functools import cache
 
 import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from platform_assets.datasets import DEFAULT, dbt_key, spec_of
 from platform_assets.metadata import OWNER, markdown_table, table_schema
-from platform_assets.model_assets import FeatureSource
+from platform_assets.ml.feature_spec import Dataset
+from platform_assets.monitoring.drift import Thresholds
 from platform_assets.partitions import daily_partitions
-from platform_assets.predictions import PREDICTIONS, churn_predictions
+from platform_assets.predictions import PREDICTIONS, predictions_asset
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
 from resources.warehouse import Warehouse
@@ -52,27 +55,13 @@ PREDICTION_DRIFT_COLUMNS = {
 PREDICTION_DRIFT_CHECK = "prediction_drift"
 
 
-class DriftConfig(FeatureSource):
-    psi_warn: float = Field(default=0.1, description="PSI above which a feature or the score counts as drifted (WARN).")
-    psi_error: float = Field(default=0.25, description="PSI above which the check fails with ERROR.")
-    effect_warn: float = Field(
-        default=0.15,
-        description="Effect size (Wasserstein distance over the reference std, or Jensen-Shannon distance) above "
-        "which a feature counts as drifted even when its PSI is low.",
-    )
-    effect_error: float = Field(default=0.25, description="Effect size above which the check fails with ERROR.")
-    max_drifted_share: float = Field(default=0.3, description="ERROR when more than this share of features drift.")
+class DriftConfig(Thresholds):
     history_days: int = Field(default=30, description="Days of history shown in the charts.")
 
-    def thresholds(self):
-        from platform_assets.monitoring.drift import Thresholds
 
-        return Thresholds(self.psi_warn, self.psi_error, self.effect_warn, self.effect_error, self.max_drifted_share)
-
-
-def scored_day(lake: Lake, day: date) -> pl.DataFrame:
+def scored_day(lake: Lake, dataset: Dataset, day: date) -> pl.DataFrame:
     """The day's predictions; the drift reports compare against the model that made them."""
-    predictions = lake.read_days(PREDICTIONS, day)
+    predictions = lake.read_days(dataset.lake_table(PREDICTIONS), day)
     if predictions.is_empty():
         raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
     return predictions
@@ -85,52 +74,35 @@ def _history(lake: Lake, table: str, day: date, days: int) -> pl.DataFrame:
 _DRIFT_CHECK_SPEC = dict(blocking=False, partitions_def=daily_partitions)
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    deps=[dg.AssetKey("customer_features"), churn_predictions],
-    group_name="monitoring",
-    kinds={"delta", "polars", "scipy"},
-    owners=[OWNER],
-    tags={"layer": "monitoring"},
-    description=(
-        "Feature drift of the day against the reference profile of the model that scored it: PSI per feature "
-        "(reference deciles, empty bins floored at 1e-4), an effect size (Wasserstein over the reference std; "
-        "Jensen-Shannon for categories), KS or chi-square p-values, and the share of drifted features. "
-        "History in Delta; today as a table, the last 30 days as a chart."
-    ),
-    metadata={"lake_table": FEATURE_DRIFT, "dagster/column_schema": table_schema(FEATURE_DRIFT_COLUMNS)},
-    check_specs=[
-        dg.AssetCheckSpec(
-            FEATURE_DRIFT_CHECK,
-            asset="feature_drift_report",
-            description="ERROR when any feature's PSI or effect size passes its error bound or too many features "
-            "drift; WARN on any drift.",
-            **_DRIFT_CHECK_SPEC,
-        )
-    ],
-)
-def feature_drift_report(
-    context: dg.AssetExecutionContext, config: DriftConfig, warehouse: Warehouse, registry: ModelRegistry, lake: Lake
+def report_feature_drift(
+    context: dg.AssetExecutionContext,
+    config: DriftConfig,
+    dataset: Dataset,
+    warehouse: Warehouse,
+    registry: ModelRegistry,
+    lake: Lake,
 ):
+    """The day's features of the scoring model against the scoring version's reference profile."""
     from platform_assets.monitoring.drift import feature_drift, judge_features
     from platform_assets.plots import as_metadata, drift_heatmap, png_bytes
 
     day = date.fromisoformat(context.partition_key)
-    spec = config.spec()
-    version = registry.by_number(scored_day(lake, day)["model_version"][0])
+    spec = spec_of(dataset)
+    table = dataset.lake_table(FEATURE_DRIFT)
+    version = registry.by_number(scored_day(lake, dataset, day)["model_version"][0])
     reference = registry.reference_profile(version.run_id)
     features = warehouse.query(f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day])
-    verdict = judge_features(feature_drift(reference, features, list(spec.features)), config.thresholds())
+    verdict = judge_features(feature_drift(reference, features, list(spec.features)), config)
     report = verdict.report.with_columns(pl.lit(version.version).alias("model_version"), pl.lit(day).alias("ds")).sort(
         "psi", descending=True
     )
-    delta_version = lake.replace_days(FEATURE_DRIFT, report, day, day)
+    delta_version = lake.replace_days(table, report, day, day)
     drifted = verdict.drifted.sort("psi", descending=True)
     context.log.info(
         f"{day}: {drifted.height} of {report.height} features drifted against v{version.version} "
         f"(max PSI {report['psi'].max():.3f} on {report['feature'][0]}): {verdict.severity}"
     )
-    history = _history(lake, FEATURE_DRIFT, day, config.history_days)
+    history = _history(lake, table, day, config.history_days)
     shown = report.select(
         "feature",
         "level",
@@ -154,7 +126,7 @@ def feature_drift_report(
             "psi_history": as_metadata(
                 png_bytes(drift_heatmap(history, "feature", "psi", config.psi_warn, config.psi_error))
             ),
-            "dagster/uri": lake.uri(FEATURE_DRIFT),
+            "dagster/uri": lake.uri(table),
             "delta_version": delta_version,
         }
     )
@@ -169,15 +141,7 @@ def feature_drift_report(
             "drifted_features": dg.MetadataValue.json(drifted["feature"].to_list()),
             "drifted_share": verdict.share,
             "max_psi": float(report["psi"].max()),
-            "thresholds": dg.MetadataValue.json(
-                {
-                    "psi_warn": config.psi_warn,
-                    "psi_error": config.psi_error,
-                    "effect_warn": config.effect_warn,
-                    "effect_error": config.effect_error,
-                    "max_drifted_share": config.max_drifted_share,
-                }
-            ),
+            "thresholds": dg.MetadataValue.json(config.model_dump(exclude={"history_days"})),
             "figures": dg.MetadataValue.md(
                 markdown_table(drifted.select("feature", "level", "psi", "effect_size"), 30)
             ),
@@ -185,45 +149,26 @@ def feature_drift_report(
     )
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    deps=[churn_predictions],
-    group_name="monitoring",
-    kinds={"delta", "polars", "scipy"},
-    owners=[OWNER],
-    tags={"layer": "monitoring"},
-    description=(
-        "Drift of the day's churn scores against the score profile frozen with the model that made them: PSI on "
-        "the reference deciles, KS statistic and p-value, and the mean score. History in Delta."
-    ),
-    metadata={"lake_table": PREDICTION_DRIFT, "dagster/column_schema": table_schema(PREDICTION_DRIFT_COLUMNS)},
-    check_specs=[
-        dg.AssetCheckSpec(
-            PREDICTION_DRIFT_CHECK,
-            asset="prediction_drift_report",
-            description="WARN when the score PSI passes psi_warn, ERROR above psi_error.",
-            **_DRIFT_CHECK_SPEC,
-        )
-    ],
-)
-def prediction_drift_report(
-    context: dg.AssetExecutionContext, config: DriftConfig, registry: ModelRegistry, lake: Lake
+def report_prediction_drift(
+    context: dg.AssetExecutionContext, config: DriftConfig, dataset: Dataset, registry: ModelRegistry, lake: Lake
 ):
+    """The day's scores against the scores frozen with the version that made them."""
     from platform_assets.monitoring.drift import numeric_drift
     from platform_assets.plots import as_metadata, metric_over_time, png_bytes
 
     day = date.fromisoformat(context.partition_key)
-    predictions = scored_day(lake, day)
+    predictions = scored_day(lake, dataset, day)
+    table = dataset.lake_table(PREDICTION_DRIFT)
     version = registry.by_number(predictions["model_version"][0])
     reference = registry.reference_profile(version.run_id)
     stats = numeric_drift(reference["score"], predictions["churn_probability"])
     row = pl.DataFrame(
         [{**stats, "rows": predictions.height, "model_version": version.version, "ds": day}]
-    ).with_columns(level=config.thresholds().level(pl.col("psi"), pl.lit(0.0)))
-    delta_version = lake.replace_days(PREDICTION_DRIFT, row, day, day)
+    ).with_columns(level=config.level(pl.col("psi"), pl.lit(0.0)))
+    delta_version = lake.replace_days(table, row, day, day)
     level = row["level"][0]
     context.log.info(f"{day}: score PSI {stats['psi']:.3f} against v{version.version} ({level})")
-    history = _history(lake, PREDICTION_DRIFT, day, config.history_days)
+    history = _history(lake, table, day, config.history_days)
     yield dg.MaterializeResult(
         metadata={
             "psi": stats["psi"],
@@ -235,7 +180,7 @@ def prediction_drift_report(
             "psi_history": as_metadata(
                 png_bytes(metric_over_time(history, "psi", "Score PSI", [config.psi_warn, config.psi_error]))
             ),
-            "dagster/uri": lake.uri(PREDICTION_DRIFT),
+            "dagster/uri": lake.uri(table),
             "delta_version": delta_version,
         }
     )
@@ -252,3 +197,86 @@ def prediction_drift_report(
             "thresholds": dg.MetadataValue.json({"psi_warn": config.psi_warn, "psi_error": config.psi_error}),
         },
     )
+
+
+@cache
+def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
+    """The feature and prediction drift reports of a declared dataset."""
+    predictions = predictions_asset(dataset)
+    feature_key, prediction_key = dataset.key("feature_drift_report"), dataset.key("prediction_drift_report")
+
+    @dg.asset(
+        key=feature_key,
+        partitions_def=daily_partitions,
+        deps=[dbt_key(dataset.scoring_model), predictions],
+        group_name="monitoring",
+        kinds={"delta", "polars", "scipy"},
+        owners=[OWNER],
+        tags={"layer": "monitoring"},
+        description=(
+            f"Feature drift of the day's rows of `{dataset.scoring_model}` against the reference profile of the "
+            f"`{dataset.registered_model}` version that scored them: PSI per feature (reference deciles, empty bins "
+            "floored at 1e-4), an effect size (Wasserstein over the reference std; Jensen-Shannon for categories), "
+            "KS or chi-square p-values, and the share of drifted features. History in Delta; today as a table, the "
+            "last 30 days as a chart."
+        ),
+        metadata={
+            "lake_table": dataset.lake_table(FEATURE_DRIFT),
+            "dagster/column_schema": table_schema(FEATURE_DRIFT_COLUMNS),
+        },
+        check_specs=[
+            dg.AssetCheckSpec(
+                FEATURE_DRIFT_CHECK,
+                asset=feature_key,
+                description="ERROR when any feature's PSI or effect size passes its error bound or too many "
+                "features drift; WARN on any drift.",
+                **_DRIFT_CHECK_SPEC,
+            )
+        ],
+    )
+    def feature_drift_report(
+        context: dg.AssetExecutionContext,
+        config: DriftConfig,
+        warehouse: Warehouse,
+        registry: ModelRegistry,
+        lake: Lake,
+    ):
+        yield from report_feature_drift(
+            context, config, dataset, warehouse, registry.named(dataset.registered_model), lake
+        )
+
+    @dg.asset(
+        key=prediction_key,
+        partitions_def=daily_partitions,
+        deps=[predictions],
+        group_name="monitoring",
+        kinds={"delta", "polars", "scipy"},
+        owners=[OWNER],
+        tags={"layer": "monitoring"},
+        description=(
+            f"Drift of the day's `{dataset.registered_model}` scores against the score profile frozen with the "
+            "version that made them: PSI on the reference deciles, KS statistic and p-value, and the mean score. "
+            "History in Delta."
+        ),
+        metadata={
+            "lake_table": dataset.lake_table(PREDICTION_DRIFT),
+            "dagster/column_schema": table_schema(PREDICTION_DRIFT_COLUMNS),
+        },
+        check_specs=[
+            dg.AssetCheckSpec(
+                PREDICTION_DRIFT_CHECK,
+                asset=prediction_key,
+                description="WARN when the score PSI passes psi_warn, ERROR above psi_error.",
+                **_DRIFT_CHECK_SPEC,
+            )
+        ],
+    )
+    def prediction_drift_report(
+        context: dg.AssetExecutionContext, config: DriftConfig, registry: ModelRegistry, lake: Lake
+    ):
+        yield from report_prediction_drift(context, config, dataset, registry.named(dataset.registered_model), lake)
+
+    return feature_drift_report, prediction_drift_report
+
+
+feature_drift_report, prediction_drift_report = drift_assets(DEFAULT)

@@ -1,21 +1,25 @@
 """Performance once labels mature, and what the predictions are worth to the business.
 
-Predictions of day P are judged on day P + horizon, when every customer has either
-cancelled within the horizon or not. The outcome mirrors the dbt label
-(``training_set.sql``): a cancellation in (P, P + horizon].
+Predictions of day P are judged on day P + horizon, against the outcome the dataset's
+declared outcome model (dbt) holds for P; the horizon is its label's ``horizon_days``.
+Rows the scoring model version trained on (from the split recorded on its MLflow run)
+are left out. When too few rows have matured, or a figure is not finite, the checks
+warn and say so: they never pass on nothing.
 """
 
 from datetime import date, timedelta
+from functools import cache
 
 import dagster as dg
 import numpy as np
 import polars as pl
 from pydantic import Field
 
+from platform_assets.datasets import DEFAULT, dbt_key, spec_of
 from platform_assets.metadata import OWNER, markdown_table, table_schema
-from platform_assets.model_assets import FeatureSource
+from platform_assets.ml.feature_spec import Dataset, FeatureSpec
 from platform_assets.partitions import daily_partitions
-from platform_assets.predictions import PREDICTIONS, churn_predictions
+from platform_assets.predictions import PREDICTIONS, predictions_asset
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
 from resources.warehouse import Warehouse
@@ -24,7 +28,7 @@ MODEL_PERFORMANCE = "monitoring/model_performance"
 BUSINESS_IMPACT = "monitoring/business_impact"
 PERFORMANCE_CHECK = "performance_decay"
 FAIRNESS_CHECK = "fairness"
-OUTCOMES = "raw/cancellations"
+OUTCOME = "churned"
 PERFORMANCE_COLUMNS = {
     "ds": ("Date", "Day the labels matured (partition)."),
     "scored_on": ("Date", "Day the evaluated predictions were made."),
@@ -33,103 +37,124 @@ PERFORMANCE_COLUMNS = {
     "pr_auc": ("Float64", "Average precision."),
     "calibration_error": ("Float64", "Expected calibration error over score deciles."),
     "brier": ("Float64", "Brier score."),
-    "base_rate": ("Float64", "Share of customers who churned."),
-    "rows": ("Float64", "Predictions evaluated."),
+    "base_rate": ("Float64", "Share of rows whose label was positive."),
+    "rows": ("Float64", "Predictions evaluated (matured, and not trained on)."),
     "validation_roc_auc": ("Float64", "The model card's validation ROC AUC."),
-    "segment_gap": ("Float64", "Largest ROC AUC gap across plans, regions or age bands."),
+    "segment_gap": ("Float64", "Largest ROC AUC gap across the declared segments (empty if not evaluated)."),
 }
 
 
-class PerformanceConfig(FeatureSource):
+class PerformanceConfig(dg.Config):
     auc_tolerance: float = Field(
         default=0.05, description="ERROR when ROC AUC falls more than this below the model card's validation figure."
     )
     max_segment_gap: float = Field(default=0.15, description="WARN when a segment's ROC AUC gap passes this.")
+    min_rows: int = Field(default=200, description="Fewest matured rows a ROC AUC is reported on (else WARN).")
+    min_positives: int = Field(default=20, description="Fewest matured positives and negatives (else WARN).")
     history_days: int = Field(default=60, description="Days of history shown in the chart.")
 
 
-def matured(lake: Lake, day: date, horizon: int) -> tuple[date, pl.DataFrame]:
-    """Predictions made ``horizon`` days before ``day``, each with its outcome (empty if none)."""
-    scored_on = day - timedelta(days=horizon)
-    predictions = lake.read_days(PREDICTIONS, scored_on) if lake.exists(PREDICTIONS) else pl.DataFrame()
+def matured(
+    lake: Lake, warehouse: Warehouse, registry: ModelRegistry, dataset: Dataset, spec: FeatureSpec, day: date
+) -> tuple[date, pl.DataFrame, str]:
+    """Predictions made a label horizon before ``day`` with their outcome (column ``churned``), minus the rows
+    the scoring version trained on; and a note of what was left out or missing (empty when the frame is empty)."""
+    from platform_assets.ml.training import TimeSplit
+
+    outcome = spec.outcome
+    scored_on = day - timedelta(days=outcome.horizon_days)
+    table = dataset.lake_table(PREDICTIONS)
+    predictions = lake.read_days(table, scored_on) if lake.exists(table) else pl.DataFrame()
     if predictions.is_empty():
-        return scored_on, predictions
-    churned = (
-        lake.scan(OUTCOMES)
-        .filter(pl.col("cancelled_on") > scored_on, pl.col("cancelled_on") <= day)
-        .select("customer_id", pl.lit(True).alias("churned"))
-        .unique()
-        .collect()
+        return scored_on, predictions, f"no predictions from {scored_on}"
+    keep = [c for c in (outcome.split,) if c]
+    outcomes = warehouse.query(
+        f"select {', '.join([outcome.entity, outcome.label, *keep])} from {outcome.relation} "
+        f"where {outcome.snapshot} = ?",
+        [scored_on],
+    ).rename({outcome.entity: spec.entity, outcome.label: OUTCOME})
+    joined = predictions.join(outcomes, on=spec.entity, how="inner")
+    if joined.is_empty():
+        return (
+            scored_on,
+            joined,
+            (
+                f"no matured outcome for the {predictions.height} predictions of {scored_on} in {outcome.name} "
+                f"(its label matures {outcome.horizon_days} days later)"
+            ),
+        )
+    version = registry.by_number(joined["model_version"][0])
+    recorded = registry.split(version.run_id)
+    if recorded is None:
+        return scored_on, joined.clear(), f"v{version.version} recorded no split: its training rows are unknown"
+    split = TimeSplit.from_json(recorded)
+    unseen = joined.filter(~split.trained_on(spec.snapshot, joined.columns))
+    left_out = joined.height - unseen.height
+    note = (
+        f"{left_out} of {joined.height} matured rows left out: v{version.version} trained on them" if left_out else ""
     )
-    return scored_on, predictions.join(churned, on="customer_id", how="left").with_columns(
-        pl.col("churned").fill_null(False)
-    )
+    return scored_on, unseen.with_columns(pl.col(OUTCOME).cast(pl.Boolean)), note
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    deps=[churn_predictions, dg.AssetKey("raw_cancellations")],
-    group_name="monitoring",
-    kinds={"delta", "polars"},
-    owners=[OWNER],
-    tags={"layer": "monitoring"},
-    description=(
-        "How the predictions of 30 days ago did, now that their labels have matured: ROC AUC, PR AUC, calibration "
-        "error and the largest ROC AUC gap across segments, against the model card's validation figures. One row "
-        "per day in Delta; the chart shows the trend."
-    ),
-    metadata={"lake_table": MODEL_PERFORMANCE, "dagster/column_schema": table_schema(PERFORMANCE_COLUMNS)},
-    check_specs=[
-        dg.AssetCheckSpec(
-            PERFORMANCE_CHECK,
-            asset="model_performance",
-            description="ERROR when matured ROC AUC falls below the validation ROC AUC minus auc_tolerance.",
-            partitions_def=daily_partitions,
-        ),
-        dg.AssetCheckSpec(
-            FAIRNESS_CHECK,
-            asset="model_performance",
-            description="WARN when ROC AUC differs across plans, regions or age bands by more than max_segment_gap.",
-            partitions_def=daily_partitions,
-        ),
-    ],
-)
-def model_performance(
+def _unevaluable(scores: dict, rows: int, config: PerformanceConfig) -> str | None:
+    """Why the matured figures cannot be trusted, or None."""
+    positives = round(scores["base_rate"] * rows) if rows else 0
+    if rows < config.min_rows:
+        return f"only {rows} matured rows (at least {config.min_rows} needed)"
+    if min(positives, rows - positives) < config.min_positives:
+        return f"{positives} positive and {rows - positives} negative outcomes (at least {config.min_positives} each)"
+    if not np.isfinite(scores["roc_auc"]):
+        return "ROC AUC is not finite"
+    return None
+
+
+def report_performance(
     context: dg.AssetExecutionContext,
     config: PerformanceConfig,
+    dataset: Dataset,
     warehouse: Warehouse,
     registry: ModelRegistry,
     lake: Lake,
 ):
+    """Judge the predictions whose outcome matured today against the model card's validation figure."""
     from platform_assets.ml.evaluation import largest_gap, metrics, segment_performance
     from platform_assets.plots import as_metadata, metric_over_time, png_bytes
 
     day = date.fromisoformat(context.partition_key)
-    spec = config.spec()
-    scored_on, outcomes = matured(lake, day, spec.label_horizon_days)
-    if outcomes.is_empty():
-        context.log.info(f"{day}: no predictions from {scored_on} to evaluate yet")
-        yield dg.MaterializeResult(metadata={"evaluated_predictions_of": scored_on.isoformat(), "dagster/row_count": 0})
+    spec = spec_of(dataset)
+    table = dataset.lake_table(MODEL_PERFORMANCE)
+    scored_on, outcomes, note = matured(lake, warehouse, registry, dataset, spec, day)
+    scores = (
+        metrics(outcomes[OUTCOME].cast(pl.Int64).to_numpy(), outcomes["churn_probability"].to_numpy())
+        if not outcomes.is_empty()
+        else None
+    )
+    why_not = note if scores is None else _unevaluable(scores, outcomes.height, config)
+    if why_not:
+        message = f"not evaluated: {why_not}" + (f" ({note})" if note and note != why_not else "")
+        context.log.warning(f"{day}: predictions of {scored_on}: {message}")
+        yield dg.MaterializeResult(
+            metadata={"evaluated_predictions_of": scored_on.isoformat(), "dagster/row_count": 0, "status": message}
+        )
         for name in (PERFORMANCE_CHECK, FAIRNESS_CHECK):
             yield dg.AssetCheckResult(
                 check_name=name,
-                passed=True,
-                description=f"nothing to evaluate: no predictions from {scored_on}",
-                metadata={"partition": day.isoformat()},
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=message,
+                metadata={"partition": day.isoformat(), "evaluated_predictions_of": scored_on.isoformat()},
             )
         return
 
     version = registry.by_number(outcomes["model_version"][0])
     validation = registry.validation_metrics(version.run_id)
-    y = outcomes["churned"].cast(pl.Int64).to_numpy()
-    scores = metrics(y, outcomes["churn_probability"].to_numpy())
-    segments_present = [s for s in config.segments if s in spec.features]
     segment_frame = warehouse.query(
-        f"select {', '.join([spec.entity, *segments_present])} from {spec.scoring_relation} where {spec.snapshot} = ?",
+        f"select {', '.join(dict.fromkeys([spec.entity, *spec.segments]))} from {spec.scoring_relation} "
+        f"where {spec.snapshot} = ?",
         [scored_on],
-    ).join(outcomes, left_on=spec.entity, right_on="customer_id")
-    segments = segment_performance(segment_frame, "churned", "churn_probability", segments_present)
-    gap = largest_gap(segments)
+    ).join(outcomes, on=spec.entity)
+    segments = segment_performance(segment_frame, OUTCOME, "churn_probability", list(spec.segments))
+    gap = largest_gap(segments, spec.segments)
     row = pl.DataFrame(
         [
             {
@@ -138,16 +163,17 @@ def model_performance(
                 "model_version": version.version,
                 **{k: scores[k] for k in ("roc_auc", "pr_auc", "calibration_error", "brier", "base_rate", "rows")},
                 "validation_roc_auc": validation.get("roc_auc", float("nan")),
-                "segment_gap": float(gap["gap"]),
+                "segment_gap": gap["gap"],
             }
-        ]
+        ],
+        schema_overrides={"segment_gap": pl.Float64},
     )
-    delta_version = lake.replace_days(MODEL_PERFORMANCE, row, day, day)
-    history = lake.scan(MODEL_PERFORMANCE).filter(pl.col("ds") > day - timedelta(days=config.history_days)).collect()
-    floor = validation.get("roc_auc", 0.0) - config.auc_tolerance
+    delta_version = lake.replace_days(table, row, day, day)
+    history = lake.scan(table).filter(pl.col("ds") > day - timedelta(days=config.history_days)).collect()
+    floor = validation.get("roc_auc", float("nan")) - config.auc_tolerance
     context.log.info(
         f"{day}: predictions of {scored_on} by v{version.version}: ROC AUC {scores['roc_auc']:.3f} "
-        f"(validation {validation.get('roc_auc', float('nan')):.3f}, floor {floor:.3f})"
+        f"(validation {validation.get('roc_auc', float('nan')):.3f}, floor {floor:.3f})" + (f"; {note}" if note else "")
     )
     yield dg.MaterializeResult(
         metadata={
@@ -159,21 +185,27 @@ def model_performance(
                 for k in ("roc_auc", "pr_auc", "calibration_error", "brier", "base_rate")
             },
             "validation_roc_auc": validation.get("roc_auc", float("nan")),
-            "segments": dg.MetadataValue.md(markdown_table(segments, 40) if segments.height else "too few churners"),
+            "left_out": note or "none",
+            "segments": dg.MetadataValue.md(markdown_table(segments, 40) if segments.height else gap["reason"]),
             "roc_auc_over_time": as_metadata(
                 png_bytes(metric_over_time(history, "roc_auc", "ROC AUC of matured predictions", [floor]))
             ),
-            "dagster/uri": lake.uri(MODEL_PERFORMANCE),
+            "dagster/uri": lake.uri(table),
             "delta_version": delta_version,
         }
     )
-    decayed = bool(np.isfinite(scores["roc_auc"]) and scores["roc_auc"] < floor)
+    judged = bool(np.isfinite(floor))
+    decayed = judged and scores["roc_auc"] < floor
     yield dg.AssetCheckResult(
         check_name=PERFORMANCE_CHECK,
-        passed=not decayed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=f"ROC AUC {scores['roc_auc']:.3f} on predictions of {scored_on} vs floor {floor:.3f} "
-        f"(validation {validation.get('roc_auc', float('nan')):.3f} - tolerance {config.auc_tolerance})",
+        passed=judged and not decayed,
+        severity=dg.AssetCheckSeverity.ERROR if decayed else dg.AssetCheckSeverity.WARN,
+        description=(
+            f"ROC AUC {scores['roc_auc']:.3f} on {int(scores['rows'])} matured predictions of {scored_on} vs floor "
+            f"{floor:.3f} (validation {validation.get('roc_auc', float('nan')):.3f} - tolerance {config.auc_tolerance})"
+            if judged
+            else f"not evaluated: v{version.version} recorded no validation ROC AUC to compare with"
+        ),
         metadata={
             "partition": day.isoformat(),
             "model_version": version.version,
@@ -182,17 +214,29 @@ def model_performance(
             "calibration_error": float(scores["calibration_error"]),
         },
     )
+    if gap["gap"] is None:
+        fair, text = False, f"not evaluated: {gap['reason']}"
+    else:
+        fair = gap["gap"] <= config.max_segment_gap
+        text = (
+            f"largest ROC AUC gap {gap['gap']:.3f} across {gap['segment']} "
+            f"(best {gap['best']}, worst {gap['worst']}; bound {config.max_segment_gap})"
+        )
     yield dg.AssetCheckResult(
         check_name=FAIRNESS_CHECK,
-        passed=gap["gap"] <= config.max_segment_gap,
+        passed=fair,
         severity=dg.AssetCheckSeverity.WARN,
-        description=f"largest ROC AUC gap {gap['gap']:.3f} across {gap['segment']} "
-        f"(best {gap['best']}, worst {gap['worst']}; bound {config.max_segment_gap})",
-        metadata={"partition": day.isoformat(), "segment_gap": float(gap["gap"]), "bound": config.max_segment_gap},
+        description=text,
+        metadata={
+            "partition": day.isoformat(),
+            "segments": dg.MetadataValue.json(list(spec.segments)),
+            "segment_gap": float(gap["gap"]) if gap["gap"] is not None else "not evaluated",
+            "bound": config.max_segment_gap,
+        },
     )
 
 
-class BusinessConfig(FeatureSource):
+class BusinessConfig(dg.Config):
     contact_top_k: int = Field(default=500, description="How many of the highest-risk customers to contact a day.")
     offer_cost: float = Field(default=15.0, description="Cost of one retention offer (EUR).")
     customer_value: float = Field(default=400.0, description="Value of keeping a customer who would churn (EUR).")
@@ -217,34 +261,29 @@ def campaign_value(probability: np.ndarray, config: BusinessConfig) -> float:
     return float(top.sum() * config.offer_success_rate * config.customer_value - len(top) * config.offer_cost)
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    deps=[churn_predictions, dg.AssetKey("raw_cancellations")],
-    group_name="monitoring",
-    kinds={"delta", "polars"},
-    owners=[OWNER],
-    tags={"layer": "monitoring"},
-    description=(
-        "What the predictions are worth: the expected saving of contacting today's top-k customers, and for the "
-        "predictions of 30 days ago the lift in the top decile and the saving actually achieved against random "
-        "targeting, with a configurable cost matrix (offer cost, customer value, offer success rate)."
-    ),
-    metadata={"lake_table": BUSINESS_IMPACT, "dagster/column_schema": table_schema(IMPACT_COLUMNS)},
-)
-def business_impact(context: dg.AssetExecutionContext, config: BusinessConfig, lake: Lake):
+def report_business_impact(
+    context: dg.AssetExecutionContext,
+    config: BusinessConfig,
+    dataset: Dataset,
+    warehouse: Warehouse,
+    registry: ModelRegistry,
+    lake: Lake,
+):
+    """The expected value of today's campaign, and the value the matured predictions achieved."""
     from platform_assets.ml.evaluation import lift_at
     from platform_assets.plots import as_metadata, metric_over_time, png_bytes
 
     day = date.fromisoformat(context.partition_key)
-    spec = config.spec()
-    today = lake.read_days(PREDICTIONS, day)
+    spec = spec_of(dataset)
+    table = dataset.lake_table(BUSINESS_IMPACT)
+    today = lake.read_days(dataset.lake_table(PREDICTIONS), day)
     if today.is_empty():
         raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
     expected = campaign_value(today["churn_probability"].to_numpy(), config)
-    scored_on, outcomes = matured(lake, day, spec.label_horizon_days)
+    scored_on, outcomes, note = matured(lake, warehouse, registry, dataset, spec, day)
     realized = {"scored_on": scored_on, "lift_top_decile": None, "realized_saving": None, "random_saving": None}
     if not outcomes.is_empty():
-        y = outcomes["churned"].cast(pl.Int64).to_numpy()
+        y = outcomes[OUTCOME].cast(pl.Int64).to_numpy()
         p = outcomes["churn_probability"].to_numpy()
         k = min(config.contact_top_k, len(p))
         caught = y[np.argsort(-p, kind="stable")[:k]].sum()
@@ -257,8 +296,8 @@ def business_impact(context: dg.AssetExecutionContext, config: BusinessConfig, l
     row = pl.DataFrame(
         [{"ds": day, "customers": today.height, "expected_saving": expected, **realized}], schema=IMPACT_SCHEMA
     )
-    delta_version = lake.replace_days(BUSINESS_IMPACT, row, day, day)
-    history = lake.scan(BUSINESS_IMPACT).filter(pl.col("ds") > day - timedelta(days=60)).collect()
+    delta_version = lake.replace_days(table, row, day, day)
+    history = lake.scan(table).filter(pl.col("ds") > day - timedelta(days=60)).collect()
     context.log.info(f"{day}: contacting the top {config.contact_top_k} is worth {expected:,.0f} EUR (expected)")
     return dg.MaterializeResult(
         metadata={
@@ -284,7 +323,96 @@ def business_impact(context: dg.AssetExecutionContext, config: BusinessConfig, l
             "expected_saving_over_time": as_metadata(
                 png_bytes(metric_over_time(history, "expected_saving", "Expected saving of the daily campaign (EUR)"))
             ),
-            "dagster/uri": lake.uri(BUSINESS_IMPACT),
+            "matured_note": note or "none",
+            "dagster/uri": lake.uri(table),
             "delta_version": delta_version,
         }
     )
+
+
+@cache
+def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
+    """``model_performance`` and ``business_impact`` of a declared dataset, downstream of its outcome model."""
+    predictions = predictions_asset(dataset)
+    outcome = dbt_key(dataset.outcome_model)
+    performance_key = dataset.key("model_performance")
+
+    @dg.asset(
+        key=performance_key,
+        partitions_def=daily_partitions,
+        deps=[predictions, outcome],
+        group_name="monitoring",
+        kinds={"delta", "polars"},
+        owners=[OWNER],
+        tags={"layer": "monitoring"},
+        description=(
+            f"How the `{dataset.registered_model}` predictions of one label horizon ago did, now that their outcome "
+            f"has matured in the dbt model `{dataset.outcome_model}`: ROC AUC, PR AUC, calibration error and the "
+            "largest ROC AUC gap across declared segments, against the model card's validation figures, on rows "
+            "the model did not train on. One row per day in Delta; the chart shows the trend."
+        ),
+        metadata={
+            "lake_table": dataset.lake_table(MODEL_PERFORMANCE),
+            "dagster/column_schema": table_schema(PERFORMANCE_COLUMNS),
+        },
+        check_specs=[
+            dg.AssetCheckSpec(
+                PERFORMANCE_CHECK,
+                asset=performance_key,
+                description="ERROR when matured ROC AUC falls below the validation ROC AUC minus auc_tolerance; "
+                "WARN, saying why, when too few rows have matured to tell.",
+                partitions_def=daily_partitions,
+            ),
+            dg.AssetCheckSpec(
+                FAIRNESS_CHECK,
+                asset=performance_key,
+                description="WARN when ROC AUC differs across the values of a declared segment by more than "
+                "max_segment_gap, or when no segment could be evaluated.",
+                partitions_def=daily_partitions,
+            ),
+        ],
+    )
+    def model_performance(
+        context: dg.AssetExecutionContext,
+        config: PerformanceConfig,
+        warehouse: Warehouse,
+        registry: ModelRegistry,
+        lake: Lake,
+    ):
+        yield from report_performance(
+            context, config, dataset, warehouse, registry.named(dataset.registered_model), lake
+        )
+
+    @dg.asset(
+        key=dataset.key("business_impact"),
+        partitions_def=daily_partitions,
+        deps=[predictions, outcome],
+        group_name="monitoring",
+        kinds={"delta", "polars"},
+        owners=[OWNER],
+        tags={"layer": "monitoring"},
+        description=(
+            f"What the `{dataset.registered_model}` predictions are worth: the expected saving of contacting "
+            "today's top-k, and for the predictions of one label horizon ago the lift in the top decile and the "
+            "saving actually achieved against random targeting, with a configurable cost matrix."
+        ),
+        metadata={
+            "lake_table": dataset.lake_table(BUSINESS_IMPACT),
+            "dagster/column_schema": table_schema(IMPACT_COLUMNS),
+        },
+    )
+    def business_impact(
+        context: dg.AssetExecutionContext,
+        config: BusinessConfig,
+        warehouse: Warehouse,
+        registry: ModelRegistry,
+        lake: Lake,
+    ):
+        return report_business_impact(
+            context, config, dataset, warehouse, registry.named(dataset.registered_model), lake
+        )
+
+    return model_performance, business_impact
+
+
+model_performance, business_impact = performance_assets(DEFAULT)

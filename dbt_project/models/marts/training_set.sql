@@ -1,6 +1,6 @@
--- Features on snapshot days spread through history, with the label: did the customer
--- cancel within the horizon after the snapshot? Only snapshots whose horizon has fully
--- passed are kept, every N days back from the newest of them, after a warm-up.
+-- Features on snapshot days spread through history, with the label from churn_outcomes:
+-- did the customer cancel within the horizon after the snapshot? Only snapshots whose
+-- horizon has fully passed are kept, every N days back from the newest of them, after a warm-up.
 {% set horizon = var('label_horizon_days') %}
 with snapshots as (
     select snapshot_date
@@ -14,9 +14,7 @@ with snapshots as (
 -- f.* on purpose: a feature added to customer_features reaches training with no change here.
 select
     f.*,  -- noqa: AM04
-    coalesce(
-        x.cancelled_on > f.snapshot_date and x.cancelled_on <= f.snapshot_date + interval {{ horizon }} day, false
-    ) as churned_within_horizon
+    o.churned_within_horizon
 from {{ ref('customer_features') }} as f
 inner join snapshots as s on f.snapshot_date = s.snapshot_date
-left join {{ ref('stg_cancellations') }} as x on f.customer_id = x.customer_id
+inner join {{ ref('churn_outcomes') }} as o on f.customer_id = o.customer_id and f.snapshot_date = o.snapshot_date
