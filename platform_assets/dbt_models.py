@@ -28,6 +28,10 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
             return dg.AssetKey(dbt_resource_props["name"])
         return super().get_asset_key(dbt_resource_props)
 
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        """The dbt group, else ``features``: a model in a new folder joins the dbt layer, never ``default``."""
+        return super().get_group_name(dbt_resource_props) or "features"
+
     def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
         layer = dbt_resource_props.get("fqn", ["", "", ""])[1]
         return {**super().get_tags(dbt_resource_props), "layer": layer}

@@ -10,7 +10,7 @@ from dagster_dbt import DbtCliResource
 
 from platform_assets.ml.evaluation import metrics
 from platform_assets.ml.feature_spec import discover
-from platform_assets.ml.training import SCORE, labels, train
+from platform_assets.ml.training import SCORE, SplitRefused, labels, train
 
 FIXTURE = Path(__file__).parent / "fixtures" / "machines_dbt"
 PARAMS = {"learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 20, "seed": 1, "deterministic": True}
@@ -84,3 +84,54 @@ def test_a_feature_documented_in_dbt_is_trained_without_python_changes(machines)
     assert "humidity_pct" in trained.model.features
     importance = dict(trained.importance().iter_rows())
     assert importance["humidity_pct"] > 0  # the label depends on it, so the model uses it
+
+
+def test_one_snapshot_without_a_declared_split_is_refused(machines):
+    spec, frame = build_and_load(machines)
+    one_day = frame.filter(frame["as_of"] == frame["as_of"].max())
+    with pytest.raises(SplitRefused, match=r"history too short for a time split: 1 snapshot days \(2026-03-23"):
+        train(one_day, spec, PARAMS, max_rounds=10)
+
+
+def _parse_with_label_meta(project: Path, meta: str):
+    yml = project / "models" / "machine_health.yml"
+    yml.write_text(yml.read_text().replace("{meta: {role: label, horizon_days: 28}}", meta))
+    DbtCliResource(project_dir=str(project)).cli(["parse", "--quiet"], target_path=Path("target")).wait()
+    return discover(project / "target" / "manifest.json", "machine_health", "machine_health")
+
+
+def test_a_label_without_a_horizon_is_refused(machines):
+    with pytest.raises(ValueError, match=r"label column .failed_within_30d. .* declares no horizon_days"):
+        _parse_with_label_meta(machines, "{meta: {role: label}}")
+
+
+def test_a_horizon_0_label_is_refused(machines):
+    with pytest.raises(ValueError, match="horizon_days 0 is refused: a label must look at least 1 day past"):
+        _parse_with_label_meta(machines, "{meta: {role: label, horizon_days: 0}}")
+
+
+def test_a_declared_split_column_trains_without_a_time_dimension(machines):
+    """One snapshot, split by a hash of the entity declared in SQL and YAML: trains and validates on unseen machines."""
+    sql = machines / "models" / "machine_health.sql"
+    sql.write_text(
+        sql.read_text().replace(
+            "    machine_id,\n    as_of,\n",
+            "    machine_id,\n    as_of,\n"
+            "    case when hash(machine_id) % 5 = 0 then 'validation' else 'train' end as holdout,\n",
+        )
+        + "where as_of = date '2026-03-23'\n"
+    )
+    yml = machines / "models" / "machine_health.yml"
+    yml.write_text(
+        yml.read_text().replace(
+            "      - name: vibration_mm_s\n",
+            "      - name: holdout\n        description: Which side of the split.\n"
+            "        config: {meta: {role: split}}\n      - name: vibration_mm_s\n",
+        )
+    )
+    spec, frame = build_and_load(machines)
+    assert spec.split == "holdout" and frame["as_of"].n_unique() == 1
+    trained = train(frame, spec, PARAMS, max_rounds=100, early_stopping_rounds=10)
+    assert trained.split.kind == "column"
+    assert set(trained.validation["holdout"]) == {"validation"}
+    assert trained.validation["machine_id"].is_in(frame.filter(frame["holdout"] == "train")["machine_id"]).sum() == 0

@@ -59,3 +59,19 @@ def test_the_manifest_is_read_once_per_process(resources):
         feature_spec.discover(dbt_project.manifest_path, "training_set", "customer_features")
     after = feature_spec._manifest.cache_info()
     assert after.misses == before.misses and after.hits == before.hits + 3
+
+
+def test_the_ml_assets_depend_on_the_dbt_models_the_dataset_declares(resources):
+    graph = build_definitions().resolve_asset_graph()
+
+    def parents(name: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+
+    assert parents("churn_model") == {"training_set"}
+    assert parents("champion_model") == {"churn_model", "training_set"}
+    assert parents("churn_predictions") == {"champion_model", "customer_features"}
+    assert parents("feature_drift_report") == {"churn_predictions", "customer_features"}
+    assert parents("model_performance") == parents("business_impact") == {"churn_predictions", "churn_outcomes"}
+    assert "raw_cancellations" not in parents("model_performance")  # outcomes come from dbt, not the simulator
+    train = build_definitions().resolve_job_def("train_model").asset_layer.selected_asset_keys
+    assert {dg.AssetKey(k) for k in ("training_set", "churn_outcomes", "churn_model", "champion_model")} <= train

@@ -63,6 +63,15 @@ def test_the_pipeline_trains_promotes_and_scores(platform):
     assert _metadata(platform, "champion_model")["decision"] == "promoted"
 
 
+def test_the_gate_judged_on_the_challengers_validation_rows_not_its_training_days(platform):
+    model, gate = _metadata(platform, "churn_model"), _metadata(platform, "champion_model")
+    validation = model["validation_window"].split(", ")
+    assert gate["evaluation_window"] == f"{model['validation_rows']} rows of {', '.join(validation)}"
+    assert model["split"].startswith("time split: trained on ") and "labels look 30 days ahead" in model["split"]
+    assert "Split: time split" in model["model_card"]
+    assert "segment gap" in gate["reason"] and "not evaluated" not in gate["reason"]  # segments declared in dbt
+
+
 def test_validation_auc_is_clearly_above_chance(platform):
     model = _metadata(platform, "churn_model")
     # A shuffled label or a feature pipeline that leaks nothing useful sits near 0.5.
@@ -196,3 +205,18 @@ def test_the_gate_refuses_a_worse_model_promotes_a_better_one_and_rollback_resto
     assert cli.returncode == 0, cli.stderr[-2000:]
     assert "from version 3 back to version 1" in cli.stdout
     assert registry.version(CHAMPION).version == "1"
+
+
+def test_the_gate_refuses_a_window_the_champion_trained_on(platform):
+    """A challenger validated on older days than the champion's: the champion learned those outcomes."""
+    registry = platform["defs"].resources["registry"]
+    champion = registry.version(CHAMPION).version
+    result = _materialize(
+        platform,
+        [churn_model, champion_model],
+        run_config={"ops": {"churn_model": {"config": {"validation_snapshots": 4}}}},
+    )
+    check = _checks(result)[PROMOTION_CHECK]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert "not judged:" in check.description and f"overlap what champion v{champion} trained on" in check.description
+    assert registry.version(CHAMPION).version == champion

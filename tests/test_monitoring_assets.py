@@ -67,7 +67,7 @@ def test_matured_predictions_are_scored_against_the_model_card(platform):
     assert performance["roc_auc"] > 0.65
     assert performance["validation_roc_auc"] > 0.65
     decay = checks(result)["performance_decay"]
-    assert decay.passed and "on predictions of" in decay.description
+    assert decay.passed and "matured predictions of" in decay.description
     assert "fairness" in checks(result)
     row = platform["defs"].resources["lake"].read_days(MODEL_PERFORMANCE, day(149))
     assert row["scored_on"].to_list() == [day(119)]

