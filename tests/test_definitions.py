@@ -75,3 +75,19 @@ def test_the_ml_assets_depend_on_the_dbt_models_the_dataset_declares(resources):
     assert "raw_cancellations" not in parents("model_performance")  # outcomes come from dbt, not the simulator
     train = build_definitions().resolve_job_def("train_model").asset_layer.selected_asset_keys
     assert {dg.AssetKey(k) for k in ("training_set", "churn_outcomes", "churn_model", "champion_model")} <= train
+
+
+def test_no_asset_takes_the_dataset_as_run_config(resources):
+    """The dataset is declared once, in dbt: no run config repeats the models or the segments."""
+    defs = build_definitions()
+    for name in (
+        "churn_model",
+        "champion_model",
+        "churn_predictions",
+        "feature_drift_report",
+        "prediction_drift_report",
+        "model_performance",
+        "business_impact",
+    ):
+        fields = defs.get_assets_def(name).op.config_schema.as_field().config_type.fields
+        assert not {"training_model", "scoring_model", "segments"} & set(fields), name

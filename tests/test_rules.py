@@ -15,6 +15,7 @@ from platform_assets.ml.evaluation import largest_gap, segment_performance
 from platform_assets.ml.feature_spec import FeatureSpec
 from platform_assets.ml.promotion import PromotionConfig, decide
 from platform_assets.ml.training import SplitRefused, TimeSplit, split_rows
+from platform_assets.monitoring.performance_reports import judge_fairness
 from platform_assets.partitions import daily_partitions, partition_hint
 from platform_assets.predictions import top_reasons
 
@@ -137,6 +138,14 @@ def test_fairness_without_segments_is_not_a_gap_of_zero():
     assert largest_gap(segment_performance(scored, "y", "p", []), [])["gap"] is None
     none_measurable = largest_gap(segment_performance(scored, "y", "p", ["plan"], min_positives=100), ["plan"])
     assert none_measurable["gap"] is None and "no value of plan had enough churners" in none_measurable["reason"]
+    passed, text = judge_fairness(largest_gap(segment_performance(scored, "y", "p", []), []), 0.15)
+    assert (
+        not passed and text == "not evaluated: no segment column declared (config.meta.role: segment in the dbt YAML)"
+    )
+    ranked = scored.with_columns(pl.Series("y", [0] * 60 + [1] * 60))  # ROC AUC 1 for plan a
+    two = pl.concat([ranked, ranked.with_columns(pl.lit("b").alias("plan"), (1 - pl.col("p")).alias("p"))])
+    passed, text = judge_fairness(largest_gap(segment_performance(two, "y", "p", ["plan"], 10), ["plan"]), 0.15)
+    assert not passed and text == "largest ROC AUC gap 1.000 across plan (best a, worst b; bound 0.15)"
 
 
 # The retraining decision

@@ -54,9 +54,6 @@ class FeatureSpec:
     split: str | None = None
     outcome: LabelledModel | None = None
 
-    def feature_frame_columns(self) -> list[str]:
-        return [self.entity, self.snapshot, *self.features]
-
 
 @dataclass(frozen=True)
 class Dataset:

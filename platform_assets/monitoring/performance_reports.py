@@ -108,6 +108,17 @@ def _unevaluable(scores: dict, rows: int, config: PerformanceConfig) -> str | No
     return None
 
 
+def judge_fairness(gap: dict, bound: float) -> tuple[bool, str]:
+    """Whether the segment gap is within the bound, and the check's text; an unmeasured gap never passes."""
+    if gap["gap"] is None:
+        return False, f"not evaluated: {gap['reason']}"
+    text = (
+        f"largest ROC AUC gap {gap['gap']:.3f} across {gap['segment']} "
+        f"(best {gap['best']}, worst {gap['worst']}; bound {bound})"
+    )
+    return gap["gap"] <= bound, text
+
+
 def report_performance(
     context: dg.AssetExecutionContext,
     config: PerformanceConfig,
@@ -214,14 +225,7 @@ def report_performance(
             "calibration_error": float(scores["calibration_error"]),
         },
     )
-    if gap["gap"] is None:
-        fair, text = False, f"not evaluated: {gap['reason']}"
-    else:
-        fair = gap["gap"] <= config.max_segment_gap
-        text = (
-            f"largest ROC AUC gap {gap['gap']:.3f} across {gap['segment']} "
-            f"(best {gap['best']}, worst {gap['worst']}; bound {config.max_segment_gap})"
-        )
+    fair, text = judge_fairness(gap, config.max_segment_gap)
     yield dg.AssetCheckResult(
         check_name=FAIRNESS_CHECK,
         passed=fair,
