@@ -162,10 +162,12 @@ def _summarize(results, seconds: float) -> None:
         for e in r.all_events
         if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
     ]
-    failed = [c for c in checks if not c.passed]
-    print(f"\n{len(checks)} checks evaluated, {len(failed)} failed.")
-    for check in failed:
-        print(f"  FAILED {check.asset_key.to_user_string()}:{check.check_name} ({check.severity.value})")
+    failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
+    warned = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.WARN]
+    print(f"\n{len(checks)} checks evaluated, {len(failed)} failed, {len(warned)} warned.")
+    for check in failed + warned:
+        label = "FAILED" if check in failed else "WARN  "
+        print(f"  {label} {check.asset_key.to_user_string()}:{check.check_name}: {check.description}")
     model = {k: v.value for k, v in latest[dg.AssetKey("churn_model")].metadata.items()}
     gate = {k: v.value for k, v in latest[dg.AssetKey("champion_model")].metadata.items()}
     scored = {k: v.value for k, v in latest[dg.AssetKey("churn_predictions")].metadata.items()}

@@ -198,4 +198,3 @@ def test_snapshot_dates_outside_the_partitions_say_what_to_set():
     early = partition_hint(start - timedelta(days=10), start + timedelta(days=5))
     assert f"set PLATFORM_START_DATE={start - timedelta(days=10)}" in early
     assert partition_hint(start, start + timedelta(days=5)) is None
-    assert "cannot be scored yet" in partition_hint(start, date.today() + timedelta(days=2))
