@@ -263,12 +263,11 @@ def judge_challenger(
     champion = registry.version(CHAMPION)
     contenders = {"challenger": challenger} | ({"champion": champion} if champion else {})
     splits = {role: registry.split(version.run_id) for role, version in contenders.items()}
-    frame = warehouse.table(spec.training_relation)
-    figures, window, reason = {}, frame.clear(), None
+    figures, window, reason = {}, pl.DataFrame(), None
     if splits["challenger"] is None:
         reason = f"challenger v{challenger.version} recorded no split, so no rows are known to be unseen"
     else:
-        window = frame.filter(TimeSplit.from_json(splits["challenger"]).is_validation(spec))
+        window = validation_rows(warehouse, spec, TimeSplit.from_json(splits["challenger"]))
         window_text = _window_text(window, spec)
         if window.is_empty():
             reason = f"the challenger's validation window is empty in {spec.training_relation} ({window_text})"
@@ -342,6 +341,13 @@ def judge_challenger(
             },
         },
     )
+
+
+def validation_rows(warehouse: Warehouse, spec, split) -> pl.DataFrame:
+    """The rows of the training model a split validated on, read without the rest of the table."""
+    if split.kind == "column":
+        return warehouse.table(spec.training_relation, f"cast({split.column} as varchar) = 'validation'")
+    return warehouse.table(spec.training_relation, f"list_contains(?, {spec.snapshot})", [split.validation])
 
 
 def _window_text(window: pl.DataFrame, spec) -> str:
