@@ -142,7 +142,7 @@ def test_an_asset_page_shows_its_description_metadata_and_checks(ui, page):
     page.screenshot(path=str(ARTIFACTS / "feature_drift_report_checks.png"), full_page=True)
 
     text = _open(page, f"{ui}/assets/churn_model", "validation_roc_auc", "mlflow_run")
-    assert "LightGBM trained on the dbt training set" in text
+    assert "LightGBM trained on the dbt model" in text and "training_set" in text
     assert "validation_roc_auc" in text and "mlflow_run" in text
     page.screenshot(path=str(ARTIFACTS / "churn_model.png"), full_page=True)
 
