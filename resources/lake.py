@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import date
 
 import dagster as dg
 import polars as pl
+import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from pydantic import Field
@@ -41,24 +43,36 @@ class Lake(dg.ConfigurableResource):
     def _options(self) -> dict[str, str] | None:
         return self.storage_options or None
 
-    def replace_days(self, name: str, frame: pl.DataFrame, first: date, last: date, extra: str = "") -> int:
-        """Replace the days ``first..last`` of a table partitioned by ``ds`` with ``frame``.
+    def replace_days(
+        self,
+        name: str,
+        data: pl.DataFrame | Callable[[], pa.RecordBatchReader],
+        first: date,
+        last: date,
+        extra: str = "",
+    ) -> int:
+        """Replace the days ``first..last`` of a table partitioned by ``ds`` with ``data``.
 
         A predicate overwrite: re-running a day replaces its rows, never duplicates
         them, and rows outside the predicate are refused by delta-rs. ``extra`` narrows
-        the predicate further (one table's rows in a shared table). Returns the version.
+        the predicate further (one table's rows in a shared table). ``data`` is a frame,
+        or a function returning a fresh stream of record batches: delta-rs writes the
+        stream's files as the batches come and commits them once at the end, so the
+        rows are never held whole and a crash before the commit leaves the old days
+        visible (its files are unreferenced, for vacuum). On a commit conflict the
+        function is called again. Returns the version.
         """
         predicate = f"ds >= '{first.isoformat()}' AND ds <= '{last.isoformat()}'"
         if extra:
             predicate = f"{predicate} AND {extra}"
-        self._write(name, frame, predicate)
+        self._write(name, data.to_arrow if isinstance(data, pl.DataFrame) else data, predicate)
         return self.version(name)
 
     @retry_on_commit_conflict
-    def _write(self, name: str, frame: pl.DataFrame, predicate: str) -> None:
+    def _write(self, name: str, data: Callable[[], pa.Table | pa.RecordBatchReader], predicate: str) -> None:
         write_deltalake(
             self.uri(name),
-            frame.to_arrow(),
+            data(),
             mode="overwrite",
             partition_by=["ds"],
             predicate=predicate,

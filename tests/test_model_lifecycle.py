@@ -129,10 +129,26 @@ def test_predictions_are_explained_and_carry_their_provenance(platform):
     assert set(predictions["risk_band"]) <= {"low", "medium", "high"}
     provenance = json.loads(predictions["feature_versions"][0])
     assert provenance["relation"].endswith('"customer_features"') and provenance["lake_versions"]
-    assert predictions["top_reasons"].list.len().unique().to_list() == [3]
     review = predictions.filter(pl.col("needs_review"))
     assert review["churn_probability"].is_between(0.25, 0.35, closed="left").all()
-    assert _metadata(platform, "churn_predictions")["flagged_for_review"] == review.height
+    metadata = _metadata(platform, "churn_predictions")
+    assert metadata["flagged_for_review"] == review.height
+
+
+def test_reasons_only_where_someone_acts_by_default(platform):
+    predictions = _day_predictions(platform)
+    explained = predictions.filter(pl.col("explained_because").is_not_null())
+    # Medium risk from 0.1, high from 0.3; the review band 0.25..0.35 lies inside them.
+    assert explained["churn_probability"].min() >= 0.1
+    assert set(explained["explained_because"]) == {"high risk", "medium risk"}
+    assert explained.height == (predictions["churn_probability"] >= 0.1).sum() < predictions.height
+    assert explained["top_reasons"].list.len().unique().to_list() == [3]
+    assert predictions.filter(pl.col("explained_because").is_null())["top_reasons"].null_count() == (
+        predictions.height - explained.height
+    )
+    metadata = _metadata(platform, "churn_predictions")
+    assert metadata["rows_with_reasons"] == explained.height
+    assert "`reasons_for: actionable`" in metadata["reasons_for"] and "medium risk" in metadata["reasons_for"]
 
 
 def test_shap_contributions_plus_expected_value_equal_the_raw_score(platform):
@@ -146,18 +162,29 @@ def test_shap_contributions_plus_expected_value_equal_the_raw_score(platform):
     stored = predictions["churn_probability"].to_numpy()
     np.testing.assert_allclose(contributions.sum(axis=1), np.log(stored / (1 - stored)), atol=1e-6)
     np.testing.assert_allclose(predictions["expected_value"].to_numpy(), contributions[:, -1])
-    # The stored reasons are the largest contributions, with their sign.
-    first = predictions["top_reasons"].list.first().struct.field("contribution").to_numpy()
-    np.testing.assert_allclose(np.abs(first), np.abs(contributions[:, :-1]).max(axis=1))
+    # Plain predict on every row: the probabilities are identical.
+    np.testing.assert_array_equal(stored, model.booster.predict(model.matrix(features)))
+    # The stored reasons are the largest contributions, with their sign, on the rows explained.
+    explained = predictions["explained_because"].is_not_null().to_numpy()
+    first = predictions.filter(explained)["top_reasons"].list.first().struct.field("contribution").to_numpy()
+    np.testing.assert_allclose(np.abs(first), np.abs(contributions[explained, :-1]).max(axis=1))
 
 
-def test_rescoring_a_day_replaces_it(platform):
+def test_rescoring_a_day_replaces_it_and_reasons_for_all_explains_everyone(platform):
     lake = platform["defs"].resources["lake"]
-    before, version = _day_predictions(platform).height, lake.version(PREDICTIONS)
-    result = _materialize(platform, [churn_predictions], partition_key=LAST.isoformat())
+    before, version = _day_predictions(platform), lake.version(PREDICTIONS)
+    everyone = {"ops": {"churn_predictions": {"config": {"reasons_for": "all", "chunk_rows": 1000}}}}
+    result = _materialize(platform, [churn_predictions], partition_key=LAST.isoformat(), run_config=everyone)
     assert result.success
-    assert _day_predictions(platform).height == before
-    assert lake.version(PREDICTIONS) == version + 1
+    after = _day_predictions(platform)
+    assert after.height == after["customer_id"].n_unique() == before.height
+    assert lake.version(PREDICTIONS) == version + 1  # several chunks, one commit
+    assert set(after["explained_because"]) == {"all"} and after["top_reasons"].null_count() == 0
+    assert _metadata(platform, "churn_predictions")["rows_with_reasons"] == after.height
+    joined = before.join(after, on="customer_id", suffix="_all")
+    assert (joined["churn_probability"] == joined["churn_probability_all"]).all()
+    explained = joined.filter(pl.col("explained_because").is_not_null())
+    assert explained["top_reasons"].to_list() == explained["top_reasons_all"].to_list()
 
 
 def test_a_fresh_process_loading_the_champion_predicts_the_same(platform, tmp_path):

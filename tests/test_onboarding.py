@@ -202,7 +202,9 @@ def test_the_split_was_honest_and_is_recorded(onboarded):
 def test_predictions_carry_reasons(onboarded):
     predictions = _lake(onboarded["home"], "predictions/churn_predictions")
     assert predictions.height == predictions["customer_id"].n_unique() == 4930
-    assert predictions["top_reasons"].list.len().unique().to_list() == [3]
+    explained = predictions["explained_because"].is_not_null()
+    assert (predictions["top_reasons"].is_not_null() == explained).all() and explained.any()
+    assert predictions.filter(explained)["top_reasons"].list.len().unique().to_list() == [3]
     features = set(_latest(onboarded["home"], "churn_model")["features"])
     named = predictions.select(pl.col("top_reasons").list.eval(pl.element().struct.field("feature"))).explode(
         "top_reasons"

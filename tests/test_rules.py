@@ -14,10 +14,10 @@ from platform_assets.automation import Cursor, Evaluation, RetrainPolicy, decide
 from platform_assets.ml.evaluation import largest_gap, segment_performance
 from platform_assets.ml.feature_spec import FeatureSpec
 from platform_assets.ml.promotion import PromotionConfig, decide
+from platform_assets.ml.scoring import top_reasons
 from platform_assets.ml.training import SplitRefused, TimeSplit, split_rows
 from platform_assets.monitoring.performance_reports import judge_fairness
 from platform_assets.partitions import daily_partitions, partition_hint
-from platform_assets.predictions import top_reasons
 
 D0 = date(2026, 3, 2)
 
