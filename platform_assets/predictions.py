@@ -96,7 +96,7 @@ def score_day(
             pl.lit(day).alias("ds"),
         ],
     )
-    version = lake.replace_days(table, scorer.batches, day, day)
+    version = lake.replace_days(table, scorer.batches, day, day, add_columns=True)
     seconds = time.perf_counter() - started
     predictions = scorer.scores
     probability = scorer.probability

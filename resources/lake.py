@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import date
+from typing import Literal
 
 import dagster as dg
 import polars as pl
@@ -50,6 +51,7 @@ class Lake(dg.ConfigurableResource):
         first: date,
         last: date,
         extra: str = "",
+        add_columns: bool = False,
     ) -> int:
         """Replace the days ``first..last`` of a table partitioned by ``ds`` with ``data``.
 
@@ -60,22 +62,32 @@ class Lake(dg.ConfigurableResource):
         stream's files as the batches come and commits them once at the end, so the
         rows are never held whole and a crash before the commit leaves the old days
         visible (its files are unreferenced, for vacuum). On a commit conflict the
-        function is called again. Returns the version.
+        function is called again. ``add_columns`` merges columns the table lacks into its
+        schema (older rows read null), so an output table gains a column without a
+        migration. Returns the version.
         """
         predicate = f"ds >= '{first.isoformat()}' AND ds <= '{last.isoformat()}'"
         if extra:
             predicate = f"{predicate} AND {extra}"
-        self._write(name, data.to_arrow if isinstance(data, pl.DataFrame) else data, predicate)
+        source = data.to_arrow if isinstance(data, pl.DataFrame) else data
+        self._write(name, source, predicate, "merge" if add_columns else None)
         return self.version(name)
 
     @retry_on_commit_conflict
-    def _write(self, name: str, data: Callable[[], pa.Table | pa.RecordBatchReader], predicate: str) -> None:
+    def _write(
+        self,
+        name: str,
+        data: Callable[[], pa.Table | pa.RecordBatchReader],
+        predicate: str,
+        schema_mode: Literal["merge"] | None,
+    ) -> None:
         write_deltalake(
             self.uri(name),
             data(),
             mode="overwrite",
             partition_by=["ds"],
             predicate=predicate,
+            schema_mode=schema_mode,
             storage_options=self._options(),
         )
 

@@ -72,7 +72,7 @@ def _scorer(model, features, **config) -> DayScorer:
 
 def _score(model, features, lake: Lake, **config) -> tuple[DayScorer, pl.DataFrame]:
     scorer = _scorer(model, features, **config)
-    lake.replace_days(TABLE, scorer.batches, DAY, DAY)
+    lake.replace_days(TABLE, scorer.batches, DAY, DAY, add_columns=True)  # as churn_predictions does
     return scorer, lake.read_days(TABLE, DAY).sort("customer_id")
 
 
@@ -142,3 +142,11 @@ def test_no_row_due_gets_no_reasons_and_still_writes(model, day_features, tmp_pa
     assert stored.height == day_features.height
     assert stored["top_reasons"].null_count() == stored["explained_because"].null_count() == stored.height
     assert scorer.highest.height == 10 and scorer.highest["top_reasons"].null_count() == 10
+
+
+def test_a_table_written_before_explained_because_existed_gains_it(model, day_features, tmp_path):
+    lake = Lake(root=str(tmp_path))
+    older = day_features.select("customer_id", pl.lit(0.5).alias("churn_probability"), pl.lit(DAY).alias("ds"))
+    lake.replace_days(TABLE, older, DAY, DAY)
+    _, stored = _score(model, day_features, lake, **CONFIG)
+    assert stored.height == day_features.height and stored["explained_because"].is_not_null().any()
