@@ -123,6 +123,7 @@ class DayScorer:
             [model.predict_frame(chunk) for chunk in features.iter_slices(config.chunk_rows)] or [np.empty(0)]
         )
         self.scores = classify(probability, config)
+        # TreeSHAP's base value is the model's, the same on every row: rows without reasons carry it too.
         self.expected_value = float(model.contributions(features.head(1))[0, -1]) if features.height else None
         self.highest = self.scores.head(0)
 
