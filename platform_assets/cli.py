@@ -116,8 +116,8 @@ def _demo(args: argparse.Namespace) -> None:
     """Build the whole graph on the simulated business, in three runs.
 
     ``ingest_raw`` loads the whole history through the contracts in one run,
-    ``train_model`` builds the dbt features and a promoted model, and ``score_day``
-    scores the last day.
+    ``train_model`` builds the dbt features of every day (one run over the range) and a
+    promoted model, and ``score_day`` scores the last day.
     """
     _settle_environment(args)
     import dagster as dg
@@ -130,7 +130,7 @@ def _demo(args: argparse.Namespace) -> None:
         tags = {"platform/trigger": "demo"}
         results = [
             _run("ingest_raw", instance, (first, last), tags),
-            _run("train_model", instance, None, tags),
+            _run("train_model", instance, (first, last), tags),
             _run("score_day", instance, (last, last), tags),
         ]
         _summarize(results, time.monotonic() - started)
@@ -227,7 +227,7 @@ def _drift_demo(args: argparse.Namespace) -> None:
                 return _run(job_name, instance, days, tags or {"platform/trigger": "drift-demo"}, QUIET)
 
         run("ingest_raw", (first, last_history))
-        run("train_model")
+        run("train_model", (first, last_history))
         run("score_day", (last_history, last_history))
         print(f"Model v{registry.version('champion').version} trained and promoted; now day by day:\n", flush=True)
         cursor = None

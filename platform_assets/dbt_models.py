@@ -1,17 +1,27 @@
-"""The dbt project as assets: staging views, features and the training set.
+"""The dbt project as assets: staging views, features by snapshot day, and the training set.
 
 The translator maps each dbt source onto the raw asset that writes it, so raw tables,
 dbt models and their tests form one lineage graph. Groups and owners come from the
 dbt groups (``models/groups.yml``), descriptions and column docs from the YAML.
+
+Features are daily partitioned: a run over days passes them to dbt as the vars
+``first_day`` and ``last_day``, and the incremental models replace exactly those
+snapshot days, so a new day costs a day. A backfill of a range is one dbt invocation.
+The training models (``training_set``) sample snapshot days through the whole history,
+so they are a separate, unpartitioned asset that daily runs leave alone and training builds.
 """
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from pydantic import Field
 
 from platform_assets.contracts import CONTRACTS
+from platform_assets.ml.feature_spec import datasets
+from platform_assets.partitions import daily_partitions
 from platform_assets.raw import lake_table
 from resources.dbt import dbt_project
 from resources.lake import Lake
@@ -37,25 +47,82 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
         return {**super().get_tags(dbt_resource_props), "layer": layer}
 
 
+# The declared datasets' labelled training models (training_set for the platform's own).
+TRAINING_MODELS = " ".join(sorted({d.training_model for d in datasets(dbt_project.manifest_path)}))
+
+
+class FeatureBuildConfig(dg.Config):
+    full_refresh: bool = Field(
+        default=False, description="Drop and rebuild every snapshot day (dbt --full-refresh), whatever the partition."
+    )
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
     dagster_dbt_translator=PlatformDbtTranslator(),
+    exclude=TRAINING_MODELS,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: Lake, warehouse: Warehouse):
-    """Build and test the selected models; record which lake versions they were built from.
+def dbt_models(
+    context: dg.AssetExecutionContext,
+    config: FeatureBuildConfig,
+    dbt: DbtCliResource,
+    lake: Lake,
+    warehouse: Warehouse,
+):
+    """Build and test the features of the run's days, or of every day on a full refresh."""
+    days = context.partition_key_range  # inclusive at both ends, unlike partition_time_window
+    if config.full_refresh:
+        args, built = ["--full-refresh"], "all"
+    else:
+        args, built = (
+            ["--vars", json.dumps({"first_day": days.start, "last_day": days.end})],
+            f"{days.start}..{days.end}",
+        )
+    yield from _build(context, dbt, lake, warehouse, args, {"snapshot_days": built})
 
-    The build holds the warehouse's write lock from the start of dbt until this process
-    has closed its own DuckDB connection (row counts and column schemas read through it).
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=PlatformDbtTranslator(),
+    select=TRAINING_MODELS,
+    name="dbt_training_set",
+)
+def dbt_training_set(context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: Lake, warehouse: Warehouse):
+    """Sample labelled snapshot days from the features built so far."""
+    yield from _build(context, dbt, lake, warehouse, [], None)
+
+
+def _build(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    lake: Lake,
+    warehouse: Warehouse,
+    args: list[str],
+    days: dict[str, str] | None,
+):
+    """Build and test the selected models; record which lake versions (and days) they were built from.
+
+    A whole table's row count is only recorded for a whole build: on a day's partition it
+    would claim the history's rows for that day. The build holds the warehouse's write
+    lock from the start of dbt until this process has closed its own DuckDB connection
+    (row counts and column schemas read through it).
     """
     with warehouse.writing(f"run {context.run_id}, dbt build", context.log):
         versions = {f"raw_{t}": lake.version(lake_table(t)) for t in CONTRACTS}
         context.log.info(f"Building from lake versions {versions}")
-        invocation = dbt.cli(["build"], context=context)
+        invocation = dbt.cli(["build", *args], context=context)
+        stream = invocation.stream()
+        if days is None:
+            stream = stream.fetch_row_counts()
         try:
-            for event in invocation.stream().fetch_row_counts().fetch_column_metadata():
+            for event in stream.fetch_column_metadata():
                 if isinstance(event, (dg.Output, dg.AssetMaterialization)):
-                    event = event.with_metadata({**event.metadata, "lake_versions": dg.MetadataValue.json(versions)})
+                    extra = {"lake_versions": dg.MetadataValue.json(versions), **(days or {})}
+                    event = event.with_metadata({**event.metadata, **extra})
                 yield event
         finally:
             _close_duckdb_adapter(invocation.adapter)

@@ -57,11 +57,13 @@ def scoring_job(dataset: Dataset):
 
 @cache
 def retraining_job(dataset: Dataset):
+    # The training model samples the whole history, so daily runs leave it to (re)training.
     return dg.define_asset_job(
         _name(dataset, "retrain_model"),
-        selection=_assets(dataset, "churn_model", "champion_model"),
-        description=f"Train a `{dataset.registered_model}` challenger on the current training model and run the "
-        "promotion gate.",
+        selection=dg.AssetSelection.assets(dbt_key(dataset.training_model))
+        | _assets(dataset, "churn_model", "champion_model"),
+        description=f"Sample a fresh `{dataset.registered_model}` training model, train a challenger on it and run "
+        "the promotion gate.",
     )
 
 
@@ -80,9 +82,9 @@ daily_pipeline = dg.define_asset_job(
     | dg.AssetSelection.assets(
         *(dbt_key(m) for m in (DEFAULT.training_model, DEFAULT.scoring_model, DEFAULT.outcome_model))
     ).upstream()
-    | _assets(DEFAULT, *SCORING_ASSETS),
+    | _assets(DEFAULT, *SCORING_ASSETS) - dg.AssetSelection.assets(*(dbt_key(d.training_model) for d in DATASETS)),
     partitions_def=daily_partitions,
-    description="A new day end to end: raw data and contracts, the dbt models (features, training set, outcomes), "
-    "predictions and monitoring.",
+    description="A new day end to end: raw data and contracts, the dbt models of that day (features, outcomes; "
+    "not the training sets), predictions and monitoring.",
 )
 OTHER_JOBS = [job(d) for d in DATASETS if d != DEFAULT for job in (training_job, scoring_job, retraining_job)]

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     dbt_target: str | None = Field(
         default=None, validation_alias=AliasChoices("DBT_TARGET"), description="dbt target; the profile's default."
     )
+    duckdb_memory_limit: str = Field(
+        default="4GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory limit of a dbt build."
+    )
+    duckdb_threads: int = Field(default=2, ge=1, description="DuckDB threads of a dbt build.")
+    duckdb_temp_directory: Path | None = Field(
+        default=None, description="Where DuckDB spills past its memory limit; <home>/warehouse/spill."
+    )
     dagster_home: Path | None = Field(
         default=None, validation_alias=AliasChoices("DAGSTER_HOME"), description="Dagster instance; <home>/dagster."
     )
@@ -106,6 +113,10 @@ class Settings(BaseSettings):
     def warehouse_path(self) -> Path:
         return self.resolved_home / "warehouse" / "churn.duckdb"
 
+    @property
+    def duckdb_spill_directory(self) -> Path:
+        return (self.duckdb_temp_directory or self.resolved_home / "warehouse" / "spill").expanduser().resolve()
+
 
 def settings() -> Settings:
     """The settings as the environment has them now (cheap; tests change the environment)."""
@@ -122,11 +133,17 @@ def export_environment() -> Path:
 
     dbt runs as a subprocess and finds the warehouse and the lake through
     ``PLATFORM_HOME`` in its environment (``profiles.yml``, ``sources.yml``), so the
-    resolved, absolute path is exported here once rather than recomputed in two languages.
+    resolved, absolute path is exported here once rather than recomputed in two languages;
+    DuckDB's memory limit, threads and spill directory reach the profile the same way.
     MLflow's telemetry would try the network; it is off unless the user set it.
     """
-    home = platform_home()
+    current = settings()
+    home = current.resolved_home
     os.environ["PLATFORM_HOME"] = str(home)
+    os.environ["PLATFORM_DUCKDB_MEMORY_LIMIT"] = current.duckdb_memory_limit
+    os.environ["PLATFORM_DUCKDB_THREADS"] = str(current.duckdb_threads)
+    if current.duckdb_temp_directory:  # else the profile's default, below the exported home
+        os.environ["PLATFORM_DUCKDB_TEMP_DIRECTORY"] = str(current.duckdb_spill_directory)
     prefer_environment_bin()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")

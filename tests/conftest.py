@@ -85,8 +85,14 @@ def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, first: date, last
     return result
 
 
-def build_features(defs: dg.Definitions, instance: dg.DagsterInstance):
-    """dbt build through Dagster: staging, features and training set, with their tests."""
-    from platform_assets.dbt_models import dbt_models
+def build_features(defs: dg.Definitions, instance: dg.DagsterInstance, first: date, last: date):
+    """dbt build through Dagster: features of days first..last in one run, then the training set, with their tests."""
+    from platform_assets.dbt_models import dbt_models, dbt_training_set
 
-    return dg.materialize([dbt_models], instance=instance, resources=defs.resources, raise_on_error=False)
+    return dg.materialize(
+        [dbt_models, dbt_training_set],
+        instance=instance,
+        resources=defs.resources,
+        tags=range_tags(first, last),
+        raise_on_error=False,
+    )

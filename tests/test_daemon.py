@@ -14,7 +14,7 @@ import pytest
 
 from platform_assets.definitions import build_definitions
 from resources.settings import ensure_dagster_home
-from tests.conftest import QUIET, build_features, day, ingest
+from tests.conftest import QUIET, build_features, day, ingest, range_tags
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 
@@ -72,9 +72,10 @@ def test_the_daemon_retrains_once_when_drift_checks_keep_failing(tmp_path, monke
     with dg.DagsterInstance.get() as instance:
         # A model trained on the quiet history, then five drifted days scored and monitored.
         ingest(defs, instance, day(0), day(149))
-        assert defs.resolve_job_def("train_model").execute_in_process(instance=instance, run_config=QUIET).success
+        train = defs.resolve_job_def("train_model")
+        assert train.execute_in_process(instance=instance, tags=range_tags(day(0), day(149)), run_config=QUIET).success
         ingest(defs, instance, day(150), day(154))
-        assert build_features(defs, instance).success
+        assert build_features(defs, instance, day(150), day(154)).success
         for n in range(150, 155):
             defs.resolve_job_def("score_day").execute_in_process(
                 instance=instance, partition_key=day(n).isoformat(), run_config=QUIET, raise_on_error=False

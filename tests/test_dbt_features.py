@@ -21,10 +21,10 @@ def builds(tmp_path_factory):
         warehouse = defs.resources["warehouse"]
         with dg.instance_for_test() as instance:
             ingest(defs, instance, day(0), day(69))
-            first = build_features(defs, instance)
+            first = build_features(defs, instance, day(0), day(69))
             early = warehouse.query(FEATURES, [day(69)])
             ingest(defs, instance, day(70), day(99))
-            second = build_features(defs, instance)
+            second = build_features(defs, instance, day(70), day(99))
             late = warehouse.query(FEATURES, [day(69)])
             training = warehouse.table("training_set")
             yield {

@@ -31,7 +31,7 @@ def world(tmp_path_factory):
         defs = build_definitions()
         with dg.instance_for_test() as instance:
             ingest(defs, instance, day(0), day(DRIFT_DAY + 9))
-            assert build_features(defs, instance).success
+            assert build_features(defs, instance, day(0), day(DRIFT_DAY + 9)).success
         features = defs.resources["warehouse"].query(
             "select * from customer_features where snapshot_date >= ?", [day(140)]
         )

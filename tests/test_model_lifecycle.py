@@ -17,7 +17,7 @@ from platform_assets.model_assets import PROMOTION_CHECK, champion_model, churn_
 from platform_assets.predictions import PREDICTIONS, churn_predictions
 from resources.dbt import DBT_PROJECT_DIR
 from resources.model_registry import CHALLENGER, CHAMPION
-from tests.conftest import QUIET, day, ingest, module_home
+from tests.conftest import QUIET, day, ingest, module_home, range_tags
 
 SIZE = {"PLATFORM_SIM_CUSTOMERS": "5000", "PLATFORM_SIM_DAYS": "150"}
 LAST = day(149)
@@ -30,7 +30,9 @@ def platform(tmp_path_factory):
         defs = build_definitions()
         with dg.instance_for_test() as instance:
             ingest(defs, instance, day(0), LAST)
-            built = defs.resolve_job_def("train_model").execute_in_process(instance=instance, run_config=QUIET)
+            built = defs.resolve_job_def("train_model").execute_in_process(
+                instance=instance, tags=range_tags(day(0), LAST), run_config=QUIET
+            )
             scored = defs.resolve_job_def("score_day").execute_in_process(
                 instance=instance, partition_key=LAST.isoformat(), run_config=QUIET
             )

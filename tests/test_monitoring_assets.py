@@ -7,7 +7,7 @@ import pytest
 from platform_assets.definitions import build_definitions
 from platform_assets.monitoring.drift_reports import FEATURE_DRIFT, PREDICTION_DRIFT
 from platform_assets.monitoring.performance_reports import BUSINESS_IMPACT, MODEL_PERFORMANCE
-from tests.conftest import QUIET, day, ingest, module_home
+from tests.conftest import QUIET, day, ingest, module_home, range_tags
 
 SIZE = {"PLATFORM_SIM_CUSTOMERS": "3000", "PLATFORM_SIM_DAYS": "150"}
 
@@ -19,7 +19,10 @@ def platform(tmp_path_factory):
         defs = build_definitions()
         with dg.instance_for_test() as instance:
             ingest(defs, instance, day(0), day(149))
-            assert defs.resolve_job_def("train_model").execute_in_process(instance=instance, run_config=QUIET).success
+            train = defs.resolve_job_def("train_model")
+            assert train.execute_in_process(
+                instance=instance, tags=range_tags(day(0), day(149)), run_config=QUIET
+            ).success
             runs = {}
             for n in (119, 149):
                 runs[n] = defs.resolve_job_def("score_day").execute_in_process(

@@ -1,4 +1,8 @@
 -- The plan and price in force on each customer-day, and the changes of the last 90 days.
+-- Built by snapshot day; the plan in force may come from a change of any age, and
+-- plan changes are few, so every change up to the last day built is read.
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='snapshot_date') }}
+
 with changes as (
     select
         customer_id,
@@ -11,13 +15,21 @@ with changes as (
     from {{ ref('stg_plan_changes') }}
 ),
 
+days as (
+    select
+        customer_id,
+        snapshot_date
+    from {{ ref('int_customer_days') }}
+    where {{ snapshot_days('snapshot_date') }}
+),
+
 in_force as (
     select
         g.customer_id,
         g.snapshot_date,
         coalesce(c.to_plan, s.signup_plan) as plan,
         coalesce(c.new_monthly_charge, s.signup_monthly_charge) as monthly_charge
-    from {{ ref('int_customer_days') }} as g
+    from days as g
     inner join {{ ref('stg_customers') }} as s on g.customer_id = s.customer_id
     asof left join changes as c
         on g.customer_id = c.customer_id and g.snapshot_date >= c.effective_on
@@ -30,7 +42,7 @@ recent as (
         count(*) as plan_changes_90d,
         count(*) filter (where c.is_downgrade) as downgrades_90d,
         max(c.effective_on) as last_plan_change_on
-    from {{ ref('int_customer_days') }} as g
+    from days as g
     inner join changes as c
         on
             g.customer_id = c.customer_id

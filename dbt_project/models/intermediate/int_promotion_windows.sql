@@ -1,4 +1,6 @@
 -- Offers made in the 90 days up to each customer-day, and those accepted by then.
+-- Built by snapshot day, from the offers of the 89 days before the days built.
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='snapshot_date') }}
 select
     g.customer_id,
     g.snapshot_date,
@@ -12,4 +14,5 @@ inner join {{ ref('stg_promotions') }} as p
         and g.snapshot_date >= p.offered_on
         and g.snapshot_date >= p.loaded_on
         and g.snapshot_date - interval 90 day < p.offered_on
+where {{ snapshot_days('g.snapshot_date') }} and {{ snapshot_days('p.offered_on', 89) }}
 group by g.customer_id, g.snapshot_date

@@ -1,5 +1,7 @@
 -- Support tickets seen from each customer-day: opened within the window and known by then.
 -- A ticket counts as unresolved on a day unless it was resolved by the end of that day.
+-- Built by snapshot day, from the tickets of the 89 days before the days built.
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='snapshot_date') }}
 select
     g.customer_id,
     g.snapshot_date,
@@ -17,4 +19,5 @@ inner join {{ ref('stg_support_tickets') }} as t
         and g.snapshot_date >= t.opened_on
         and g.snapshot_date >= t.loaded_on
         and g.snapshot_date - interval 90 day < t.opened_on
+where {{ snapshot_days('g.snapshot_date') }} and {{ snapshot_days('t.opened_on', 89) }}
 group by g.customer_id, g.snapshot_date

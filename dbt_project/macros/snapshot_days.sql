@@ -1,0 +1,26 @@
+{#
+    The snapshot days a run builds. Dagster passes a daily partition range as the vars
+    `first_day` and `last_day` (inclusive); without them a run builds every day.
+
+    The filter follows the vars, not is_incremental(): a first partitioned run into an
+    empty table builds only its days, and a run without vars (or with --full-refresh)
+    rebuilds the whole history. Incremental models replace whole snapshot days
+    (delete+insert with unique_key = the snapshot date), so a re-run day is replaced
+    exactly, including customers that vanished from it.
+#}
+{% macro builds_day_range() %}
+    {{ return(var('first_day', none) is not none and var('last_day', none) is not none) }}
+{% endmacro %}
+
+{#
+    `column` within the days being built, widened `look_back_days` before the first one
+    (the rolling windows of a day read that much history); `true` when building every day.
+#}
+{% macro snapshot_days(column, look_back_days=0) -%}
+    {%- if builds_day_range() -%}
+        {{ column }} between date '{{ var("first_day") }}' - interval {{ look_back_days }} day
+        and date '{{ var("last_day") }}'
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
