@@ -1,0 +1,364 @@
+"""Scale benchmark: a full build, then daily increments, stage by stage, against bare DuckDB and LightGBM.
+
+    .venv/bin/python benchmarks/scale.py --customers 50000 --days 180 --extra-days 2
+
+Simulates ``customers`` over ``days + extra_days`` days in a fresh home (a temp dir, or
+``--home``). The full build ingests days 0..days-1, builds their features in one run,
+trains and promotes a model, and scores and monitors the last day; then each extra day
+runs as a daily increment: raw, features, predictions, monitoring. Every stage is a
+Dagster materialization of the platform's own assets, run in this process (dbt runs as
+its child process).
+
+For each stage it prints the seconds, the peak RSS of this process (exact: the kernel's
+high-water mark, reset before each stage) and of every child process (sampled every
+0.1 s, so a spike shorter than that can be missed; the exact peak of all children over
+the whole run comes from getrusage at the end), and the rows written. Features and
+predictions are also timed "bare": the same compiled SQL run by DuckDB alone (sources
+loaded from the same Delta tables, same memory limit and threads), and LightGBM alone on
+the same day's features (probabilities and SHAP contributions, as the platform computes),
+without Dagster, dbt, their tests or the Delta write; ``ratio`` is platform over bare.
+The last line is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(CHECKOUT))
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+FEATURE_MODELS = [
+    "int_snapshot_calendar",
+    "int_customer_days",
+    "int_plan_windows",
+    "int_ticket_windows",
+    "int_promotion_windows",
+    "customer_features",
+]
+GB = 1024**3
+
+
+def _status_kb(pid: int | str, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return found
+
+
+class ProcessPeaks:
+    """Peak RSS of this process (kernel high-water mark) and of its descendants (sampled)."""
+
+    def __init__(self, interval: float = 0.1):
+        self.interval, self.peaks, self._stop = interval, {}, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peaks["benchmark (Dagster, in-process)"] = _status_kb("self", "VmHWM") * 1024
+
+    def _sample(self):
+        while not self._stop.wait(self.interval):
+            pending, seen = _children(os.getpid()), []
+            while pending:
+                pid = pending.pop()
+                try:
+                    name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                    label = " ".join(Path(p.decode()).name for p in name[:2] if p)
+                    rss = _status_kb(pid, "VmRSS") * 1024
+                    pending += _children(pid)
+                except (FileNotFoundError, ProcessLookupError, IndexError):
+                    continue
+                seen.append((label, rss))
+                if label:  # an exited child has no command line
+                    self.peaks[label] = max(self.peaks.get(label, 0), rss)
+            if seen:
+                total = sum(r for _, r in seen)
+                self.peaks["children together"] = max(self.peaks.get("children together", 0), total)
+
+
+def _settle(args) -> Path:
+    home = Path(args.home or tempfile.mkdtemp(prefix="churn-scale-")).resolve()
+    os.environ.update(
+        PLATFORM_HOME=str(home),
+        DAGSTER_HOME=str(home / "dagster"),
+        PLATFORM_SIM_CUSTOMERS=str(args.customers),
+        PLATFORM_SIM_DAYS=str(args.days + args.extra_days),
+        MLFLOW_DISABLE_TELEMETRY="true",
+    )
+    from platform_assets.cli import _init, _prepare
+    from resources.dbt import dbt_project
+
+    _init()
+    if not dbt_project.manifest_path.exists():
+        _prepare()
+    return home
+
+
+class Benchmark:
+    def __init__(self, args):
+        import dagster as dg
+
+        from platform_assets.definitions import build_definitions
+        from resources.settings import settings
+
+        self.dg, self.args = dg, args
+        self.defs = build_definitions()
+        self.assets = list(self.defs.assets)
+        self.instance = dg.DagsterInstance.get()
+        self.settings = settings()
+        self.first = self.settings.start_date
+        self.bare_path = self.settings.resolved_home / "bare" / "churn.duckdb"
+
+    def day(self, n: int) -> date:
+        return self.first + timedelta(days=n)
+
+    def materialize(self, selection, first: date | None = None, last: date | None = None, run_config=QUIET):
+        dg = self.dg
+        tags = {}
+        if first is not None:
+            tags = {
+                "dagster/asset_partition_range_start": first.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat(),
+            }
+        result = dg.materialize(
+            self.assets,
+            selection=selection,
+            instance=self.instance,
+            resources=self.defs.resources,
+            tags=tags,
+            run_config=run_config,
+            raise_on_error=False,
+        )
+        if not result.success:
+            failures = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
+            sys.exit(f"{selection} failed:\n" + "\n".join(failures))
+        return result
+
+    def stage(self, name: str, run) -> dict:
+        started = time.monotonic()
+        with ProcessPeaks() as peaks:
+            rows, extra = run()
+        record = {
+            "stage": name,
+            "seconds": round(time.monotonic() - started, 2),
+            "rows": rows,
+            "peak_rss_gb": {k: round(v / GB, 2) for k, v in sorted(peaks.peaks.items())},
+            **extra,
+        }
+        bare = record.get("bare_seconds")
+        if bare:
+            record["ratio"] = round(record["seconds"] / bare, 1)
+        rss = ", ".join(f"{k} {v}" for k, v in record["peak_rss_gb"].items())
+        print(
+            f"{name:<28}{record['seconds']:>9.1f} s  rows {rows:>11,}"
+            + (f"  bare {bare:.1f} s, x{record['ratio']}" if bare else "")
+            + f"  peak RSS GB: {rss}",
+            flush=True,
+        )
+        return record
+
+    def raw(self, first: date, last: date):
+        dg = self.dg
+        result = self.materialize(dg.AssetSelection.groups("raw"), first, last)
+        # One materialization per day of the range, each with the whole run's count.
+        counts = {
+            e.asset_key: e.event_specific_data.materialization.metadata["dagster/row_count"].value
+            for e in result.get_asset_materialization_events()
+            if "dagster/row_count" in e.event_specific_data.materialization.metadata
+        }
+        return sum(counts.values()), {}
+
+    def features(self, first: date, last: date, full: bool):
+        from platform_assets.dbt_models import dbt_models
+
+        result = self.materialize(self.dg.AssetSelection.assets(dbt_models), first, last)
+        # dagster-dbt gives each invocation its own target folder, named after the run.
+        (run_dir,) = (CHECKOUT / "dbt_project" / "target").glob(f"dbt_models-{result.run_id[:7]}-*")
+        timing = _dbt_timing(run_dir / "run_results.json")
+        rows = self.count("customer_features", first, last)
+        bare = self.bare_features(run_dir / "compiled" / "churn_platform" / "models", first, last, full)
+        return rows, {**timing, "bare_seconds": bare}
+
+    def count(self, relation: str, first: date, last: date) -> int:
+        return int(
+            self.defs.resources["warehouse"]
+            .query(f"select count(*) as n from {relation} where snapshot_date between ? and ?", [first, last])
+            .item()
+        )
+
+    def bare_features(self, compiled: Path, first: date, last: date, full: bool) -> float:
+        """The same compiled SQL in DuckDB alone: sources copied from Delta, views, then the models."""
+        import duckdb
+        from deltalake import DeltaTable
+
+        from platform_assets.contracts import CONTRACTS
+        from platform_assets.raw import lake_table
+
+        lake = self.defs.resources["lake"]
+        self.bare_path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        config = {
+            "memory_limit": self.settings.duckdb_memory_limit,
+            "threads": self.settings.duckdb_threads,
+            "temp_directory": str(self.bare_path.parent / "spill"),
+        }
+        with duckdb.connect(str(self.bare_path), config=config) as con:
+            con.execute("create schema if not exists lake")
+            for table in CONTRACTS:
+                dataset = DeltaTable(lake.uri(lake_table(table))).to_pyarrow_dataset()
+                con.register("source_dataset", dataset)
+                con.execute(f"create or replace table lake.raw_{table} as select * from source_dataset")
+                con.unregister("source_dataset")
+            for view in sorted((compiled / "staging").glob("*.sql")):
+                con.execute(f"create or replace view {view.stem} as {view.read_text()}")
+            for model in FEATURE_MODELS:
+                layer = "marts" if model == "customer_features" else "intermediate"
+                sql = (compiled / layer / f"{model}.sql").read_text()
+                if full or model == "int_snapshot_calendar":
+                    con.execute(f"create or replace table {model} as {sql}")
+                else:
+                    con.execute(f"create or replace temp table new_days as {sql}")
+                    con.execute(f"delete from {model} where snapshot_date in (select snapshot_date from new_days)")
+                    con.execute(f"insert into {model} select * from new_days")
+        return round(time.monotonic() - started, 2)
+
+    def training(self):
+        from platform_assets.dbt_models import dbt_training_set
+
+        dg = self.dg
+        selection = dg.AssetSelection.assets(dbt_training_set) | dg.AssetSelection.groups("ml")
+        result = self.materialize(selection)
+        metadata = {
+            e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+            for e in result.get_asset_materialization_events()
+        }
+        rows = metadata["training_set"]["dagster/row_count"].value
+        auc = metadata["churn_model"]["validation_roc_auc"].value
+        return rows, {"validation_roc_auc": round(auc, 3)}
+
+    def predictions(self, day: date):
+        dg = self.dg
+        result = self.materialize(dg.AssetSelection.assets("churn_predictions"), day, day)
+        (event,) = result.get_asset_materialization_events()
+        rows = event.event_specific_data.materialization.metadata["dagster/row_count"].value
+        return rows, {"bare_seconds": self.bare_predictions(day)}
+
+    def bare_predictions(self, day: date) -> float:
+        """LightGBM alone on the day's features: probabilities and SHAP contributions."""
+        import mlflow
+
+        registry = self.defs.resources["registry"]
+        registry.activate()
+        model = mlflow.pyfunc.load_model(f"models:/{registry.model_name}@champion").unwrap_python_model()
+        started = time.monotonic()
+        frame = self.defs.resources["warehouse"].query("select * from customer_features where snapshot_date = ?", [day])
+        matrix = model.matrix(frame)
+        model.booster.predict(matrix)
+        model.booster.predict(matrix, pred_contrib=True)
+        return round(time.monotonic() - started, 2)
+
+    def monitoring(self, day: date):
+        result = self.materialize(self.dg.AssetSelection.groups("monitoring"), day, day)
+        return len(result.get_asset_materialization_events()), {}
+
+
+def _dbt_timing(run_results: Path) -> dict:
+    """Seconds dbt spent in its nodes, from its own run results (summed over its 2 threads).
+
+    The staging views' time is mostly the delta plugin copying each whole raw table into
+    the warehouse as dbt compiles them: the part of a day's build that grows with history.
+    """
+    results = json.loads(run_results.read_text())["results"]
+
+    def seconds(prefix: str) -> float:
+        return round(sum(r["execution_time"] for r in results if r["unique_id"].startswith(prefix)), 2)
+
+    return {
+        "dbt_elapsed_seconds": round(json.loads(run_results.read_text())["elapsed_time"], 2),
+        "dbt_staging_seconds": seconds("model.churn_platform.stg_"),
+        "dbt_features_seconds": round(seconds("model.") - seconds("model.churn_platform.stg_"), 2),
+        "dbt_tests_seconds": seconds("test."),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, required=True)
+    parser.add_argument("--days", type=int, required=True, help="history of the full build (150 or more to train)")
+    parser.add_argument("--extra-days", type=int, default=1, help="daily increments after it")
+    parser.add_argument("--home", help="platform home (default: a fresh temp dir)")
+    args = parser.parse_args(argv)
+    home = _settle(args)
+    bench = Benchmark(args)
+    last = bench.day(args.days - 1)
+    print(f"{args.customers} customers, {args.days} days + {args.extra_days} increments, home {home}", flush=True)
+    started = time.monotonic()
+    full = [
+        bench.stage("full: raw", lambda: bench.raw(bench.first, last)),
+        bench.stage("full: features", lambda: bench.features(bench.first, last, full=True)),
+        bench.stage("full: training", bench.training),
+        bench.stage("full: predictions", lambda: bench.predictions(last)),
+        bench.stage("full: monitoring", lambda: bench.monitoring(last)),
+    ]
+    full_seconds = round(time.monotonic() - started, 1)
+    increments = []
+    for n in range(args.days, args.days + args.extra_days):
+        day, began = bench.day(n), time.monotonic()
+        stages = [
+            bench.stage(f"{day}: raw", lambda d=day: bench.raw(d, d)),
+            bench.stage(f"{day}: features", lambda d=day: bench.features(d, d, full=False)),
+            bench.stage(f"{day}: predictions", lambda d=day: bench.predictions(d)),
+            bench.stage(f"{day}: monitoring", lambda d=day: bench.monitoring(d)),
+        ]
+        increments.append({"day": day.isoformat(), "seconds": round(time.monotonic() - began, 1), "stages": stages})
+    usage = {
+        "benchmark (Dagster, in-process)": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "largest child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+    }
+    summary = {
+        "customers": args.customers,
+        "days": args.days,
+        "extra_days": args.extra_days,
+        "date": date.today().isoformat(),
+        "full_build_seconds": full_seconds,
+        "full_build": full,
+        "increments": increments,
+        "increment_seconds": [i["seconds"] for i in increments],
+        "peak_rss_gb_whole_run": {k: round(v / GB, 2) for k, v in usage.items()},
+        "warehouse_gb": round(bench.settings.warehouse_path.stat().st_size / GB, 2),
+    }
+    print(
+        f"\nFull build {full_seconds} s; increments {summary['increment_seconds']} s; "
+        f"peak RSS GB (exact, whole run) {summary['peak_rss_gb_whole_run']}"
+    )
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
