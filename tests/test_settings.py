@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pydantic
 import pytest
 
-from resources.settings import settings
+from resources.settings import export_environment, settings
 
 
 def test_defaults_put_all_state_under_the_home(monkeypatch, tmp_path):
@@ -45,6 +48,7 @@ def test_environment_values_are_parsed_into_types(monkeypatch):
         ("PLATFORM_SOURCE", "ftp"),
         ("PLATFORM_SIM_DRIFT", '{"session_minutes_factor": 0.7}'),  # no start_date
         ("PLATFORM_START_DATE", "01/02/2026"),
+        ("PLATFORM_DUCKDB_MEMORY_LIMIT", "lots"),
     ],
 )
 def test_a_malformed_value_fails_at_start_naming_the_setting(monkeypatch, name, value):
@@ -52,3 +56,24 @@ def test_a_malformed_value_fails_at_start_naming_the_setting(monkeypatch, name, 
     with pytest.raises(pydantic.ValidationError) as raised:
         settings()
     assert name.removeprefix("PLATFORM_").lower() in str(raised.value)
+
+
+def test_dbt_builds_run_with_the_duckdb_memory_limit_threads_and_spill_directory_of_the_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PLATFORM_DUCKDB_MEMORY_LIMIT", "1GB")
+    monkeypatch.setenv("PLATFORM_DUCKDB_THREADS", "1")
+    monkeypatch.delenv("PLATFORM_DUCKDB_TEMP_DIRECTORY", raising=False)
+    home = export_environment()
+    (home / "warehouse").mkdir(parents=True)
+    query = "select current_setting('memory_limit') as m, current_setting('threads') as t, current_setting('temp_directory') as d"
+    project = settings().dbt_project_dir
+    shown = subprocess.run(
+        [Path(sys.executable).parent / "dbt", "show", "--inline", query, "--output", "json", "--log-format", "json"],
+        cwd=project,
+        env={**os.environ, "DBT_PROFILES_DIR": str(project), "DBT_TARGET_PATH": str(tmp_path / "target")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    preview = next(json.loads(line)["data"]["preview"] for line in shown.stdout.splitlines() if '"preview"' in line)
+    assert json.loads(preview) == [{"m": "953.6 MiB", "t": 1, "d": str(home / "warehouse" / "spill")}]

@@ -22,7 +22,9 @@ select
     (d.minutes_7d / 7.0 + 1.0) / (d.minutes_30d / 30.0 + 1.0) as minutes_trend,
     -- Capped at 90 (no session in the 90-day window): the same range at any length of history.
     date_diff(
-        'day', coalesce(d.last_session_date, greatest(d.signup_date, d.first_day, d.snapshot_date - 90)), d.snapshot_date
+        'day',
+        coalesce(d.last_session_date, greatest(d.signup_date, d.first_day, d.snapshot_date - 90)),
+        d.snapshot_date
     ) as days_since_last_session,
     coalesce(t.tickets_30d, 0) as tickets_30d,
     coalesce(t.unresolved_tickets_30d, 0) as unresolved_tickets_30d,
