@@ -48,7 +48,7 @@ def build_features(customers: int, drift_day: int, factor: float, days: int):
     }
     with dg.instance_for_test() as instance:
         defs.resolve_job_def("ingest_raw").execute_in_process(instance=instance, tags=span, run_config=quiet)
-        dg.materialize([dbt_models], instance=instance, resources=defs.resources)
+        dg.materialize([dbt_models], instance=instance, resources=defs.resources, tags=span)
     frame = defs.resources["warehouse"].query(
         "select * from customer_features where snapshot_date >= ?", [first + timedelta(days=drift_day - 50)]
     )

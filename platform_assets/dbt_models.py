@@ -72,15 +72,15 @@ def dbt_models(
     lake: Lake,
     warehouse: Warehouse,
 ):
-    """Build and test the features of the run's days, or of every day on a full refresh."""
-    days = context.partition_key_range  # inclusive at both ends, unlike partition_time_window
+    """Build and test the features of the run's days, or of every day on a full refresh or without partitions."""
     if config.full_refresh:
         args, built = ["--full-refresh"], "all"
-    else:
-        args, built = (
-            ["--vars", json.dumps({"first_day": days.start, "last_day": days.end})],
-            f"{days.start}..{days.end}",
-        )
+    elif context.has_partition_key_range:
+        days = context.partition_key_range  # inclusive at both ends, unlike partition_time_window
+        args = ["--vars", json.dumps({"first_day": days.start, "last_day": days.end})]
+        built = f"{days.start}..{days.end}"
+    else:  # a run without partitions, of models with no partitioned upstream (a dataset's seeds)
+        args, built = [], "all"
     yield from _build(context, dbt, lake, warehouse, args, {"snapshot_days": built})
 
 

@@ -78,11 +78,14 @@ score_job = scoring_job(DEFAULT)
 retrain_job = retraining_job(DEFAULT)
 daily_pipeline = dg.define_asset_job(
     "daily_pipeline",
-    selection=RAW
-    | dg.AssetSelection.assets(
-        *(dbt_key(m) for m in (DEFAULT.training_model, DEFAULT.scoring_model, DEFAULT.outcome_model))
-    ).upstream()
-    | _assets(DEFAULT, *SCORING_ASSETS) - dg.AssetSelection.assets(*(dbt_key(d.training_model) for d in DATASETS)),
+    selection=(
+        RAW
+        | dg.AssetSelection.assets(
+            *(dbt_key(m) for m in (DEFAULT.training_model, DEFAULT.scoring_model, DEFAULT.outcome_model))
+        ).upstream()
+        | _assets(DEFAULT, *SCORING_ASSETS)
+    )
+    - dg.AssetSelection.assets(*(dbt_key(d.training_model) for d in DATASETS)),
     partitions_def=daily_partitions,
     description="A new day end to end: raw data and contracts, the dbt models of that day (features, outcomes; "
     "not the training sets), predictions and monitoring.",
