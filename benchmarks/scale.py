@@ -251,10 +251,7 @@ class Benchmark:
         return round(time.monotonic() - started, 2)
 
     def training(self):
-        from platform_assets.dbt_models import dbt_training_set
-
-        dg = self.dg
-        selection = dg.AssetSelection.assets(dbt_training_set) | dg.AssetSelection.groups("ml")
+        selection = self.dg.AssetSelection.assets("training_set", "churn_model", "champion_model")
         result = self.materialize(selection)
         metadata = {
             e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata

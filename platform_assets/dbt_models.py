@@ -7,8 +7,10 @@ dbt groups (``models/groups.yml``), descriptions and column docs from the YAML.
 Features are daily partitioned: a run over days passes them to dbt as the vars
 ``first_day`` and ``last_day``, and the incremental models replace exactly those
 snapshot days, so a new day costs a day. A backfill of a range is one dbt invocation.
-The training models (``training_set``) sample snapshot days through the whole history,
-so they are a separate, unpartitioned asset that daily runs leave alone and training builds.
+The incremental models and what they are built from (staging) are that daily-partitioned
+asset; the rest is built whole by an unpartitioned one: the training models sample
+snapshot days through the whole history (daily runs leave them to training), and the
+outcome views and an onboarded dataset's models have no days to build by.
 """
 
 import json
@@ -47,6 +49,8 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
         return {**super().get_tags(dbt_resource_props), "layer": layer}
 
 
+# The incremental models and everything they are built from are built by snapshot day.
+BY_DAY = "+config.materialized:incremental"
 # The declared datasets' labelled training models (training_set for the platform's own).
 TRAINING_MODELS = " ".join(sorted({d.training_model for d in datasets(dbt_project.manifest_path)}))
 
@@ -61,6 +65,7 @@ class FeatureBuildConfig(dg.Config):
     manifest=dbt_project.manifest_path,
     project=dbt_project,
     dagster_dbt_translator=PlatformDbtTranslator(),
+    select=BY_DAY,
     exclude=TRAINING_MODELS,
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -72,15 +77,13 @@ def dbt_models(
     lake: Lake,
     warehouse: Warehouse,
 ):
-    """Build and test the features of the run's days, or of every day on a full refresh or without partitions."""
+    """Build and test the features of the run's days, or of every day on a full refresh."""
+    days = context.partition_key_range  # inclusive at both ends, unlike partition_time_window
     if config.full_refresh:
         args, built = ["--full-refresh"], "all"
-    elif context.has_partition_key_range:
-        days = context.partition_key_range  # inclusive at both ends, unlike partition_time_window
+    else:
         args = ["--vars", json.dumps({"first_day": days.start, "last_day": days.end})]
         built = f"{days.start}..{days.end}"
-    else:  # a run without partitions, of models with no partitioned upstream (a dataset's seeds)
-        args, built = [], "all"
     yield from _build(context, dbt, lake, warehouse, args, {"snapshot_days": built})
 
 
@@ -88,11 +91,12 @@ def dbt_models(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
     dagster_dbt_translator=PlatformDbtTranslator(),
-    select=TRAINING_MODELS,
-    name="dbt_training_set",
+    exclude=BY_DAY,
+    name="dbt_whole_history",
 )
-def dbt_training_set(context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: Lake, warehouse: Warehouse):
-    """Sample labelled snapshot days from the features built so far."""
+def dbt_whole_history(context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: Lake, warehouse: Warehouse):
+    """The models built whole: training models sampling snapshot days through history, outcome
+    views, and the models of datasets that are not built by day (an onboarded CSV's seed)."""
     yield from _build(context, dbt, lake, warehouse, [], None)
 
 

@@ -87,10 +87,10 @@ def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, first: date, last
 
 def build_features(defs: dg.Definitions, instance: dg.DagsterInstance, first: date, last: date):
     """dbt build through Dagster: features of days first..last in one run, then the training set, with their tests."""
-    from platform_assets.dbt_models import dbt_models, dbt_training_set
+    from platform_assets.dbt_models import dbt_models, dbt_whole_history
 
     return dg.materialize(
-        [dbt_models, dbt_training_set],
+        [dbt_models, dbt_whole_history],
         instance=instance,
         resources=defs.resources,
         tags=range_tags(first, last),

@@ -103,7 +103,13 @@ def test_a_dbt_build_waits_for_the_warehouse_lock_then_fails_clearly(home, monke
     holder = _holding(lock, "run other, dbt build")
     try:
         with dg.instance_for_test() as instance:
-            result = dg.materialize([dbt_models], instance=instance, resources=resources, raise_on_error=False)
+            result = dg.materialize(
+                [dbt_models],
+                instance=instance,
+                resources=resources,
+                partition_key=day(0).isoformat(),
+                raise_on_error=False,
+            )
             assert not result.success
             failure = next(e for e in result.all_events if e.is_step_failure).event_specific_data.error.cause
             assert failure.cls_name == "LockTimeout"
