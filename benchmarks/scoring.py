@@ -48,7 +48,9 @@ def train_champion(days: int, learning_rate: float):
     with dg.instance_for_test() as instance:
         defs.resolve_job_def("ingest_raw").execute_in_process(instance=instance, tags=span, run_config=quiet)
         training = {"ops": {"churn_model": {"config": {"learning_rate": learning_rate}}}}
-        defs.resolve_job_def("train_model").execute_in_process(instance=instance, run_config=quiet | training)
+        defs.resolve_job_def("train_model").execute_in_process(
+            instance=instance, tags=span, run_config=quiet | training
+        )
     return defs.resources, last
 
 
