@@ -14,10 +14,13 @@ outcome views and an onboarded dataset's models have no days to build by.
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from pydantic import Field
 
@@ -79,12 +82,58 @@ def dbt_models(
 ):
     """Build and test the features of the run's days, or of every day on a full refresh."""
     days = context.partition_key_range  # inclusive at both ends, unlike partition_time_window
-    if config.full_refresh:
-        args, built = ["--full-refresh"], "all"
-    else:
-        args = ["--vars", json.dumps({"first_day": days.start, "last_day": days.end})]
-        built = f"{days.start}..{days.end}"
-    yield from _build(context, dbt, lake, warehouse, args, {"snapshot_days": built})
+
+    def plan() -> tuple[list[str], dict[str, str]]:
+        if config.full_refresh:
+            return ["--full-refresh"], {"snapshot_days": "all"}
+        built = {"snapshot_days": f"{days.start}..{days.end}"}
+        dbt_vars = {"first_day": days.start, "last_day": days.end}
+        unstaged = _first_unstaged_day(lake, warehouse, date.fromisoformat(days.end))
+        if unstaged is not None and unstaged.isoformat() < days.start:
+            context.log.warning(
+                f"Landed days from {unstaged} on are missing from staging; adding them before the features "
+                f"of {days.start}..{days.end} read them."
+            )
+            dbt_vars["first_landed_day"] = unstaged.isoformat()
+            built["landing_days_caught_up"] = f"{unstaged}..{days.start}"
+        return ["--vars", json.dumps(dbt_vars)], built
+
+    yield from _build(context, dbt, lake, warehouse, plan)
+
+
+def _staged_by_day() -> dict[str, str]:
+    """The staging models built by landing day, and the raw table each reads: ``{model: table}``."""
+    nodes = json.loads(dbt_project.manifest_path.read_text())["nodes"].values()
+    return {
+        node["name"]: source.rsplit(".raw_", 1)[1]
+        for node in nodes
+        if node["resource_type"] == "model" and node["config"].get("materialized") == "incremental"
+        for source in node["depends_on"]["nodes"]
+        if source.startswith("source.") and ".raw_" in source
+    }
+
+
+def _first_unstaged_day(lake: Lake, warehouse: Warehouse, last: date) -> date | None:
+    """The first day up to ``last`` with rows in a raw table but none in its staging model.
+
+    Staging is incremental by landing day, so a day range built before the days
+    before it were staged (out of order, or into a new warehouse) would read a history
+    with holes. Days are compared from the Delta log and a distinct over one column.
+    """
+    missing = []
+    for model, table in _staged_by_day().items():
+        landed = lake.days(lake_table(table), last)
+        missing += sorted(landed - _staged_days(warehouse, model))[:1]
+    return min(missing, default=None)
+
+
+def _staged_days(warehouse: Warehouse, model: str) -> set[date]:
+    if not Path(warehouse.path).exists():
+        return set()
+    try:
+        return set(warehouse.query(f"select distinct loaded_on from {model}")["loaded_on"].to_list())
+    except duckdb.CatalogException:  # not built yet
+        return set()
 
 
 @dbt_assets(
@@ -97,7 +146,7 @@ def dbt_models(
 def dbt_whole_history(context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: Lake, warehouse: Warehouse):
     """The models built whole: training models sampling snapshot days through history, outcome
     views, and the models of datasets that are not built by day (an onboarded CSV's seed)."""
-    yield from _build(context, dbt, lake, warehouse, [], None)
+    yield from _build(context, dbt, lake, warehouse, lambda: ([], None))
 
 
 def _build(
@@ -105,17 +154,18 @@ def _build(
     dbt: DbtCliResource,
     lake: Lake,
     warehouse: Warehouse,
-    args: list[str],
-    days: dict[str, str] | None,
+    plan: Callable[[], tuple[list[str], dict[str, str] | None]],
 ):
     """Build and test the selected models; record which lake versions (and days) they were built from.
 
     A whole table's row count is only recorded for a whole build: on a day's partition it
     would claim the history's rows for that day. The build holds the warehouse's write
     lock from the start of dbt until this process has closed its own DuckDB connection
-    (row counts and column schemas read through it).
+    (row counts and column schemas read through it). ``plan`` gives dbt's arguments and
+    the days' metadata; it runs under the lock, because it reads what staging holds.
     """
     with warehouse.writing(f"run {context.run_id}, dbt build", context.log):
+        args, days = plan()
         versions = {f"raw_{t}": lake.version(lake_table(t)) for t in CONTRACTS}
         context.log.info(f"Building from lake versions {versions}")
         invocation = dbt.cli(["build", *args], context=context)

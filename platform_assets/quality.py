@@ -54,8 +54,12 @@ class Verdict:
 
     def failure_summary(self, limit: int = 20) -> pl.DataFrame:
         """Failures counted by column, check and value, most frequent first."""
+        return self.summarize(self.failures, limit)
+
+    @staticmethod
+    def summarize(failures: pl.DataFrame, limit: int = 20) -> pl.DataFrame:
         return (
-            self.failures.group_by(FAILURE_COLUMNS)
+            failures.group_by(FAILURE_COLUMNS)
             .agg(pl.len().alias("count"))
             .sort(["count", "column", "check"], descending=[True, False, False])
             .head(limit)
@@ -208,10 +212,13 @@ def _key_failures(batch: pl.DataFrame, keys: list[str], stored: pl.LazyFrame | N
         ),
     ]
     if stored is not None:
+        # Filter the stored side by the batch's keys in the scan: a day's batch against a
+        # long history reads the matching rows, not the history's lineage columns.
+        wanted = pl.all_horizontal(pl.col(k).is_in(keyed[k].unique().implode()) for k in keys)
         hits = (
             keyed.lazy()
             .select(ROW, *keys)
-            .join(stored.select(*keys, "ds", *LINEAGE), on=keys, how="inner")
+            .join(stored.filter(wanted).select(*keys, "ds", *LINEAGE), on=keys, how="inner")
             .group_by(ROW)
             .agg(pl.all().sort_by("ds").first())
             .collect()

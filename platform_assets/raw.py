@@ -5,7 +5,8 @@ produces all tables of a day together; it is subsettable, so the landing sensor 
 refresh one table's day alone. Backfills of a range run as one run.
 """
 
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
@@ -14,7 +15,7 @@ from pydantic import Field
 from platform_assets.contracts import CONTRACTS, PII, key_columns, landed_columns
 from platform_assets.metadata import OWNER, markdown_table, table_schema
 from platform_assets.partitions import daily_partitions
-from platform_assets.quality import QUARANTINE_SCHEMA, enforce
+from platform_assets.quality import QUARANTINE_SCHEMA, Verdict, enforce, no_failures
 from resources.lake import Lake
 from resources.privacy import Privacy
 from resources.sources import RawSource
@@ -82,6 +83,44 @@ class RawIngestConfig(dg.Config):
         default=0.05,
         description="Above this share of quarantined rows the contract check fails with ERROR and blocks downstream.",
     )
+    window_days: int = Field(
+        default=7,
+        ge=1,
+        description="A range is loaded, checked and stored this many days at a time, so memory stays that of a window.",
+    )
+
+
+@dataclass
+class _Tally:
+    """What a table's windows added up to, for its materialization and contract check."""
+
+    rows_in: int = 0
+    stored: int = 0
+    failures: list[pl.DataFrame] = field(default_factory=list)
+    sources: set[str] = field(default_factory=set)
+    preview: pl.DataFrame | None = None
+    version: int | None = None
+
+    @property
+    def quarantined(self) -> int:
+        return self.rows_in - self.stored
+
+    def add(self, verdict: Verdict, version: int) -> None:
+        self.rows_in += verdict.rows_in
+        self.stored += verdict.good.height
+        self.failures.append(verdict.failures)
+        self.sources.update(verdict.good["_source_file"].unique().to_list())
+        if self.preview is None or self.preview.is_empty():
+            self.preview = verdict.good.head(5)
+        self.version = version
+
+    def failure_summary(self) -> pl.DataFrame:
+        return Verdict.summarize(pl.concat(self.failures, how="vertical") if self.failures else no_failures())
+
+
+def _windows(first: date, last: date, days: int) -> list[tuple[date, date]]:
+    starts = pl.date_range(first, last, interval=f"{days}d", eager=True).to_list()
+    return [(start, min(start + timedelta(days=days - 1), last)) for start in starts]
 
 
 @dg.multi_asset(
@@ -103,48 +142,62 @@ class RawIngestConfig(dg.Config):
 def raw_tables(
     context: dg.AssetExecutionContext, config: RawIngestConfig, lake: Lake, source: RawSource, privacy: Privacy
 ):
-    window = context.partition_time_window
-    first, last = window.start.date(), (window.end - timedelta(days=1)).date()
+    """Load, check and store the run's days window by window (one commit per table and window)."""
+    span = context.partition_time_window
+    first, last = span.start.date(), (span.end - timedelta(days=1)).date()
     tables = [t for t in CONTRACTS if raw_key(t) in context.selected_asset_keys]
-    context.log.info(f"Loading {', '.join(tables)} for {first}..{last}")
-    frames, rejected = source.load({t: landed_columns(t) for t in tables}, first, last, list(CONTRACTS))
-    for item in rejected:
-        context.log.error(f"Moved aside {item}")
-    failed = [item for item in rejected if item.day is not None and first <= item.day <= last]
+    windows = _windows(first, last, config.window_days)
+    context.log.info(f"Loading {', '.join(tables)} for {first}..{last} in {len(windows)} window(s)")
+    tallies = {table: _Tally() for table in tables}
+    rejected: list = []
+    batches = source.load({t: landed_columns(t) for t in tables}, windows, list(CONTRACTS))
+    for (w_first, w_last), (frames, moved) in zip(windows, batches, strict=True):
+        for item in moved:
+            context.log.error(f"Moved aside {item}")
+        rejected += moved
+        for table in [t for t in tables if t in tallies]:
+            if any(item.table == table and item.day is not None and first <= item.day <= last for item in rejected):
+                stored = f" (days before {w_first} are stored)" if w_first > first else ""
+                context.log.error(
+                    f"Not storing {table} from {w_first} on: a landed file of {first}..{last} was moved aside{stored}."
+                )
+                del tallies[table]
+                continue
+            verdict = enforce(
+                table, frames.pop(table), privacy.salt(), stored=_stored_keys(lake, table, w_first, w_last)
+            )
+            version = lake.replace_days(lake_table(table), verdict.good, w_first, w_last)
+            lake.replace_days(
+                QUARANTINE,
+                verdict.quarantined if verdict.quarantined.height else pl.DataFrame(schema=QUARANTINE_SCHEMA),
+                w_first,
+                w_last,
+                extra=f"table = '{table}'",
+            )
+            tallies[table].add(verdict, version)
+            context.log.info(
+                f"{table} {w_first}..{w_last}: {verdict.rows_in} rows in, {verdict.good.height} stored "
+                f"(Delta v{version}), {verdict.quarantined.height} quarantined"
+            )
 
-    for table in tables:
-        if any(item.table == table for item in failed):
-            context.log.error(f"Not storing {table} for {first}..{last}: a landed file of these days was moved aside.")
-            continue
-        verdict = enforce(table, frames[table], privacy.salt(), stored=_stored_keys(lake, table, first, last))
-        version = lake.replace_days(lake_table(table), verdict.good, first, last)
-        lake.replace_days(
-            QUARANTINE,
-            verdict.quarantined if verdict.quarantined.height else pl.DataFrame(schema=QUARANTINE_SCHEMA),
-            first,
-            last,
-            extra=f"table = '{table}'",
-        )
-        context.log.info(
-            f"{table}: {verdict.rows_in} rows in, {verdict.good.height} stored (Delta v{version}), "
-            f"{verdict.quarantined.height} quarantined"
-        )
+    for table, tally in tallies.items():
         yield dg.MaterializeResult(
             asset_key=raw_key(table),
             metadata={
-                "dagster/row_count": verdict.good.height,
-                "rows_in": verdict.rows_in,
-                "rows_quarantined": verdict.quarantined.height,
-                "delta_version": version,
+                "dagster/row_count": tally.stored,
+                "rows_in": tally.rows_in,
+                "rows_quarantined": tally.quarantined,
+                "delta_version": tally.version,
                 "partition_range": f"{first}..{last}",
                 "dagster/uri": lake.uri(lake_table(table)),
-                "sources": ", ".join(sorted(verdict.good["_source_file"].unique().to_list())[:10]) or "none",
-                "preview": dg.MetadataValue.md(markdown_table(verdict.good, 5)),
+                "sources": ", ".join(sorted(tally.sources)[:10]) or "none",
+                "preview": dg.MetadataValue.md(markdown_table(tally.preview, 5)),
             },
         )
-        yield _contract_result(table, verdict, config.max_quarantine_fraction, lake)
+        yield _contract_result(table, tally, config.max_quarantine_fraction, lake)
 
     if rejected:
+        failed = [item for item in rejected if item.day is not None and first <= item.day <= last]
         rows = {t: sum(item.rows for item in failed if item.table == t) for t in tables}
         raise dg.Failure(
             description="Landed files could not be ingested and were moved aside:\n"
@@ -167,23 +220,23 @@ def _stored_keys(lake: Lake, table: str, first, last) -> pl.LazyFrame | None:
     )
 
 
-def _contract_result(table: str, verdict, max_fraction: float, lake: Lake) -> dg.AssetCheckResult:
-    bad = verdict.quarantined.height
-    fraction = bad / verdict.rows_in if verdict.rows_in else 0.0
-    summary = verdict.failure_summary()
+def _contract_result(table: str, tally: _Tally, max_fraction: float, lake: Lake) -> dg.AssetCheckResult:
+    bad = tally.quarantined
+    fraction = bad / tally.rows_in if tally.rows_in else 0.0
+    summary = tally.failure_summary()
     return dg.AssetCheckResult(
         asset_key=raw_key(table),
         check_name=CONTRACT_CHECK,
         passed=bad == 0,
         severity=dg.AssetCheckSeverity.ERROR if fraction > max_fraction else dg.AssetCheckSeverity.WARN,
         description=(
-            f"{bad} of {verdict.rows_in} rows quarantined ({fraction:.2%}; allowed {max_fraction:.0%})"
+            f"{bad} of {tally.rows_in} rows quarantined ({fraction:.2%}; allowed {max_fraction:.0%})"
             if bad
-            else f"All {verdict.rows_in} rows meet the contract"
+            else f"All {tally.rows_in} rows meet the contract"
         ),
         metadata={
-            "rows_in": verdict.rows_in,
-            "rows_stored": verdict.good.height,
+            "rows_in": tally.rows_in,
+            "rows_stored": tally.stored,
             "rows_quarantined": bad,
             "quarantine_fraction": fraction,
             "failure_cases": dg.MetadataValue.md(markdown_table(summary, 20) if summary.height else "none"),

@@ -121,6 +121,15 @@ class Lake(dg.ConfigurableResource):
     def exists(self, name: str) -> bool:
         return self.version(name) is not None
 
+    def days(self, name: str, last: date) -> set[date]:
+        """The days up to ``last`` that hold rows (read from the Delta log, not the data)."""
+        try:
+            table = DeltaTable(self.uri(name), storage_options=self._options())
+        except TableNotFoundError:
+            return set()
+        found = {date.fromisoformat(p["ds"]) for p in table.partitions()}
+        return {d for d in found if d <= last}
+
     def scan(self, name: str) -> pl.LazyFrame:
         return pl.scan_delta(self.uri(name), storage_options=self._options())
 

@@ -9,12 +9,15 @@ being a function of any single observed column. A model can learn it, not trivia
 The loop runs over days and is vectorized over customers: a day's random draws come
 from a generator seeded with ``(seed, day)``, so the events of any day are the same
 whichever window is asked for. Asking for days ``a..b`` replays the world from its
-start to ``b`` and keeps the events of ``a..b``.
+start to ``b`` and keeps the events of ``a..b``; asking for several windows at once
+(``simulate_windows``) replays it once and hands over each window's events as soon as
+the window ends, so a long history never has to be held in memory whole.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from datetime import date, timedelta
 
 import dagster as dg
@@ -164,11 +167,24 @@ def simulate(config: SimulatorConfig, first: date, last: date) -> dict[str, pl.D
     plan_changes, cancellations), each with a ``ds`` column: the day the record lands.
     Customers on the books at the start land on the first day.
     """
-    if first < config.start:
-        raise ValueError(f"first day {first} is before the simulation start {config.start}")
-    if last < first:
-        raise ValueError(f"last day {last} is before first day {first}")
-    n_days = (last - config.start).days + 1
+    return next(simulate_windows(config, [(first, last)]))
+
+
+def simulate_windows(config: SimulatorConfig, windows: list[tuple[date, date]]) -> Iterator[dict[str, pl.DataFrame]]:
+    """Simulate once up to the last window's end; yield each window's events (as ``simulate``) when it ends.
+
+    ``windows`` are ``(first, last)`` pairs in order, not overlapping. The events of a
+    window are the same as ``simulate`` gives for it alone.
+    """
+    for (first, last), after in zip(windows, [*windows[1:], None], strict=True):
+        if first < config.start:
+            raise ValueError(f"first day {first} is before the simulation start {config.start}")
+        if last < first:
+            raise ValueError(f"last day {last} is before first day {first}")
+        if after is not None and after[0] <= last:
+            raise ValueError(f"windows overlap or are out of order: {first}..{last} then {after[0]}..{after[1]}")
+    bounds = [((a - config.start).days, (b - config.start).days) for a, b in windows]
+    n_days = bounds[-1][1] + 1
     initial = round(config.customers * 0.7)
     daily_signups = config.customers * 0.3 / config.days
     capacity = initial + int(daily_signups * n_days + 8 * math.sqrt(daily_signups * n_days + 1) + 16)
@@ -176,14 +192,14 @@ def simulate(config: SimulatorConfig, first: date, last: date) -> dict[str, pl.D
     chans = channels(config)
     drift = config.drift
     drift_day = (drift.start - config.start).days if drift else None
-    first_day = (first - config.start).days
 
     out: dict[str, list[dict[str, np.ndarray]]] = {t: [] for t in TABLES}
+    window = 0
     for t in range(n_days):
         rng = np.random.default_rng([config.seed, t])
         day = config.start + timedelta(days=t)
         drifted = drift is not None and t >= drift_day
-        keep = t >= first_day
+        keep = bounds[window][0] <= t
 
         if t == 0:
             new = _add_customers(world, rng, initial, t, initial=True)
@@ -337,8 +353,10 @@ def simulate(config: SimulatorConfig, first: date, last: date) -> dict[str, pl.D
         noisy = parts[:, churn] + rng.normal(0.0, 0.6, (4, len(gone)))
         if keep:
             out["cancellations"].append(_day_frame({"customer_idx": gone, "reason": np.argmax(noisy, axis=0)}, day))
-
-    return _to_frames(world, chans, out)
+        if t == bounds[window][1]:
+            yield _to_frames(world, chans, out)
+            out = {name: [] for name in TABLES}
+            window += 1
 
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import polars as pl
 from pydantic import Field
 
 from resources.landing import LandingFileError, LandingZone, Rejected
-from resources.simulator import TABLES, SimulatorConfig, simulate
+from resources.simulator import TABLES, SimulatorConfig, simulate_windows
 
 SIMULATOR = "simulator"
 
@@ -32,54 +33,69 @@ class RawSource(dg.ConfigurableResource):
         return LandingZone(Path(self.landing_root), tuple(tables))
 
     def load(
-        self, columns: dict[str, list[str]], first: date, last: date, known_tables: list[str]
-    ) -> tuple[dict[str, list[pl.DataFrame]], list[Rejected]]:
-        """Load days ``first..last`` of each table in ``columns`` (table -> expected columns).
+        self, columns: dict[str, list[str]], windows: list[tuple[date, date]], known_tables: list[str]
+    ) -> Iterator[tuple[dict[str, list[pl.DataFrame]], list[Rejected]]]:
+        """Load each window ``(first, last)`` of days of each table in ``columns`` (table -> expected columns).
 
-        Returns, per table, frames with ``ds``, ``_source_file`` and ``_source_row``
-        (landed files as landed, simulated ones typed), and what was moved aside: files
-        of these days that could not be read, and anything in the zone's root or these
-        tables' folders that is not one day of one table (``known_tables`` name the
-        folders). They are moved before returning, so the caller can fail loudly while
-        nothing is lost.
+        Yields, window by window, frames per table with ``ds``, ``_source_file`` and
+        ``_source_row`` (landed files as landed, simulated ones typed), and what was moved
+        aside: files of these days that could not be read, and (with the first window)
+        anything in the zone's root or these tables' folders that is not one day of one
+        table (``known_tables`` name the folders). They are moved before they are yielded,
+        so the caller can fail loudly while nothing is lost. The simulator replays the
+        world once for all windows, so a long range costs one pass and one window's memory.
         """
         zone = self.landing(known_tables)
         inventory = zone.inventory()
-        rejected = zone.sweep([s for s in inventory.strays if s.table in columns or s.path.parent == zone.root])
-        frames: dict[str, list[pl.DataFrame]] = {table: [] for table in columns}
-        days = pl.date_range(first, last, eager=True).to_list()
+        swept = zone.sweep([s for s in inventory.strays if s.table in columns or s.path.parent == zone.root])
         found = {(f.table, f.day): f.path for f in inventory.files}
-        landed = {table: {d: found.get((table, d)) for d in days} for table in columns}
-        for table, files in landed.items():
-            for day, path in files.items():
-                if path is None:
-                    continue
-                try:
-                    frames[table].append(zone.read(path, columns[table]).with_columns(ds=pl.lit(day)))
-                except LandingFileError as error:
-                    rejected.append(zone.reject(path, error.located, table, day))
-        # A day whose files were moved aside is not filled by the simulator: its delivery failed.
-        for item in rejected:
-            if item.table in landed and item.day in landed[item.table]:
-                landed[item.table][item.day] = item.moved_to
-
-        if self.simulator_enabled:
-            config = self.simulator
-            # Tables the simulator does not know (a newly added source) come from landed files only.
-            gaps = {
-                t: [d for d, p in files.items() if p is None and d >= config.start]
-                for t, files in landed.items()
-                if t in TABLES
-            }
-            wanted = [d for ds in gaps.values() for d in ds]
-            if wanted:
-                simulated = simulate(config, min(wanted), max(wanted))
-                for table, missing in gaps.items():
-                    frame = simulated[table].filter(pl.col("ds").is_in(missing))
+        simulated = self._simulated(columns, windows, found)
+        for first, last in windows:
+            rejected, swept = swept, []
+            frames: dict[str, list[pl.DataFrame]] = {table: [] for table in columns}
+            days = pl.date_range(first, last, eager=True).to_list()
+            landed = {table: {d: found.get((table, d)) for d in days} for table in columns}
+            for table, files in landed.items():
+                for day, path in files.items():
+                    if path is None:
+                        continue
+                    try:
+                        frames[table].append(zone.read(path, columns[table]).with_columns(ds=pl.lit(day)))
+                    except LandingFileError as error:
+                        rejected.append(zone.reject(path, error.located, table, day))
+            if (first, last) in simulated:
+                # Days whose files were moved aside are not filled: their delivery failed.
+                events = next(simulated[(first, last)])
+                for table in frames:
+                    if table not in TABLES:  # a newly added source comes from landed files only
+                        continue
+                    missing = [d for d, p in landed[table].items() if p is None and d >= self.simulator.start]
+                    frame = events[table].filter(pl.col("ds").is_in(missing))
                     frames[table].append(
                         frame.with_columns(
                             pl.lit(SIMULATOR).alias("_source_file"),
                             pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("ds").alias("_source_row"),
                         )
                     )
-        return frames, rejected
+            yield frames, rejected
+
+    def _simulated(
+        self, columns: dict[str, list[str]], windows: list[tuple[date, date]], found: dict
+    ) -> dict[tuple[date, date], Iterator[dict[str, pl.DataFrame]]]:
+        """One simulation over the windows that have a day without a landed file, by window."""
+        if not self.simulator_enabled:
+            return {}
+        start = self.simulator.start
+        wanted = {}
+        for first, last in windows:
+            gaps = [
+                d
+                for d in pl.date_range(max(first, start), last, eager=True).to_list()
+                if any(t in TABLES and (t, d) not in found for t in columns)
+            ]
+            if gaps:
+                wanted[(first, last)] = (gaps[0], gaps[-1])
+        if not wanted:
+            return {}
+        events = simulate_windows(self.simulator, list(wanted.values()))
+        return dict.fromkeys(wanted, events)

@@ -17,6 +17,13 @@ BY_DAY = {
     "int_ticket_windows": "customer_id, snapshot_date",
     "int_promotion_windows": "customer_id, snapshot_date",
 }
+# Staging of the event tables is incremental by landing day.
+BY_LANDING_DAY = {
+    "stg_sessions": "session_id",
+    "stg_support_tickets": "ticket_id",
+    "stg_promotions": "offer_id",
+    "stg_plan_changes": "all",
+}
 FULL_REFRESH = {**QUIET, "ops": {"dbt_models": {"config": {"full_refresh": True}}}}
 
 
@@ -36,18 +43,28 @@ def build(defs, instance, partition_key=None, tags=None, run_config=QUIET):
 
 
 def tables(warehouse) -> dict:
-    return {name: warehouse.query(f"select * from {name} order by {keys}") for name, keys in BY_DAY.items()}
+    models = {**BY_DAY, **BY_LANDING_DAY}
+    return {name: warehouse.query(f"select * from {name} order by {keys}") for name, keys in models.items()}
+
+
+def day_94(warehouse):
+    return warehouse.query(
+        f"select * from customer_features where snapshot_date = ? order by {BY_DAY['customer_features']}", [day(94)]
+    )
 
 
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory):
-    """History to day 94 in one run; days 95 and 96 one by one as they land; 97..99
-    as one backfilled run; day 96 again; then a full rebuild of everything."""
+    """Day 94 alone into a new warehouse (staging catches up on the days before it);
+    history to day 94 in one run; days 95 and 96 one by one as they land; 97..99 as one
+    backfilled run; day 96 again; then a full rebuild of everything."""
     with module_home(tmp_path_factory, "incremental", WORLD):
         defs = build_definitions()
         warehouse = defs.resources["warehouse"]
         with dg.instance_for_test() as instance:
             ingest(defs, instance, day(0), day(94))
+            first = build(defs, instance, partition_key=day(94).isoformat())
+            caught_up = day_94(warehouse)
             build(defs, instance, tags=range_tags(day(0), day(94)))
             for n in (95, 96):
                 ingest(defs, instance, day(n), day(n))
@@ -57,14 +74,32 @@ def builds(tmp_path_factory):
             build(defs, instance, partition_key=day(96).isoformat())
             incremental = tables(warehouse)
             build(defs, instance, partition_key=day(99).isoformat(), run_config=FULL_REFRESH)
-            yield {"incremental": incremental, "full": tables(warehouse), "backfill": backfill}
+            full = tables(warehouse)
+            yield {
+                "incremental": incremental,
+                "full": full,
+                "backfill": backfill,
+                "first": first,
+                "caught_up": caught_up,
+                "full_day_94": day_94(warehouse),
+            }
 
 
-@pytest.mark.parametrize("name", list(BY_DAY))
+@pytest.mark.parametrize("name", [*BY_DAY, *BY_LANDING_DAY])
 def test_incremental_days_equal_the_full_rebuild_exactly(builds, name):
     incremental, full = builds["incremental"][name], builds["full"][name]
-    assert full.height > 0 and full["snapshot_date"].max() == day(99)
+    assert full.height > 0
+    if name in BY_DAY:
+        assert full["snapshot_date"].max() == day(99)
     assert_frame_equal(incremental, full, check_exact=True)
+
+
+def test_a_day_built_before_the_days_before_it_stages_them_first(builds):
+    """Staging holds landed days only once a run added them; the features of a day must not read a hole."""
+    assert builds["caught_up"].height > 300
+    assert_frame_equal(builds["caught_up"], builds["full_day_94"], check_exact=True)
+    metadata = builds["first"].get_asset_materialization_events()[0].event_specific_data.materialization.metadata
+    assert metadata["landing_days_caught_up"].value == f"{day(0)}..{day(94)}"
 
 
 def test_a_backfilled_range_is_one_run_that_materializes_each_day(builds):

@@ -7,6 +7,7 @@ import pytest
 from platform_assets.contracts import CONTRACTS
 from platform_assets.definitions import build_definitions
 from platform_assets.raw import QUARANTINE, lake_table, raw_key, raw_tables
+from resources.simulator import simulate
 from tests.conftest import day, range_tags
 
 
@@ -66,6 +67,21 @@ def test_a_range_backfills_in_one_run(resources, instance):
     assert len(instance.get_runs()) == 1
     days = resources["lake"].scan(lake_table("sessions")).select(pl.col("ds").n_unique()).collect().item()
     assert days == 10
+
+
+def test_a_range_is_stored_window_by_window_and_equals_the_source(resources, instance):
+    """Ten days in windows of three: four commits per table, every simulated row once, the counts summed."""
+    job = build_definitions().resolve_job_def("ingest_raw")
+    config = {"ops": {"raw_ingest": {"config": {"window_days": 3}}}}
+    lake = resources["lake"]
+    result = job.execute_in_process(instance=instance, tags=range_tags(day(0), day(9)), run_config=config)
+    assert result.success
+    assert lake.version(lake_table("sessions")) == 3  # four commits: versions 0..3
+    simulated = simulate(resources["source"].simulator, day(0), day(9))["sessions"]
+    stored = lake.read_days(lake_table("sessions"), day(0), day(9))
+    assert stored["session_id"].sort().equals(simulated["session_id"].sort())
+    event = next(e for e in result.get_asset_materialization_events() if e.asset_key == raw_key("sessions"))
+    assert event.event_specific_data.materialization.metadata["dagster/row_count"].value == simulated.height
 
 
 def _land(home, table, when, text):

@@ -5,7 +5,7 @@ from datetime import date
 import polars as pl
 import pytest
 
-from resources.simulator import DriftSpec, SimulatorConfig, simulate
+from resources.simulator import DriftSpec, SimulatorConfig, simulate, simulate_windows
 from tests.conftest import day
 
 CONFIG = SimulatorConfig(customers=3000, days=90)
@@ -100,3 +100,16 @@ def test_drift_injection_shifts_only_the_chosen_behaviour(history):
     shares = dict(channel.iter_rows())
     assert shares[False] == 0.0
     assert shares[True] == pytest.approx(0.5, abs=0.15)
+
+
+def test_windows_replay_once_and_equal_the_whole_history(history):
+    """A long range is simulated in windows (bounded memory); their events are the history's, day for day."""
+    windows = [(day(0), day(9)), (day(10), day(39)), (day(40), day(40)), (day(60), day(89))]
+    for (first, last), events in zip(windows, simulate_windows(CONFIG, windows), strict=True):
+        for table, frame in events.items():
+            assert frame.equals(history[table].filter(pl.col("ds").is_between(first, last))), (table, first)
+
+
+def test_windows_must_be_in_order():
+    with pytest.raises(ValueError, match="overlap or are out of order"):
+        next(simulate_windows(CONFIG, [(day(5), day(9)), (day(9), day(12))]))

@@ -26,6 +26,19 @@
 {%- endmacro %}
 
 {#
+    The landing days a run adds to the staging models built by day: the run's days, or
+    from `first_landed_day` when Dagster found earlier landed days missing from staging
+    (their rows must be there before the features of later days read them).
+#}
+{% macro landed_days(column) -%}
+    {%- if builds_day_range() -%}
+        {{ column }} between date '{{ var("first_landed_day", var("first_day")) }}' and date '{{ var("last_day") }}'
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{#
     Tests of the by-day models check the days a run built (each day was checked when it
     was built); a run without the vars checks every day. dbt_project.yml marks those
     tests with `where: __snapshot_days__`, replaced here because a test's `where` config
@@ -35,6 +48,7 @@
     {%- set where = config.get('where') -%}
     {%- if where -%}
         {%- set where = where | replace('__snapshot_days__', snapshot_days('snapshot_date')) -%}
+        {%- set where = where | replace('__landed_days__', landed_days('loaded_on')) -%}
         {%- do return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') as dbt_subquery') -%}
     {%- else -%}
         {%- do return(relation) -%}

@@ -1,3 +1,6 @@
+-- Built by landing day: a run over some days adds (or replaces) the rows that landed on them.
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='loaded_on') }}
+
 select
     ticket_id,
     customer_id,
@@ -9,3 +12,4 @@ select
     date_diff('second', opened_at, resolved_at) / 3600.0 as resolution_hours,
     ds as loaded_on
 from {{ source('lake', 'raw_support_tickets') }}
+where {{ landed_days('ds') }}
