@@ -256,7 +256,7 @@ class Benchmark:
         return round(time.monotonic() - started, 2)
 
     def training(self):
-        selection = self.dg.AssetSelection.assets("training_set", "churn_model", "champion_model")
+        selection = self.dg.AssetSelection.assets("churn_outcomes", "training_set", "churn_model", "champion_model")
         result = self.materialize(selection)
         metadata = {
             e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata

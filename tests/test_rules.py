@@ -3,6 +3,7 @@
 These run in milliseconds; the end-to-end tests show the same rules inside the assets.
 """
 
+import dataclasses
 from datetime import date, timedelta
 
 import dagster as dg
@@ -198,3 +199,28 @@ def test_snapshot_dates_outside_the_partitions_say_what_to_set():
     early = partition_hint(start - timedelta(days=10), start + timedelta(days=5))
     assert f"set PLATFORM_START_DATE={start - timedelta(days=10)}" in early
     assert partition_hint(start, start + timedelta(days=5)) is None
+
+
+def test_the_reference_profile_samples_whole_customers_reproducibly(tmp_path):
+    """Past the row cap the drift reference keeps a fixed share of customers, the same each time."""
+    import duckdb
+
+    from platform_assets.model_assets import reference_rows
+    from resources.warehouse import Warehouse
+
+    path = tmp_path / "w.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "create table features as select c as customer_id, date '2026-03-01' + cast(d as integer) as snapshot_date, c * d as x "
+            "from range(4000) as a(c), range(20) as b(d)"
+        )
+    warehouse = Warehouse(path=str(path))
+    s = dataclasses.replace(spec(), entity="customer_id", snapshot="snapshot_date", scoring_relation="features")
+    whole = reference_rows(warehouse, s, days=5, max_rows=1_000_000)
+    assert whole.height == 20_000 and whole["snapshot_date"].min() == date(2026, 3, 16)
+    sample = reference_rows(warehouse, s, days=5, max_rows=5_000)
+    assert 4_000 <= sample.height <= 6_000
+    assert (sample.group_by("customer_id").len()["len"] == 5).all()  # whole customers, every day of the window
+    assert sample.sort("customer_id", "snapshot_date").equals(
+        reference_rows(warehouse, s, days=5, max_rows=5_000).sort("customer_id", "snapshot_date")
+    )

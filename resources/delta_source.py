@@ -1,0 +1,28 @@
+"""A dbt-duckdb plugin: a raw Delta table as a dbt source, the landing days a build adds.
+
+dbt-duckdb's own ``delta`` plugin copies the whole table into the warehouse on every
+run, which grows with the history; a view over the scan instead is readable only in
+the dbt process (other processes see neither its rows nor its columns, so Dagster
+loses the staging models' column lineage). This plugin copies the days named in the
+source's meta, ``first_day`` and ``last_day`` (the build's day vars), and the whole
+table when they are empty (a full build). The filter is on the ``ds`` partition, so
+only those days' files are read. Written by hand because the built-in plugin has no
+filter; it reuses that plugin's table loading (storage options, time travel).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pyarrow.dataset as pads
+from dbt.adapters.duckdb.plugins.delta import Plugin as DeltaPlugin
+
+
+class Plugin(DeltaPlugin):
+    def load(self, source_config):
+        dataset = super().load(source_config)
+        first, last = source_config.get("first_day"), source_config.get("last_day")
+        if not (first and last):
+            return dataset
+        day = pads.field("ds")
+        return dataset.filter((day >= date.fromisoformat(first)) & (day <= date.fromisoformat(last)))
