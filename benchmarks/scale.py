@@ -1,11 +1,14 @@
 """Scale benchmark: a full build, then daily increments, stage by stage, against bare DuckDB and LightGBM.
 
-    .venv/bin/python benchmarks/scale.py --customers 50000 --days 180 --extra-days 2
+    .venv/bin/python benchmarks/scale.py --customers 50000 --days 180 --extra-days 2 [--then-days 360]
 
 Simulates ``customers`` over ``days + extra_days`` days in a fresh home (a temp dir, or
 ``--home``). The full build ingests days 0..days-1, builds their features in one run,
 trains and promotes a model, and scores and monitors the last day; then each extra day
-runs as a daily increment: raw, features, predictions, monitoring. Every stage is a
+runs as a daily increment: its files land (Parquet, one per raw table, outside the
+timings), then raw, features, predictions, monitoring. With ``--then-days M``
+the history is then backfilled to M days (raw and features, a range run each) and the
+increments run again, so their cost can be compared against the history's length. Every stage is a
 Dagster materialization of the platform's own assets, run in this process (dbt runs as
 its child process).
 
@@ -26,6 +29,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import threading
@@ -108,7 +112,7 @@ def _settle(args) -> Path:
         PLATFORM_HOME=str(home),
         DAGSTER_HOME=str(home / "dagster"),
         PLATFORM_SIM_CUSTOMERS=str(args.customers),
-        PLATFORM_SIM_DAYS=str(args.days + args.extra_days),
+        PLATFORM_SIM_DAYS=str(max(args.days, args.then_days or 0) + args.extra_days),
         MLFLOW_DISABLE_TELEMETRY="true",
     )
     from platform_assets.cli import _init, _prepare
@@ -287,6 +291,38 @@ class Benchmark:
         model.booster.predict(matrix, pred_contrib=True)
         return round(time.monotonic() - started, 2)
 
+    def increments(self, days: int, count: int) -> list[dict]:
+        """``count`` daily increments after ``days`` days of history: raw, features, predictions, monitoring."""
+        done = []
+        for n in range(days, days + count):
+            day = self.day(n)
+            self.land(day)
+            stages = [
+                self.stage(f"{day}: raw", lambda d=day: self.raw(d, d)),
+                self.stage(f"{day}: features", lambda d=day: self.features(d, d, full=False)),
+                self.stage(f"{day}: predictions", lambda d=day: self.predictions(d)),
+                self.stage(f"{day}: monitoring", lambda d=day: self.monitoring(d)),
+            ]
+            done.append(
+                {"day": day.isoformat(), "seconds": round(sum(s["seconds"] for s in stages), 1), "stages": stages}
+            )
+        return done
+
+    def land(self, day: date) -> None:
+        """Deliver a day as it arrives in production: one Parquet file per raw table in the landing zone.
+
+        Outside the stage's time. The simulator has no state between runs, so simulating
+        a day replays the world from its first day (about 70 s at 1M customers and 180
+        days, growing with history); a day whose files landed is read from them instead,
+        which is what an increment costs a platform fed by deliveries.
+        """
+        from resources.simulator import simulate
+
+        zone = self.settings.resolved_home / "landing"
+        for table, frame in simulate(self.settings.simulator, day, day).items():
+            (zone / table).mkdir(parents=True, exist_ok=True)
+            frame.drop("ds").write_parquet(zone / table / f"{day.isoformat()}.parquet")
+
     def monitoring(self, day: date):
         result = self.materialize(self.dg.AssetSelection.groups("monitoring"), day, day)
         return len(result.get_asset_materialization_events()), {}, None
@@ -325,6 +361,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, required=True)
     parser.add_argument("--days", type=int, required=True, help="history of the full build (150 or more to train)")
     parser.add_argument("--extra-days", type=int, default=1, help="daily increments after it")
+    parser.add_argument(
+        "--then-days",
+        type=int,
+        help="then backfill the history to this many days and run the increments again (the cost of a day against history)",
+    )
     parser.add_argument("--home", help="platform home (default: a fresh temp dir)")
     args = parser.parse_args(argv)
     home = _settle(args)
@@ -339,19 +380,17 @@ def main(argv: list[str] | None = None) -> None:
         bench.stage("full: monitoring", lambda: bench.monitoring(last)),
     ]
     full_seconds = round(sum(s["seconds"] for s in full), 1)  # the bare baselines excluded
-    increments = []
-    for n in range(args.days, args.days + args.extra_days):
-        day = bench.day(n)
-        stages = [
-            bench.stage(f"{day}: raw", lambda d=day: bench.raw(d, d)),
-            bench.stage(f"{day}: features", lambda d=day: bench.features(d, d, full=False)),
-            bench.stage(f"{day}: predictions", lambda d=day: bench.predictions(d)),
-            bench.stage(f"{day}: monitoring", lambda d=day: bench.monitoring(d)),
+    increments = bench.increments(args.days, args.extra_days)
+    later, backfill = [], []
+    if args.then_days:
+        first, last = bench.day(args.days + args.extra_days), bench.day(args.then_days - 1)
+        print(f"Backfilling {first}..{last}, then increments at {args.then_days} days of history", flush=True)
+        backfill = [
+            bench.stage("backfill: raw", lambda: bench.raw(first, last)),
+            bench.stage("backfill: features", lambda: bench.features(first, last, full=False)),
         ]
-        increments.append(
-            {"day": day.isoformat(), "seconds": round(sum(s["seconds"] for s in stages), 1), "stages": stages}
-        )
-    stages = full + [s for i in increments for s in i["stages"]]
+        later = bench.increments(args.then_days, args.extra_days)
+    stages = full + [s for i in increments + later for s in i["stages"]] + backfill
     main_process = max(s["peak_rss_gb"]["benchmark (Dagster, in-process)"] for s in stages)
     usage = {  # this process's own getrusage peak was reset with each stage's high-water mark
         "benchmark (Dagster, in-process)": main_process * GB,
@@ -366,9 +405,28 @@ def main(argv: list[str] | None = None) -> None:
         "full_build": full,
         "increments": increments,
         "increment_seconds": [i["seconds"] for i in increments],
+        **(
+            {
+                "then_days": args.then_days,
+                "later_increments": later,
+                "later_increment_seconds": [i["seconds"] for i in later],
+                "later_over_first_increment": round(
+                    statistics.median(i["seconds"] for i in later)
+                    / statistics.median(i["seconds"] for i in increments),
+                    2,
+                ),
+            }
+            if later
+            else {}
+        ),
         "peak_rss_gb_whole_run": {k: round(v / GB, 2) for k, v in usage.items()},
         "warehouse_gb": round(bench.settings.warehouse_path.stat().st_size / GB, 2),
     }
+    if later:
+        print(
+            f"\nIncrements at {args.then_days} days of history {summary['later_increment_seconds']} s: "
+            f"x{summary['later_over_first_increment']} those at {args.days} days"
+        )
     print(
         f"\nFull build {full_seconds} s; increments {summary['increment_seconds']} s; "
         f"peak RSS GB (exact, whole run) {summary['peak_rss_gb_whole_run']}"
