@@ -8,7 +8,8 @@ trains and promotes a model, and scores and monitors the last day; then each ext
 runs as a daily increment: its files land (Parquet, one per raw table, outside the
 timings), then raw, features, predictions, monitoring. With ``--then-days M``
 the history is then backfilled to M days (raw and features, a range run each) and the
-increments run again, so their cost can be compared against the history's length. Every stage is a
+increments run again, so their cost can be compared against the history's length. ``--start-at
+training`` resumes in an existing ``--home`` after its full build's features. Every stage is a
 Dagster materialization of the platform's own assets, run in this process (dbt runs as
 its child process).
 
@@ -367,14 +368,24 @@ def main(argv: list[str] | None = None) -> None:
         help="then backfill the history to this many days and run the increments again (the cost of a day against history)",
     )
     parser.add_argument("--home", help="platform home (default: a fresh temp dir)")
+    parser.add_argument(
+        "--start-at",
+        choices=["raw", "training"],
+        default="raw",
+        help="training: --home already holds the full build's raw tables and features (an interrupted run's)",
+    )
     args = parser.parse_args(argv)
     home = _settle(args)
     bench = Benchmark(args)
     last = bench.day(args.days - 1)
     print(f"{args.customers} customers, {args.days} days + {args.extra_days} increments, home {home}", flush=True)
-    full = [
-        bench.stage("full: raw", lambda: bench.raw(bench.first, last)),
-        bench.stage("full: features", lambda: bench.features(bench.first, last, full=True)),
+    full = []
+    if args.start_at == "raw":
+        full += [
+            bench.stage("full: raw", lambda: bench.raw(bench.first, last)),
+            bench.stage("full: features", lambda: bench.features(bench.first, last, full=True)),
+        ]
+    full += [
         bench.stage("full: training", bench.training),
         bench.stage("full: predictions", lambda: bench.predictions(last)),
         bench.stage("full: monitoring", lambda: bench.monitoring(last)),
@@ -400,6 +411,7 @@ def main(argv: list[str] | None = None) -> None:
         "customers": args.customers,
         "days": args.days,
         "extra_days": args.extra_days,
+        "full_build_started_at": args.start_at,
         "date": date.today().isoformat(),
         "full_build_seconds": full_seconds,
         "full_build": full,
