@@ -111,12 +111,15 @@ def report_online_drift(
     context: dg.AssetExecutionContext, config: Thresholds, dataset: Dataset, registry: ModelRegistry, lake: Lake
 ):
     """The day's served feature values and scores against the answering version's frozen reference."""
+    from mlflow.exceptions import MlflowException
+
     from platform_assets.monitoring.drift import feature_drift, judge_features, numeric_drift
 
     day = date.fromisoformat(context.partition_key)
-    rows = read_requests(lake, dataset, day, day).filter(pl.col("role").is_in(ANSWERED) & (pl.col("status") == "ok"))
+    # The champion's answers: a canary's are the rollout report's to judge, a shadow's were never served.
+    rows = read_requests(lake, dataset, day, day).filter((pl.col("role") == "champion") & (pl.col("status") == "ok"))
     if rows.height < MIN_DRIFT_ROWS:  # PSI on a handful of requests says nothing
-        message = f"not evaluated: {rows.height} answered rows on {day} (at least {MIN_DRIFT_ROWS} needed)"
+        message = f"not evaluated: {rows.height} champion answers on {day} (at least {MIN_DRIFT_ROWS} needed)"
         yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "status": message})
         yield dg.AssetCheckResult(
             check_name=ONLINE_DRIFT_CHECK, passed=False, severity=dg.AssetCheckSeverity.WARN, description=message
@@ -124,7 +127,15 @@ def report_online_drift(
         return
     version = registry.by_number(rows["model_version"].mode().sort()[0])
     served = rows.filter(pl.col("model_version") == version.version)
-    reference = registry.reference_profile(version.run_id)
+    try:
+        reference = registry.reference_profile(version.run_id)
+    except MlflowException:
+        message = f"not evaluated: v{version.version} logged no reference profile to compare with"
+        yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "status": message})
+        yield dg.AssetCheckResult(
+            check_name=ONLINE_DRIFT_CHECK, passed=False, severity=dg.AssetCheckSeverity.WARN, description=message
+        )
+        return
     features = list(spec_of(dataset).features)
     schema = pl.scan_delta(
         lake.uri(online_table(dataset)), storage_options=lake.storage_options or None

@@ -224,7 +224,7 @@ def rollout_sensor(dataset, job: dg.JobDefinition) -> dg.SensorDefinition:
         return dg.RunRequest(
             run_key=f"rollout:{action}:{version}:{newest.id}",
             run_config={
-                "ops": {job.node_defs[0].name: {"config": {"action": action, "version": version, "reason": reason}}}
+                "ops": {f"apply_{job.name}": {"config": {"action": action, "version": version, "reason": reason}}}
             },
             tags={
                 "platform/trigger": "automation",
