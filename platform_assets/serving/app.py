@@ -253,7 +253,6 @@ class Scoring:
     def __init__(self, keeper: StateKeeper, audit: AuditLog, shadow: ShadowScorer, metrics: Metrics, settings):
         self.keeper, self.audit, self.shadow, self.metrics = keeper, audit, shadow, metrics
         self.reasons, self.max_batch = settings.serving_reasons, settings.serving_max_batch
-        self.canary_share = settings.serving_canary_share
         self._validators: dict[tuple, type[BaseModel]] = {}
 
     def score(self, body: ScoreRequest) -> dict:
