@@ -14,7 +14,7 @@ DBT_FILES := $(shell find dbt_project -path dbt_project/target -prune -o -type f
 
 DRIFT_HOME ?= $(CURDIR)/.platform-drift
 
-.PHONY: setup demo drift-demo test dev mlflow rollback lint clean
+.PHONY: setup demo drift-demo test dev mlflow rollback lint clean serve
 
 $(BIN)/churn-platform: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ mlflow: setup
 
 rollback: setup
 	$(BIN)/churn-platform rollback
+
+serve: setup
+	$(BIN)/churn-platform serve
 
 lint: setup
 	$(BIN)/ruff check .

@@ -299,6 +299,29 @@ def _rollback(_: argparse.Namespace) -> None:
     print(f"{registry.model_name}: champion moved from version {demoted} back to version {restored}")
 
 
+def _serve(args: argparse.Namespace) -> None:
+    """Start the scoring API (uvicorn) on the configured address; SIGTERM stops it cleanly."""
+    _init()
+    from resources.dbt import dbt_project
+
+    if not dbt_project.manifest_path.exists():
+        _prepare()
+    import uvicorn
+
+    current = settings()
+    host, port = args.host or current.serving_host, args.port if args.port is not None else current.serving_port
+    print(f"Scoring API on http://{host}:{port} (OpenAPI at /docs), serving {current.serving_model}", flush=True)
+    uvicorn.run(
+        "platform_assets.serving.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=args.workers or current.serving_workers,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="churn-platform", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -324,6 +347,11 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--first", type=date.fromisoformat, help="first day, for a partitioned job")
     run.add_argument("--last", type=date.fromisoformat, help="last day (default: the first)")
     run.set_defaults(func=_run_job)
+    serve = commands.add_parser("serve", help="start the online scoring API (FastAPI on uvicorn)")
+    serve.add_argument("--host", help="address to bind (PLATFORM_SERVING_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (PLATFORM_SERVING_PORT, default 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (PLATFORM_SERVING_WORKERS, default 1)")
+    serve.set_defaults(func=_serve)
     args = parser.parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s churn-platform %(levelname)s %(message)s"))

@@ -18,6 +18,7 @@ from platform_assets.monitoring.drift_reports import drift_assets
 from platform_assets.monitoring.performance_reports import performance_assets
 from platform_assets.predictions import predictions_asset
 from platform_assets.raw import raw_tables
+from platform_assets.serving.automation import SERVING_ASSETS, SERVING_JOBS, SERVING_SCHEDULES, SERVING_SENSORS
 from resources import build_resources
 
 
@@ -29,10 +30,16 @@ def dataset_assets(dataset: Dataset) -> list[dg.AssetsDefinition]:
 def build_definitions() -> dg.Definitions:
     """The definitions with resources resolved against the current ``PLATFORM_HOME``."""
     return dg.Definitions(
-        assets=[raw_tables, dbt_models, dbt_whole_history, *(a for d in DATASETS for a in dataset_assets(d))],
-        jobs=[ingest_job, train_job, score_job, daily_pipeline, retrain_job, *OTHER_JOBS],
-        sensors=[landing_sensor, retrain_on_failed_checks, dead_run_sensor, *OTHER_SENSORS],
-        schedules=[daily_schedule],
+        assets=[
+            raw_tables,
+            dbt_models,
+            dbt_whole_history,
+            *(a for d in DATASETS for a in dataset_assets(d)),
+            *SERVING_ASSETS,
+        ],
+        jobs=[ingest_job, train_job, score_job, daily_pipeline, retrain_job, *OTHER_JOBS, *SERVING_JOBS],
+        sensors=[landing_sensor, retrain_on_failed_checks, dead_run_sensor, *OTHER_SENSORS, *SERVING_SENSORS],
+        schedules=[daily_schedule, *SERVING_SCHEDULES],
         resources={**build_resources(), "policy": retrain_policy()},
     )
 

@@ -20,6 +20,7 @@ SCORING_ASSETS = (
     "prediction_drift_report",
     "model_performance",
     "business_impact",
+    "online_features",  # the scoring API's snapshot, refreshed once the day's features are built
 )
 
 

@@ -137,3 +137,32 @@ class Lake(dg.ConfigurableResource):
         """The rows of days ``first..last`` (one day when ``last`` is omitted)."""
         last = last or first
         return self.scan(name).filter(pl.col("ds").is_between(first, last)).collect()
+
+    @retry_on_commit_conflict
+    def overwrite(self, name: str, data: pl.DataFrame) -> int:
+        """Replace a whole unpartitioned table (a published snapshot) in one commit; returns the version."""
+        write_deltalake(
+            self.uri(name), data.to_arrow(), mode="overwrite", schema_mode="overwrite", storage_options=self._options()
+        )
+        return self.version(name)
+
+    @retry_on_commit_conflict
+    def append(self, name: str, data: pa.Table) -> None:
+        """Append rows to a table partitioned by ``ds`` (a log), creating it and merging new columns."""
+        write_deltalake(
+            self.uri(name),
+            data,
+            mode="append",
+            partition_by=["ds"],
+            schema_mode="merge",
+            storage_options=self._options(),
+        )
+
+    def table(self, name: str) -> DeltaTable:
+        return DeltaTable(self.uri(name), storage_options=self._options())
+
+    @retry_on_commit_conflict
+    def compact(self, name: str, day: date) -> int:
+        """Rewrite a day's small files (a log's micro-batches) into few; returns the files removed."""
+        metrics = self.table(name).optimize.compact(partition_filters=[("ds", "=", day.isoformat())])
+        return int(metrics.get("numFilesRemoved", 0))

@@ -83,6 +83,44 @@ class Settings(BaseSettings):
     lock_timeout_seconds: float = Field(
         default=3600.0, gt=0, description="How long a step or command waits for the warehouse or instance lock."
     )
+    # Online scoring (churn-platform serve, platform_assets/serving).
+    serving_model: str = Field(default="churn_model", description="Registered model the scoring API serves.")
+    serving_host: str = Field(default="127.0.0.1", description="Address the scoring API binds to.")
+    serving_port: int = Field(default=8000, ge=0, le=65535, description="Port of the scoring API.")
+    serving_workers: int = Field(default=1, ge=1, description="uvicorn worker processes of the scoring API.")
+    serving_max_in_flight: int = Field(
+        default=64, ge=1, description="Requests a worker admits at once; beyond them it answers 503 at once."
+    )
+    serving_max_batch: int = Field(default=1000, ge=1, description="Most customers (or rows) in one request.")
+    serving_reasons: int = Field(default=3, ge=0, description="Top SHAP reasons returned per score (0: none).")
+    serving_poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often the API looks for a new champion, challenger or feature snapshot."
+    )
+    serving_challenger_mode: Literal["off", "shadow", "canary"] = Field(
+        default="shadow", description="What a `challenger` (other than the champion) does with live traffic."
+    )
+    serving_canary_share: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="Share of customers (stable hash of the id) the canary answers."
+    )
+    serving_audit_flush_seconds: float = Field(
+        default=2.0, gt=0, description="Longest an audit row waits in memory before its micro-batch is written."
+    )
+    serving_audit_batch_rows: int = Field(default=5000, ge=1, description="Audit rows that trigger a write at once.")
+    serving_latency_sla_ms: float = Field(
+        default=5.0, gt=0, description="Latency SLA: a canary whose p95 passes it is rolled back."
+    )
+    serving_error_budget: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="Share of failed challenger requests tolerated."
+    )
+    rollout_window_days: int = Field(
+        default=3, ge=1, description="Days of live traffic a rollout report judges the challenger on."
+    )
+    rollout_min_requests: int = Field(
+        default=500, ge=1, description="Challenger requests in the window before it can be promoted."
+    )
+    rollout_auc_tolerance: float = Field(
+        default=0.01, ge=0.0, description="ROC AUC the challenger may lose to the champion on matured traffic."
+    )
 
     @property
     def resolved_home(self) -> Path:

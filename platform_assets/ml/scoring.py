@@ -46,16 +46,23 @@ class ScoringConfig(dg.Config):
     chunk_rows: int = Field(default=100_000, gt=0, description="Rows scored and written per Arrow batch.")
 
 
+def reason_order(contributions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the positions of the k features that moved the score most (by absolute SHAP value), and
+    their signed contributions; the rule both the batch and the online API explain with."""
+    per_feature = contributions[:, :-1]
+    k = min(k, per_feature.shape[1])
+    order = np.argsort(-np.abs(per_feature), axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(per_feature, order, axis=1)
+
+
 def top_reasons(contributions: np.ndarray, features: list[str], k: int) -> pl.Series:
     """The k features that moved each score most (by absolute SHAP value), with their signed push.
 
     Positive contributions raise the churn probability, negative ones lower it.
     """
-    per_feature = contributions[:, :-1]
-    k = min(k, per_feature.shape[1])
-    order = np.argsort(-np.abs(per_feature), axis=1, kind="stable")[:, :k]
+    order, values = reason_order(contributions, k)
+    k = order.shape[1]
     names = np.asarray(features)[order]
-    values = np.take_along_axis(per_feature, order, axis=1)
     reasons = pl.DataFrame({f"f{i}": names[:, i] for i in range(k)} | {f"c{i}": values[:, i] for i in range(k)})
     return reasons.select(
         pl.concat_list(
@@ -70,6 +77,16 @@ def top_share_floor(probability: np.ndarray, share: float) -> float:
     if count == 0:
         return math.inf
     return float(np.partition(probability, probability.size - count)[probability.size - count])
+
+
+BANDS = ("low", "medium", "high")
+
+
+def risk_bands(probability: np.ndarray, config: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Risk band of each probability (its position in ``BANDS``) and review flag: plain numpy, cheap on one row
+    (the online API) as on a day (``classify``)."""
+    band = np.select([probability >= config.high_risk_from, probability >= config.medium_risk_from], [2, 1], 0)
+    return band, (probability >= config.review_from) & (probability < config.review_to)
 
 
 def classify(probability: np.ndarray, config: ScoringConfig) -> pl.DataFrame:
@@ -87,19 +104,10 @@ def classify(probability: np.ndarray, config: ScoringConfig) -> pl.DataFrame:
         .when(p >= top_share_floor(probability, config.reasons_top_share))
         .then(pl.lit("top share"))
     )
-    return (
-        pl.DataFrame({"churn_probability": probability})
-        .with_columns(
-            pl.when(p >= config.high_risk_from)
-            .then(pl.lit("high"))
-            .when(p >= config.medium_risk_from)
-            .then(pl.lit("medium"))
-            .otherwise(pl.lit("low"))
-            .alias("risk_band"),
-            ((p >= config.review_from) & (p < config.review_to)).alias("needs_review"),
-        )
-        .with_columns(why.cast(pl.String).alias("explained_because"))
-    )
+    band, review = risk_bands(probability, config)
+    return pl.DataFrame(
+        {"churn_probability": probability, "risk_band": pl.Series(BANDS).gather(band), "needs_review": review}
+    ).with_columns(why.cast(pl.String).alias("explained_because"))
 
 
 class DayScorer:

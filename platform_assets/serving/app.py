@@ -1,0 +1,502 @@
+"""The scoring API: FastAPI on uvicorn, one state object per worker, audit and shadow off the request path.
+
+``POST /v1/score`` scores customers by id (features looked up in the online snapshot)
+or explicit feature values (what-if, validated against the champion's declared
+features). ``/healthz`` says the process lives, ``/readyz`` that a champion and a
+snapshot are loaded, ``/metrics`` is Prometheus text. An admission limit bounds the
+requests a worker holds: past it the answer is an immediate 503, so overload costs
+clients a retry instead of unbounded latency.
+
+The scoring endpoint is a plain ``def``: FastAPI runs it in its thread pool, and
+LightGBM releases the GIL while it predicts, so two requests score on two cores.
+
+Run it with ``churn-platform serve`` (``create_app`` is uvicorn's factory).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+from datetime import date
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pydantic
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from platform_assets.serving.audit import AuditLog, now
+from platform_assets.serving.scorer import Scores, ServedModel
+from platform_assets.serving.state import ServingState, StateKeeper
+from platform_assets.serving.store import FeatureSnapshot
+
+LOG = logging.getLogger("churn_platform.serving")
+SCORE_ROUTE = "/v1/score"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class InvalidFeatures(RequestValidationError):
+    """A 422 raised while scoring (what-if values, batch size), counted where it is raised."""
+
+
+class ScoreRequest(BaseModel):
+    """Exactly one of: a customer id, a list of ids, or feature values (one row or a list of rows)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str | int | None = Field(default=None, description="Score one customer from the online store.")
+    customer_ids: list[str | int] | None = Field(default=None, description="Score several customers.")
+    features: dict[str, Any] | list[dict[str, Any]] | None = Field(
+        default=None,
+        description="What-if: the feature values themselves, every declared feature of the champion, no other.",
+    )
+
+    @model_validator(mode="after")
+    def one_input(self) -> ScoreRequest:
+        given = [n for n in ("customer_id", "customer_ids", "features") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of customer_id, customer_ids, features (got {given or 'none'})")
+        return self
+
+
+class Reason(BaseModel):
+    feature: str
+    contribution: float = Field(description="Signed SHAP contribution in log-odds: positive raises the risk.")
+
+
+class ScoreResult(BaseModel):
+    customer_id: str | int | None
+    churn_probability: float
+    risk_band: str
+    needs_review: bool
+    top_reasons: list[Reason] | None
+    model_name: str
+    model_version: str
+    role: str = Field(description="`champion`, or `canary` for the sticky share a canary answers.")
+    feature_snapshot_date: date | None = Field(description="Snapshot day of the features (null for what-if).")
+    feature_snapshot_version: int | None = Field(description="Delta version of the online snapshot (null: what-if).")
+
+
+class ScoreResponse(BaseModel):
+    request_id: str
+    results: list[ScoreResult]
+
+
+class Metrics:
+    """Prometheus metrics of one worker, in a registry of its own."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        labels = ["route", "model_version"]
+        self.requests = Counter(
+            "churn_serving_requests", "Requests answered.", [*labels, "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "churn_serving_request_seconds",
+            "Server time of a request, arrival to response body.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "churn_serving_errors", "Failed requests by kind.", [*labels, "kind"], registry=self.registry
+        )
+        self.rejected = Counter(
+            "churn_serving_rejected",
+            "Requests refused with 503 by the admission limit.",
+            ["route"],
+            registry=self.registry,
+        )
+        self.scored = Counter(
+            "churn_serving_scored_rows", "Rows scored by role.", ["model_version", "role"], registry=self.registry
+        )
+        self.shadow_dropped = Counter(
+            "churn_serving_shadow_dropped", "Shadow scorings skipped: their queue was full.", registry=self.registry
+        )
+        self.in_flight = Gauge(
+            "churn_serving_in_flight", "Requests admitted and not yet answered.", registry=self.registry
+        )
+        self.snapshot = Gauge(
+            "churn_serving_feature_snapshot_version", "Online snapshot loaded.", registry=self.registry
+        )
+
+
+class AdmissionLimit:
+    """A pure ASGI middleware: at most ``limit`` scoring requests at once; the next gets 503 at once."""
+
+    def __init__(self, app, limit: int, metrics: Metrics):
+        self.app, self.limit, self.metrics, self.in_flight = app, limit, metrics, 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] != SCORE_ROUTE:
+            return await self.app(scope, receive, send)
+        if self.in_flight >= self.limit:
+            self.metrics.rejected.labels(SCORE_ROUTE).inc()
+            body = json.dumps({"detail": f"overloaded: {self.in_flight} requests in flight; retry shortly"}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")],
+                }
+            )
+            return await send({"type": "http.response.body", "body": body})
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
+
+
+class ShadowScorer:
+    """Scores answered rows again with the challenger, on one thread of its own, into the audit only.
+
+    A bounded queue: when the challenger cannot keep up, shadow scorings are dropped
+    (and counted), never the answers.
+    """
+
+    def __init__(self, audit: AuditLog, reasons: int, metrics: Metrics, capacity: int = 1000):
+        self.audit, self.reasons, self.metrics = audit, reasons, metrics
+        self._queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self._thread = threading.Thread(target=self._run, name="shadow-scorer", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: tuple) -> None:
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            self.metrics.shadow_dropped.inc()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            model, matrix, rows = job
+            started = time.perf_counter()
+            try:
+                scores, error = model.score(matrix, self.reasons), None
+            except Exception as failure:
+                scores, error = None, f"{type(failure).__name__}: {failure}"
+            rows.update(model_version=model.version, role="shadow")
+            self.audit.record(_audit_rows(rows, scores, error, (time.perf_counter() - started) * 1000))
+            self.metrics.scored.labels(model.version, "shadow").inc(len(rows["request_id"]))
+
+
+def _audit_rows(rows: dict, scores: Scores | None, error: str | None, latency_ms: float) -> dict:
+    """Audit columns: the request's columns plus the outcome of one model on its rows."""
+    n = len(rows["request_id"])
+    return rows | {
+        "status": ["ok" if error is None else "error"] * n,
+        "error": [error] * n,
+        "churn_probability": scores.probability if scores else [None] * n,
+        "risk_band": scores.risk_band if scores else [None] * n,
+        "needs_review": scores.needs_review if scores else [None] * n,
+        "top_reasons": scores.reasons if scores and scores.reasons is not None else [None] * n,
+        "latency_ms": [latency_ms] * n,
+    }
+
+
+def _request_rows(
+    request_id: str, arrived, route: str, model: ServedModel, ids: list, features: list[str], snapshot=None, dates=None
+) -> dict:
+    n = len(features)
+    return {
+        "request_id": [request_id] * n,
+        "requested_at": [arrived] * n,
+        "route": [route] * n,
+        "customer_id": [None if i is None else str(i) for i in ids],
+        "feature_snapshot_version": [snapshot] * n,
+        "feature_snapshot_date": dates if dates is not None else [None] * n,
+        "features": features,
+        "model_name": [model.name] * n,
+        "model_version": [model.version] * n,
+        "role": ["champion"] * n,
+        "ds": [arrived.date()] * n,
+    }
+
+
+def _results(ids: list, scores: Scores, model: ServedModel, role: str, dates, snapshot: int | None) -> list[dict]:
+    reasons = scores.reasons or [None] * len(ids)
+    return [
+        {
+            "customer_id": ids[i],
+            "churn_probability": scores.probability[i],
+            "risk_band": scores.risk_band[i],
+            "needs_review": scores.needs_review[i],
+            "top_reasons": reasons[i],
+            "model_name": model.name,
+            "model_version": model.version,
+            "role": role,
+            "feature_snapshot_date": dates[i] if dates else None,
+            "feature_snapshot_version": snapshot,
+        }
+        for i in range(len(ids))
+    ]
+
+
+class Scoring:
+    """The endpoint's work, given the state it took when the request arrived."""
+
+    def __init__(self, keeper: StateKeeper, audit: AuditLog, shadow: ShadowScorer, metrics: Metrics, settings):
+        self.keeper, self.audit, self.shadow, self.metrics = keeper, audit, shadow, metrics
+        self.reasons, self.max_batch = settings.serving_reasons, settings.serving_max_batch
+        self._validators: dict[tuple, type[BaseModel]] = {}
+
+    def score(self, body: ScoreRequest) -> dict:
+        state = self.keeper.state
+        if state is None:
+            raise HTTPException(503, f"not ready: {self.keeper.not_ready}")
+        request_id, arrived, started = uuid.uuid4().hex, now(), time.perf_counter()
+        version = state.champion.version
+        status = 200
+        try:
+            if body.features is not None:
+                results = self._by_values(state, body.features, request_id, arrived, started)
+            else:
+                ids = [body.customer_id] if body.customer_id is not None else body.customer_ids
+                results = self._by_ids(state, ids, request_id, arrived, started)
+            return {"request_id": request_id, "results": results}
+        except HTTPException as refused:
+            status = refused.status_code
+            self.metrics.errors.labels(SCORE_ROUTE, version, "not_found" if status == 404 else "invalid").inc()
+            raise
+        except InvalidFeatures:
+            status = 422
+            self.metrics.errors.labels(SCORE_ROUTE, version, "invalid").inc()
+            raise
+        except Exception:
+            status = 500
+            self.metrics.errors.labels(SCORE_ROUTE, version, "scoring").inc()
+            raise
+        finally:
+            self.metrics.requests.labels(SCORE_ROUTE, version, str(status)).inc()
+            self.metrics.latency.labels(SCORE_ROUTE, version).observe(time.perf_counter() - started)
+
+    def _by_ids(self, state: ServingState, ids: list, request_id: str, arrived, started: float) -> list[dict]:
+        if not ids or len(ids) > self.max_batch:
+            raise InvalidFeatures(
+                [{"loc": ("body", "customer_ids"), "msg": f"give 1 to {self.max_batch} ids", "type": "value_error"}]
+            )
+        snapshot = state.snapshot
+        positions, missing = snapshot.positions(ids)
+        if missing:
+            shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+            rows = _request_rows(request_id, arrived, "id", state.champion, missing, [None] * len(missing))
+            rows.update(feature_snapshot_version=[snapshot.version] * len(missing))
+            self.audit.record(
+                _audit_rows(rows, None, "unknown customer", (time.perf_counter() - started) * 1000)
+                | {"status": ["not_found"] * len(missing)}
+            )
+            raise HTTPException(
+                404,
+                f"unknown customer {shown}: not in the online feature snapshot v{snapshot.version} "
+                f"({snapshot.frame.height} customers)",
+            )
+        canary = state.canary_rows[positions] if state.mode == "canary" else np.zeros(len(positions), bool)
+        results: list[dict | None] = [None] * len(ids)
+        for role, mask in (("champion", ~canary), ("canary", canary)):
+            if not mask.any():
+                continue
+            picked = np.flatnonzero(mask)
+            model = state.challenger if role == "canary" else state.champion
+            rows_at = positions[picked]
+            scores, role_used, model = self._score_rows(state, model, role, rows_at, request_id, arrived)
+            dates = [snapshot.dates[r] for r in rows_at]
+            chosen = [ids[i] for i in picked]
+            for i, result in zip(
+                picked, _results(chosen, scores, model, role_used, dates, snapshot.version), strict=True
+            ):
+                results[i] = result
+            rows = _request_rows(
+                request_id,
+                arrived,
+                "id",
+                model,
+                chosen,
+                snapshot.values_json.gather(rows_at).to_list(),
+                snapshot.version,
+                [date.fromisoformat(d) for d in dates],
+            )
+            rows["role"] = [role_used] * len(chosen)
+            self.audit.record(_audit_rows(rows, scores, None, (time.perf_counter() - started) * 1000))
+            if state.mode == "shadow" and state.challenger is not None:
+                self.shadow.submit((state.challenger, state.challenger.matrix[rows_at], dict(rows)))
+        return results
+
+    def _score_rows(self, state: ServingState, model: ServedModel, role: str, rows_at: np.ndarray, request_id, arrived):
+        """Scores by the role's model; a failing canary falls back to the champion (its error is audited)."""
+        if role != "canary":
+            scores = model.score(model.matrix[rows_at], self.reasons)
+            self.metrics.scored.labels(model.version, role).inc(len(rows_at))
+            return scores, role, model
+        started = time.perf_counter()
+        try:
+            scores = model.score(model.matrix[rows_at], self.reasons)
+            self.metrics.scored.labels(model.version, role).inc(len(rows_at))
+            return scores, role, model
+        except Exception as failure:
+            snapshot = state.snapshot
+            ids = snapshot.frame[snapshot.entity].gather(rows_at).to_list()
+            rows = _request_rows(request_id, arrived, "id", model, ids, [None] * len(ids), snapshot.version)
+            rows["role"] = ["canary"] * len(ids)
+            error = f"{type(failure).__name__}: {failure}"
+            self.audit.record(_audit_rows(rows, None, error, (time.perf_counter() - started) * 1000))
+            self.metrics.errors.labels(SCORE_ROUTE, model.version, "canary").inc()
+            return self._score_rows(state, state.champion, "champion", rows_at, request_id, arrived)
+
+    def _by_values(self, state: ServingState, features, request_id: str, arrived, started: float) -> list[dict]:
+        model = state.champion
+        given = [features] if isinstance(features, dict) else features
+        if not given or len(given) > self.max_batch:
+            raise InvalidFeatures(
+                [{"loc": ("body", "features"), "msg": f"give 1 to {self.max_batch} rows", "type": "value_error"}]
+            )
+        validator = self._validator(model, state.snapshot)
+        errors, rows = [], []
+        for i, row in enumerate(given):
+            try:
+                rows.append(validator.model_validate(row).model_dump())
+            except pydantic.ValidationError as invalid:
+                where = ("body", "features", *([i] if isinstance(features, list) else []))
+                errors += [
+                    {"loc": (*where, *e["loc"]), "msg": e["msg"], "type": e["type"], "input": e.get("input")}
+                    for e in invalid.errors(include_url=False)
+                ]
+        if errors:
+            raise InvalidFeatures(errors)
+        schema = {name: state.snapshot.frame.schema[name] for name in model.features}
+        frame = pl.DataFrame(rows, schema=schema)
+        matrix = model.encode(frame)
+        scores = model.score(matrix, self.reasons)
+        self.metrics.scored.labels(model.version, "champion").inc(frame.height)
+        values = frame.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
+        audit_rows = _request_rows(request_id, arrived, "values", model, [None] * frame.height, values)
+        self.audit.record(_audit_rows(audit_rows, scores, None, (time.perf_counter() - started) * 1000))
+        challenger = state.challenger
+        if state.mode == "shadow" and challenger is not None and challenger.features == model.features:
+            self.shadow.submit((challenger, challenger.encode(frame), dict(audit_rows)))
+        return _results([None] * frame.height, scores, model, "champion", None, None)
+
+    def _validator(self, model: ServedModel, snapshot: FeatureSnapshot) -> type[BaseModel]:
+        """A pydantic model of the version's declared features: each required, typed, nothing else allowed."""
+        key = (model.version, snapshot.version)
+        if key not in self._validators:
+            fields = {}
+            for name in model.features:
+                dtype = snapshot.frame.schema[name]
+                kind = str if dtype == pl.String else bool if dtype == pl.Boolean else float
+                fields[name] = (kind | None, Field(..., description=f"{dtype}; null when unknown"))
+            self._validators[key] = pydantic.create_model(
+                f"FeaturesV{model.version}",
+                __config__=ConfigDict(extra="forbid", strict=True, protected_namespaces=()),
+                **fields,
+            )
+        return self._validators[key]
+
+
+def create_app(settings=None, dataset=None) -> FastAPI:
+    """The API for the configured registered model (``PLATFORM_SERVING_MODEL``'s dataset), uvicorn's factory."""
+    from platform_assets.datasets import DATASETS, spec_of
+    from platform_assets.serving.store import online_table, requests_table
+    from resources.lake import Lake
+    from resources.model_registry import ModelRegistry
+    from resources.settings import settings as current_settings
+
+    settings = settings or current_settings()
+    dataset = dataset or next(d for d in DATASETS if d.registered_model == settings.serving_model)
+    lake = Lake(root=settings.lake, storage_options=settings.lake_storage_options)
+    registry = ModelRegistry(
+        tracking_uri=settings.tracking_uri,
+        artifact_location=settings.artifact_location,
+        model_name=dataset.registered_model,
+    )
+    metrics = Metrics()
+    keeper = StateKeeper(
+        registry,
+        lake,
+        online_table(dataset),
+        spec_of(dataset),
+        settings.serving_challenger_mode,
+        settings.serving_canary_share,
+        settings.serving_poll_seconds,
+    )
+    audit = AuditLog(
+        lake,
+        requests_table(dataset),
+        settings.serving_audit_flush_seconds,
+        settings.serving_audit_batch_rows,
+        metrics.registry,
+    )
+    shadow = ShadowScorer(audit, settings.serving_reasons, metrics)
+    scoring = Scoring(keeper, audit, shadow, metrics, settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        keeper.refresh()
+        keeper.start()
+        try:
+            yield
+        finally:  # uvicorn gets here on SIGTERM, after the requests in flight are answered
+            keeper.stop()
+            shadow.close()
+            audit.close()
+            LOG.info("audit log flushed")
+
+    app = FastAPI(
+        title="churn-platform scoring API",
+        description="Churn scores by the MLflow champion, explained with SHAP, audited in the lake.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.add_middleware(AdmissionLimit, limit=settings.serving_max_in_flight, metrics=metrics)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError):
+        if request.url.path == SCORE_ROUTE and not isinstance(error, InvalidFeatures):  # a body FastAPI refused
+            version = keeper.state.champion.version if keeper.state else "none"
+            metrics.errors.labels(SCORE_ROUTE, version, "invalid").inc()
+        return JSONResponse(status_code=422, content={"detail": _jsonable(error.errors())})
+
+    @app.post(SCORE_ROUTE, responses={200: {"model": ScoreResponse}})
+    def score(body: ScoreRequest) -> Response:
+        """Score customers by id (latest features in the online store) or by feature values (what-if)."""
+        return Response(json.dumps(scoring.score(body)), media_type="application/json")
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        state = keeper.state
+        if state is None:
+            return JSONResponse(status_code=503, content={"status": "not ready", "reason": keeper.not_ready})
+        metrics.snapshot.set(state.snapshot.version)
+        return JSONResponse({"status": "ready", **state.describe(), "canary_share": settings.serving_canary_share})
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.state.keeper, app.state.audit = keeper, audit
+    return app
+
+
+def _jsonable(errors) -> list[dict]:
+    return [
+        {k: (list(v) if k == "loc" else v) for k, v in e.items() if k in ("loc", "msg", "type", "input")}
+        for e in errors
+    ]

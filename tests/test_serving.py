@@ -1,0 +1,528 @@
+"""The scoring API as a client meets it: a real uvicorn process on a free loopback port, a real MLflow
+registry on SQLite, the online store and the audit log in real Delta tables.
+
+One small world is trained through the real jobs; its versions are: v1 the champion, v2 a
+copy of v1 registered again (same model: it switches the answering version), v3 a weak
+model (trained on shuffled labels), v4 a deliberately slow one (many deep trees). The online store is
+published at v1's first validation day, whose outcomes have matured and which no
+version trained on, so live ROC AUC is measurable.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+import pytest
+
+from platform_assets.datasets import DEFAULT
+from platform_assets.definitions import build_definitions
+from platform_assets.ml.scoring import top_reasons
+from platform_assets.ml.training import TimeSplit
+from platform_assets.serving.assets import serving_assets
+from platform_assets.serving.automation import SERVING_SENSORS
+from platform_assets.serving.rollout import ROLLOUT_CHECK
+from platform_assets.serving.state import CANARY_ROLLED_BACK
+from platform_assets.serving.store import ONLINE_FEATURES, SERVING_REQUESTS
+from resources.model_registry import CHALLENGER, CHAMPION
+from tests.conftest import QUIET, day, ingest, module_home, range_tags
+
+WORLD = {"PLATFORM_SIM_CUSTOMERS": "1500", "PLATFORM_SIM_DAYS": "150"}  # the least history a time split trains on
+CHURN_PLATFORM = str(Path(sys.executable).parent / "churn-platform")
+online_features, serving_log, online_feature_drift, rollout_report = serving_assets(DEFAULT)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A ``churn-platform serve`` process, stopped by its own PID (SIGTERM, then SIGKILL)."""
+
+    env: dict
+    log: Path
+    port: int = field(default_factory=_free_port)
+    ledger: list = field(default_factory=list)  # every answered request: (request_id, [(customer, version)])
+
+    def start(self) -> "Server":
+        self.process = subprocess.Popen(
+            [CHURN_PLATFORM, "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"the server exited: {self.log.read_text()[-3000:]}"
+            with contextlib.suppress(httpx.TransportError):
+                if self.client.get("/readyz").status_code == 200:
+                    return self
+            time.sleep(0.5)
+        raise AssertionError(f"the server was not ready in 120 s: {self.log.read_text()[-3000:]}")
+
+    def score(self, **body) -> httpx.Response:
+        response = self.client.post("/v1/score", json=body)
+        if response.status_code == 200:
+            answered = [(r["customer_id"], r["model_version"], r["role"]) for r in response.json()["results"]]
+            self.ledger.append((response.json()["request_id"], answered))
+        return response
+
+    def ready(self) -> dict:
+        return self.client.get("/readyz").json()
+
+    def wait_for(self, condition, what: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.ready()
+            if condition(state):
+                return state
+            time.sleep(0.25)
+        raise AssertionError(f"the server did not reach {what} in {timeout} s: {state}")
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM (the clean stop that flushes the audit log); SIGKILL if it does not exit in time (None)."""
+        self.client.close()
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+                return None
+        return self.process.returncode
+
+
+@dataclass
+class World:
+    home: Path
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    as_of: date
+    customers: list
+    champion: str = "1"
+    copy: str = ""  # the champion registered again
+    weak: str = ""  # trained on shuffled labels
+    slow: str = ""  # many deep trees
+    sensor_cursor: str | None = None
+
+    @property
+    def registry(self):
+        return self.defs.resources["registry"]
+
+    @property
+    def lake(self):
+        return self.defs.resources["lake"]
+
+    def materialize(self, assets, **kwargs):
+        result = dg.materialize(
+            assets, instance=self.instance, resources=self.defs.resources, raise_on_error=False, **kwargs
+        )
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        return result
+
+    def publish(self, as_of: date | None = None) -> int:
+        config = {"ops": {"online_features": {"config": {"as_of": as_of.isoformat() if as_of else None}}}}
+        self.materialize([online_features], run_config=config)
+        return self.lake.version(ONLINE_FEATURES)
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.registry.activate().set_registered_model_alias(self.registry.model_name, alias, version)
+
+    def audit(self) -> pl.DataFrame:
+        return self.lake.scan(SERVING_REQUESTS).collect() if self.lake.exists(SERVING_REQUESTS) else pl.DataFrame()
+
+    def server(self, tmp: Path, **settings) -> Server:
+        env = {
+            **os.environ,
+            "PLATFORM_HOME": str(self.home),
+            "PLATFORM_SERVING_POLL_SECONDS": "0.3",
+            "PLATFORM_SERVING_AUDIT_FLUSH_SECONDS": "0.3",
+            **{f"PLATFORM_SERVING_{k.upper()}": str(v) for k, v in settings.items()},
+        }
+        env.pop("DAGSTER_HOME", None)
+        return Server(env, tmp / f"server-{len(list(tmp.glob('server-*')))}.log").start()
+
+
+def _register_copy(world: World, version: str) -> str:
+    """The same model registered again: a new version number, for switching tests."""
+    client = world.registry.activate()
+    source = client.get_model_version(world.registry.model_name, version)
+    return str(client.create_model_version(world.registry.model_name, source.source, source.run_id).version)
+
+
+def _register_booster(world: World, name: str, params: dict, rounds: int, shuffled: bool = False) -> str:
+    """A deliberately different challenger, trained on the champion's own training days and registered with the
+    platform's MLflow model code, its encoding and its split: ``shuffled`` labels make it worse (ROC AUC near
+    0.5), many deep trees make it slow (TreeSHAP's cost grows with leaves and depth)."""
+    import mlflow
+
+    from platform_assets.model_assets import PYFUNC_MODEL, _pip_requirements
+
+    registry, champion = world.registry, world.registry.load(world.champion)
+    split = registry.split(registry.by_number(world.champion).run_id)
+    frame = world.defs.resources["warehouse"].query(
+        "select * from training_set where list_contains(?, snapshot_date) using sample 3000 rows",
+        [TimeSplit.from_json(split).train],
+    )
+    label = frame["churned_within_horizon"].cast(pl.Int64).to_numpy()
+    if shuffled:
+        label = np.random.default_rng(3).permutation(label)
+    data = lgb.Dataset(
+        champion.matrix(frame), label, feature_name=champion.features, categorical_feature=list(champion.categories)
+    )
+    booster = lgb.train({"objective": "binary", "verbosity": -1, "num_threads": 2, **params}, data, rounds)
+    registry.activate()
+    with mlflow.start_run(run_name=name), tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tag("split", split)
+        booster.save_model(f"{tmp}/booster.txt")
+        Path(tmp, "encoding.json").write_text(
+            json.dumps({"features": champion.features, "categories": champion.categories})
+        )
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_MODEL),
+            artifacts={"booster": f"{tmp}/booster.txt", "encoding": f"{tmp}/encoding.json"},
+            pip_requirements=_pip_requirements(),
+            registered_model_name=registry.model_name,
+        )
+    return str(info.registered_model_version)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    with module_home(tmp_path_factory, "serving", WORLD) as home, dg.instance_for_test() as instance:
+        defs = build_definitions()
+        ingest(defs, instance, day(0), day(149))
+        trained = defs.resolve_job_def("train_model").execute_in_process(
+            instance=instance, tags=range_tags(day(0), day(149)), run_config=QUIET
+        )
+        assert trained.success
+        registry = defs.resources["registry"]
+        champion = registry.version(CHAMPION)
+        split = TimeSplit.from_json(registry.split(champion.run_id))
+        world = World(home, defs, instance, split.validation[0], [], champion=champion.version)
+        world.copy = _register_copy(world, champion.version)
+        world.weak = _register_booster(world, "worse challenger", {"num_leaves": 7}, 30, shuffled=True)
+        slow = {"num_leaves": 255, "max_depth": -1, "min_data_in_leaf": 2, "learning_rate": 0.002}
+        world.slow = _register_booster(world, "slow challenger", slow, 150)
+        assert registry.version(CHALLENGER).version == champion.version  # no live challenger until a test makes one
+        world.publish(world.as_of)
+        store = pl.read_delta(world.lake.uri(ONLINE_FEATURES))
+        world.customers = store["customer_id"].to_list()
+        yield world
+
+
+@pytest.fixture(scope="module")
+def server(world, tmp_path_factory):
+    """The API in shadow mode (the default), shared by the tests below and stopped by the last one."""
+    running = world.server(tmp_path_factory.mktemp("logs"), challenger_mode="shadow")
+    yield running
+    running.stop()
+
+
+def _store_row(world: World, customer) -> pl.DataFrame:
+    return pl.read_delta(world.lake.uri(ONLINE_FEATURES)).filter(pl.col("customer_id") == customer)
+
+
+def test_scores_by_id_and_by_values_as_the_batch_scores_them(world, server):
+    customer = world.customers[7]
+    response = server.score(customer_id=customer)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    (result,) = body["results"]
+    assert len(body["request_id"]) == 32
+    assert (
+        result["model_name"] == "churn_model"
+        and result["model_version"] == world.champion
+        and result["role"] == "champion"
+    )
+    assert result["feature_snapshot_date"] == world.as_of.isoformat() and result["customer_id"] == customer
+
+    row = _store_row(world, customer)
+    model = world.registry.load(world.champion)
+    expected = float(model.predict_frame(row)[0])
+    assert result["churn_probability"] == pytest.approx(expected, rel=1e-12)
+    assert result["top_reasons"] == top_reasons(model.contributions(row), model.features, 3).to_list()[0]
+    band = "high" if expected >= 0.3 else "medium" if expected >= 0.1 else "low"
+    assert result["risk_band"] == band and result["needs_review"] == (0.25 <= expected < 0.35)
+
+    values = row.drop("customer_id", "snapshot_date").to_dicts()[0]
+    what_if = server.score(features=values)
+    assert what_if.status_code == 200, what_if.text
+    (scored,) = what_if.json()["results"]
+    assert scored["churn_probability"] == pytest.approx(expected, rel=1e-12)
+    assert scored["feature_snapshot_date"] is None and scored["top_reasons"] == result["top_reasons"]
+
+    several = server.score(customer_ids=world.customers[:5])
+    assert [r["customer_id"] for r in several.json()["results"]] == world.customers[:5]
+
+
+def test_unknown_customers_are_404_and_bad_values_422_naming_the_field(world, server):
+    missing = server.score(customer_id=987654321)
+    assert missing.status_code == 404
+    assert (
+        "unknown customer 987654321" in missing.json()["detail"]
+        and "online feature snapshot" in missing.json()["detail"]
+    )
+
+    values = _store_row(world, world.customers[0]).drop("customer_id", "snapshot_date").to_dicts()[0]
+    name = next(k for k, v in values.items() if isinstance(v, int | float))
+    cases = {
+        "missing": ({k: v for k, v in values.items() if k != name}, name, "Field required"),
+        "extra": ({**values, "shoe_size": 44}, "shoe_size", "Extra inputs are not permitted"),
+        "mistyped": ({**values, name: "lots"}, name, "valid number"),
+    }
+    for case, (sent, field_name, message) in cases.items():
+        response = server.score(features=sent)
+        assert response.status_code == 422, (case, response.text)
+        (error,) = response.json()["detail"]
+        assert error["loc"] == ["body", "features", field_name] and message in error["msg"], (case, error)
+    both = server.score(customer_id=world.customers[0], features=values)
+    assert both.status_code == 422 and "exactly one of" in both.text
+
+
+def test_health_readiness_docs_and_metrics(world, server):
+    assert server.client.get("/healthz").json() == {"status": "ok"}
+    ready = server.ready()
+    assert ready["status"] == "ready" and ready["champion_version"] == world.champion and ready["customers"] > 1000
+    assert server.client.get("/docs").status_code == 200
+    assert "/v1/score" in server.client.get("/openapi.json").json()["paths"]
+    server.score(customer_id=987654321)
+    metrics = server.client.get("/metrics").text
+    assert f'churn_serving_requests_total{{model_version="{world.champion}",route="/v1/score",status="200"}}' in metrics
+    assert f'churn_serving_requests_total{{model_version="{world.champion}",route="/v1/score",status="404"}}' in metrics
+    assert (
+        f'churn_serving_errors_total{{kind="not_found",model_version="{world.champion}",route="/v1/score"}}' in metrics
+    )
+    assert (
+        f'churn_serving_request_seconds_bucket{{le="0.005",model_version="{world.champion}",route="/v1/score"}}'
+        in metrics
+    )
+
+
+def test_promotion_rollback_and_a_new_snapshot_change_the_answer_without_restart_or_failure(world, server):
+    answers, stop = [], threading.Event()
+
+    def traffic():
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            n = 0
+            while not stop.is_set():
+                response = client.post("/v1/score", json={"customer_id": world.customers[n % 100]})
+                body = response.json()
+                result = body["results"][0] if response.status_code == 200 else {}
+                answers.append(
+                    (response.status_code, result.get("model_version"), result.get("feature_snapshot_version"))
+                )
+                if response.status_code == 200:
+                    server.ledger.append(
+                        (body["request_id"], [(result["customer_id"], result["model_version"], "champion")])
+                    )
+                n += 1
+
+    pid = server.process.pid
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        time.sleep(1)
+        world.registry.promote(world.copy)
+        server.wait_for(lambda s: s["champion_version"] == world.copy, "champion v2")
+        time.sleep(1)
+        assert world.registry.rollback() == (world.copy, world.champion)
+        server.wait_for(lambda s: s["champion_version"] == world.champion, "champion v1 again")
+        time.sleep(1)
+        before = server.ready()["feature_snapshot_version"]
+        published = world.publish(world.as_of)  # the same day published again: a new snapshot version
+        server.wait_for(lambda s: s["feature_snapshot_version"] == published > before, "the new snapshot")
+        time.sleep(1)
+    finally:
+        stop.set()
+        sender.join()
+    assert server.process.pid == pid and server.process.poll() is None  # never restarted
+    assert answers and all(status == 200 for status, _, _ in answers), {s for s, _, _ in answers}
+    versions = [v for _, v, _ in answers]
+    changes = [v for i, v in enumerate(versions) if i == 0 or v != versions[i - 1]]
+    assert changes == [world.champion, world.copy, world.champion], changes
+    assert answers[-1][2] == published
+
+
+def test_shadow_scores_are_audited_but_never_returned(world, server):
+    world.set_alias(CHALLENGER, world.copy)
+    try:
+        server.wait_for(
+            lambda s: s["challenger_version"] == world.copy and s["challenger_mode"] == "shadow", "shadow v2"
+        )
+        responses = [server.score(customer_id=c) for c in world.customers[:30]]
+        assert all(r.status_code == 200 for r in responses)
+        texts = " ".join(r.text for r in responses)
+        assert "shadow" not in texts and f'"model_version": "{world.copy}"' not in texts
+        shadowed = {r.json()["request_id"] for r in responses}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            audit = world.audit().filter(pl.col("request_id").is_in(list(shadowed)))
+            if audit.filter(pl.col("role") == "shadow").height == len(shadowed):
+                break
+            time.sleep(0.5)
+        shadow = audit.filter(pl.col("role") == "shadow")
+        assert shadow.height == len(shadowed) and set(shadow["model_version"]) == {world.copy}
+        assert set(audit.filter(pl.col("role") != "shadow")["model_version"]) == {world.champion}
+    finally:
+        world.set_alias(CHALLENGER, world.champion)
+
+
+def test_after_sigterm_the_audit_holds_exactly_one_row_per_answer_with_the_version_that_answered(world, server):
+    for customer in world.customers[100:140]:
+        assert server.score(customer_id=customer).status_code == 200
+    # SIGTERM: uvicorn answers what is in flight, the lifespan flushes the audit, then it re-raises the signal.
+    assert server.stop() == -signal.SIGTERM, "the server did not stop on SIGTERM (SIGKILL was needed)"
+    assert "audit log flushed" in server.log.read_text()
+    audit = world.audit()
+    answered = audit.filter(pl.col("role").is_in(["champion", "canary"]) & (pl.col("status") == "ok"))
+    expected = pl.DataFrame(
+        [
+            {"request_id": rid, "customer_id": None if c is None else str(c), "model_version": v}
+            for rid, rows in server.ledger
+            for c, v, _ in rows
+        ]
+    )
+    assert answered.height == expected.height >= 100
+    got = answered.select("request_id", "customer_id", "model_version").sort(
+        "request_id", "customer_id", "model_version"
+    )
+    assert got.equals(expected.sort("request_id", "customer_id", "model_version"))
+    assert answered["request_id"].n_unique() == len(server.ledger)
+    assert audit.filter(pl.col("status") == "not_found").height >= 2
+    first = answered.filter(pl.col("route") == "id").row(0, named=True)
+    assert first["feature_snapshot_version"] is not None and first["features"].startswith("{")
+    assert first["ds"] == datetime.now(UTC).date() or first["ds"] == first["requested_at"].date()
+
+
+# Canary rollout: the report judges, the sensor acts, the server follows without restart.
+
+
+@pytest.fixture(scope="module")
+def canary(world, tmp_path_factory):
+    running = world.server(tmp_path_factory.mktemp("canary-logs"), challenger_mode="canary", canary_share="0.5")
+    yield running
+    running.stop()
+
+
+def _judge(world: World, monkeypatch, **settings):
+    """Materialize today's serving monitoring, then evaluate the rollout sensor once, as the daemon does."""
+    for name, value in settings.items():
+        monkeypatch.setenv(f"PLATFORM_{name.upper()}", str(value))
+    today = datetime.now(UTC).date().isoformat()
+    result = world.materialize([serving_log, online_feature_drift, rollout_report], partition_key=today)
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == ROLLOUT_CHECK]
+    return check, _sense(world)
+
+
+def _sense(world: World):
+    sensor = next(s for s in SERVING_SENSORS if s.name == "rollout_on_report")
+    context = dg.build_sensor_context(
+        instance=world.instance, cursor=world.sensor_cursor, resources={"registry": world.registry}
+    )
+    outcome = sensor(context)
+    world.sensor_cursor = context.cursor
+    return outcome
+
+
+def _act(world: World, request: dg.RunRequest) -> None:
+    job = world.defs.resolve_job_def("rollout_action")
+    run = job.execute_in_process(instance=world.instance, run_config=request.run_config, tags=request.tags)
+    assert run.success
+
+
+def _traffic(canary: Server, customers: list, batch: int = 1) -> None:
+    for start in range(0, len(customers), batch):
+        chunk = customers[start : start + batch]
+        response = canary.score(customer_ids=chunk) if batch > 1 else canary.score(customer_id=chunk[0])
+        assert response.status_code == 200, response.text
+
+
+def _flushed(world: World, server: Server) -> None:
+    ids = {rid for rid, _ in server.ledger}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if set(world.audit()["request_id"].unique().to_list()) >= ids:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the audit rows did not reach the lake")
+
+
+def _canary_roles(canary: Server, customers: list) -> dict[str, set]:
+    roles: dict[str, set] = {}
+    for result in canary.score(customer_ids=customers).json()["results"]:
+        roles.setdefault(result["role"], set()).add(result["model_version"])
+    return roles
+
+
+def test_a_worse_canary_is_rolled_back_by_the_sensor(world, canary, monkeypatch):
+    world.set_alias(CHAMPION, world.champion)
+    world.set_alias(CHALLENGER, world.weak)  # shuffled labels: clearly worse on matured outcomes
+    canary.wait_for(lambda s: s["challenger_version"] == world.weak and s["challenger_mode"] == "canary", "canary v3")
+    assert _canary_roles(canary, world.customers[:200]) == {"champion": {world.champion}, "canary": {world.weak}}
+    _traffic(canary, world.customers, batch=100)
+    _flushed(world, canary)
+    check, request = _judge(world, monkeypatch, serving_latency_sla_ms=60_000, rollout_window_days=1)
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert "does worse: ROC AUC" in check.description, check.description
+    assert isinstance(request, dg.RunRequest) and request.tags["platform/action"] == "rollback"
+    assert request.tags["platform/trigger"] == "automation" and "does worse" in request.tags["platform/reason"]
+    _act(world, request)
+    assert CANARY_ROLLED_BACK in world.registry.version(CHALLENGER).tags
+    canary.wait_for(lambda s: s["challenger_version"] is None, "the canary moved out")
+    assert _canary_roles(canary, world.customers[:200]) == {"champion": {world.champion}}
+    assert isinstance(_sense(world), dg.SkipReason)  # once per evaluation, never again
+
+
+def test_a_slow_canary_breaching_the_latency_sla_is_rolled_back(world, canary, monkeypatch):
+    world.set_alias(CHAMPION, world.champion)
+    world.set_alias(CHALLENGER, world.slow)  # hundreds of 255-leaf trees: TreeSHAP far slower than the champion
+    canary.wait_for(lambda s: s["challenger_version"] == world.slow, "canary v4")
+    _traffic(canary, world.customers[:120])
+    _flushed(world, canary)
+    check, request = _judge(world, monkeypatch, serving_latency_sla_ms=10, rollout_window_days=1)
+    assert not check.passed and "breaches the SLA of 10.0 ms" in check.description, check.description
+    assert isinstance(request, dg.RunRequest) and request.tags["platform/action"] == "rollback"
+    _act(world, request)
+    canary.wait_for(lambda s: s["challenger_version"] is None, "the slow canary moved out")
+
+
+def test_a_better_canary_that_won_over_the_window_is_promoted(world, canary, monkeypatch):
+    world.registry.promote(world.weak)  # a weak champion ...
+    world.set_alias(CHALLENGER, world.copy)  # ... and a challenger as good as v1
+    canary.wait_for(
+        lambda s: s["champion_version"] == world.weak and s["challenger_version"] == world.copy, "canary v2 on v3"
+    )
+    _traffic(canary, world.customers, batch=100)
+    _flushed(world, canary)
+    settings = {"serving_latency_sla_ms": 60_000, "rollout_window_days": 1, "rollout_min_requests": 5}
+    check, request = _judge(world, monkeypatch, **settings)
+    assert check.passed and check.metadata["action"].value == "promote", check.description
+    assert isinstance(request, dg.RunRequest) and request.tags["platform/action"] == "promote"
+    assert "won over 1 days" in request.tags["platform/reason"]
+    _act(world, request)
+    assert world.registry.version(CHAMPION).version == world.copy
+    assert "rollout" in world.registry.by_number(world.copy).tags["promotion_reason"]
+    canary.wait_for(lambda s: s["champion_version"] == world.copy and s["challenger_version"] is None, "v2 promoted")
+    assert _canary_roles(canary, world.customers[:200]) == {"champion": {world.copy}}
