@@ -10,6 +10,7 @@ from platform_assets.automation import OTHER_SENSORS, daily_schedule, retrain_on
 from platform_assets.datasets import DATASETS
 from platform_assets.dbt_models import dbt_models, dbt_whole_history
 from platform_assets.dead_runs import dead_run_sensor
+from platform_assets.decisions.assets import DECISION_ASSETS
 from platform_assets.jobs import OTHER_JOBS, daily_pipeline, ingest_job, retrain_job, score_job, train_job
 from platform_assets.landing_sensor import landing_sensor
 from platform_assets.ml.feature_spec import Dataset
@@ -29,7 +30,13 @@ def dataset_assets(dataset: Dataset) -> list[dg.AssetsDefinition]:
 def build_definitions() -> dg.Definitions:
     """The definitions with resources resolved against the current ``PLATFORM_HOME``."""
     return dg.Definitions(
-        assets=[raw_tables, dbt_models, dbt_whole_history, *(a for d in DATASETS for a in dataset_assets(d))],
+        assets=[
+            raw_tables,
+            dbt_models,
+            dbt_whole_history,
+            *(a for d in DATASETS for a in dataset_assets(d)),
+            *DECISION_ASSETS,
+        ],
         jobs=[ingest_job, train_job, score_job, daily_pipeline, retrain_job, *OTHER_JOBS],
         sensors=[landing_sensor, retrain_on_failed_checks, dead_run_sensor, *OTHER_SENSORS],
         schedules=[daily_schedule],
