@@ -324,6 +324,11 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--first", type=date.fromisoformat, help="first day, for a partitioned job")
     run.add_argument("--last", type=date.fromisoformat, help="last day (default: the first)")
     run.set_defaults(func=_run_job)
+    from platform_assets.decisions.demo import add_command
+    from platform_assets.decisions.review_cli import add_commands
+
+    add_commands(commands, _init)
+    add_command(commands, _settle_environment, defaults)
     args = parser.parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s churn-platform %(levelname)s %(message)s"))

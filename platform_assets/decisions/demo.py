@@ -202,6 +202,8 @@ def run_campaign_demo(customers: int, history_days: int, campaigns: int, every: 
         uplift = _metadata(_materialize([uplift_model], defs, instance, None), "uplift_model")
         figures["uplift_model"] = uplift
         if uplift.get("status") == "trained" and uplift.get("promoted"):
+            again = _metadata(_materialize([campaign_impact], defs, instance, matured), "campaign_impact")
+            figures["impact_policies"] = again.get("policies")
             _materialize([churn_predictions], defs, instance, evaluation)
             version, choices = policy_choices(defs, evaluation, contacts, 0.3, 12.0, 15.0)
             figures["policies"] = true_policy_values(defs, evaluation, choices, 15.0, 12.0)
@@ -240,6 +242,8 @@ def print_figures(figures: dict) -> None:
         f"Uplift model: {uplift.get('status')}"
         + (f", {uplift['promotion_reason']}" if "promotion_reason" in uplift else "")
     )
+    if figures.get("impact_policies"):
+        print(f"campaign_impact, both policies on the holdout: {figures['impact_policies']}")
     policies = figures.get("policies")
     if policies:
         risk, lift = policies["risk"], policies["uplift"]

@@ -280,6 +280,10 @@ def report_impact(context: dg.AssetExecutionContext, config: ImpactConfig, lake,
             "per_campaign": dg.MetadataValue.md(markdown_table(per_campaign(rows, config), 20)),
             "policies": dg.MetadataValue.md(policies),
             "discounting": dg.MetadataValue.json({"rate": config.discount_rate, "years": config.npv_years}),
+            "annualization": (
+                f"net saving over {money['campaign_days_covered']} days of campaigns (at their observed cadence) "
+                "x 365 / those days: assumes campaigns go on at that cadence and effect"
+            ),
         }
         if len(shares) > 1:
             metadata["pooling_note"] = (

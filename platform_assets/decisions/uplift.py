@@ -32,6 +32,7 @@ from platform_assets.decisions.campaign import CAMPAIGN_LOG
 UPLIFT_MODEL = "uplift_model"
 PYFUNC = Path(__file__).with_name("uplift_pyfunc.py")
 TRAINED_THROUGH = "trained_through"
+VALIDATION = "uplift-validation"  # the hash that holds customers out of training
 
 
 class UpliftConfig(dg.Config):
@@ -39,10 +40,10 @@ class UpliftConfig(dg.Config):
 
     min_outcomes_per_arm: int = Field(default=300, ge=20, description="Fewest matured outcomes per arm to train.")
     validation_share: float = Field(default=0.3, gt=0, lt=1, description="Customers (hashed) held out to validate.")
-    num_leaves: int = Field(default=15, ge=2, description="LightGBM leaves per tree.")
-    min_data_in_leaf: int = Field(default=40, ge=1, description="LightGBM minimum rows per leaf.")
+    num_leaves: int = Field(default=7, ge=2, description="LightGBM leaves per tree.")
+    min_data_in_leaf: int = Field(default=80, ge=1, description="LightGBM minimum rows per leaf.")
     learning_rate: float = Field(default=0.05, gt=0, description="LightGBM learning rate.")
-    rounds: int = Field(default=200, ge=1, description="Boosting rounds of each learner.")
+    rounds: int = Field(default=150, ge=1, description="Boosting rounds of each learner.")
     seed: int = Field(default=42, description="LightGBM seed.")
 
 
@@ -165,9 +166,7 @@ def train_uplift(
         )
     frame = with_features(rows, warehouse, spec)
     features = list(spec.features)
-    validating = (
-        holdout_draw("uplift-validation", config.seed, frame["customer_id"].to_numpy()) < config.validation_share
-    )
+    validating = holdout_draw(VALIDATION, config.seed, frame["customer_id"].to_numpy()) < config.validation_share
     train, validation = frame.filter(~pl.Series(validating)), frame.filter(pl.Series(validating))
     categories = categories_of(frame, features)
     model, params = fit(train, features, categories, config)
@@ -189,6 +188,8 @@ def train_uplift(
                 "campaign_days": ",".join(str(d) for d in frame["ds"].unique().sort().to_list()),
                 "features": ",".join(features),
                 "validation": f"customers hashed below {config.validation_share} (seed {config.seed})",
+                "validation_share": str(config.validation_share),
+                "validation_seed": str(config.seed),
             }
         )
         paths = {arm: Path(tmp, f"{arm}.txt") for arm in (CONTACT, HOLDOUT)}
@@ -283,22 +284,28 @@ def policy_comparison(rows: pl.DataFrame, warehouse, registry, spec, offer_cost:
     found = champion(registry)
     if found is None:
         return {}, "not evaluated: no champion uplift model yet"
+    from platform_assets.decisions.assignment import holdout_draw
+
     held, model = found
-    through = date.fromisoformat(
-        registry.named(UPLIFT_MODEL).activate().get_run(held.run_id).data.tags[TRAINED_THROUGH]
-    )
-    unseen = rows.filter(pl.col("ds") > through)
+    tags = registry.named(UPLIFT_MODEL).activate().get_run(held.run_id).data.tags
+    through = date.fromisoformat(tags[TRAINED_THROUGH])
+    validating = holdout_draw(VALIDATION, int(tags["validation_seed"]), rows["customer_id"].to_numpy())
+    unseen = rows.filter((pl.col("ds") > through) | pl.Series(validating < float(tags["validation_share"])))
     if unseen.height == 0:
-        return {}, f"not evaluated: no matured campaign after v{held.version}'s training data ({through})"
+        return {}, f"not evaluated: no matured customer v{held.version} did not train on"
     frame = with_features(unseen, warehouse, spec)
     sizes = [frame.filter(pl.col("arm") == arm).height for arm in (CONTACT, HOLDOUT)]
     if min(sizes) < 30:
-        return {}, f"not evaluated: {sizes[0]} contacted and {sizes[1]} holdout matured after {through}"
+        return (
+            {},
+            f"not evaluated: only {sizes[0]} contacted and {sizes[1]} holdout customers v{held.version} never saw",
+        )
     scores = evaluate(frame, model.predict_frame(frame), offer_cost)
     table = pl.DataFrame(
         [{"policy": name, **scores[f"{name}_policy"], "qini": scores[f"qini_{name}"]} for name in ("uplift", "risk")]
     )
     return scores, (
-        f"uplift_model v{held.version} against the churn score on {scores['rows']} matured targeted customers after "
-        f"{through}, contacting the top half by each:\n\n" + markdown_table(table)
+        f"uplift_model v{held.version} against the churn score on {scores['rows']} matured targeted customers it never "
+        f"trained on (its validation customers, or campaigns after {through}), contacting the top half by each:\n\n"
+        + markdown_table(table)
     )
