@@ -319,3 +319,11 @@ DECISION_ASSETS = [
     review_report,
     business_dashboard,
 ]
+
+decide_day = dg.define_asset_job(
+    "decide_day",
+    selection=dg.AssetSelection.assets(review_decisions, review_queue, retention_campaign, campaign_impact),
+    partitions_def=daily_partitions,
+    description="A scored day's decisions: review decisions landed, the review queue, the retention campaign (log "
+    "and export) and the measured impact of every campaign matured by then.",
+)
