@@ -64,6 +64,8 @@ def main() -> None:
         "true_average_reduction": -figures["true_average_effect"],
         "measured_net_saving_eur": impact.get("net_saving_eur"),
         "uplift_model": figures["uplift_model"].get("status"),
+        "uplift_promoted": figures["uplift_model"].get("promoted"),
+        "compared_uplift_model": policies.get("uplift_model"),
         "budget_contacts": policies.get("risk", {}).get("customers"),
         "risk_true_net_saving_eur": risk,
         "uplift_true_net_saving_eur": uplift,

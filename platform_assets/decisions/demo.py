@@ -79,7 +79,15 @@ def true_policy_values(defs, day: date, choices: dict[str, pl.DataFrame], offer_
     return out
 
 
-def policy_choices(defs, day: date, budget_contacts: int, offer_effect: float, value_months: float, offer_cost: float):
+def policy_choices(
+    defs,
+    day: date,
+    budget_contacts: int,
+    offer_effect: float,
+    value_months: float,
+    offer_cost: float,
+    alias: str = "champion",
+):
     """The customers risk and uplift targeting would contact on ``day`` at the same budget (no export, no log)."""
     from platform_assets.datasets import DEFAULT, spec_of
     from platform_assets.decisions.campaign import CampaignConfig, rank_candidates
@@ -92,7 +100,7 @@ def policy_choices(defs, day: date, budget_contacts: int, offer_effect: float, v
     features = warehouse.query(f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day]).rename(
         {spec.entity: "customer_id"}
     )
-    version, uplift = predict_uplift(registry, features)
+    version, uplift = predict_uplift(registry, features, alias)
     candidates = predictions.join(features.select("customer_id", "monthly_charge"), on="customer_id").join(
         uplift, on="customer_id"
     )
@@ -201,13 +209,16 @@ def run_campaign_demo(customers: int, history_days: int, campaigns: int, every: 
         figures["contacts_exported"] = contacted.height
         uplift = _metadata(_materialize([uplift_model], defs, instance, None), "uplift_model")
         figures["uplift_model"] = uplift
-        if uplift.get("status") == "trained" and uplift.get("promoted"):
-            again = _metadata(_materialize([campaign_impact], defs, instance, matured), "campaign_impact")
-            figures["impact_policies"] = again.get("policies")
+        if uplift.get("status") == "trained":
+            # Not promoted: still compared (as the challenger it is), so the figure is known and labelled.
+            alias = "champion" if uplift.get("promoted") else "challenger"
+            if alias == "champion":
+                again = _metadata(_materialize([campaign_impact], defs, instance, matured), "campaign_impact")
+                figures["impact_policies"] = again.get("policies")
             _materialize([churn_predictions], defs, instance, evaluation)
-            version, choices = policy_choices(defs, evaluation, contacts, 0.3, 12.0, 15.0)
+            version, choices = policy_choices(defs, evaluation, contacts, 0.3, 12.0, 15.0, alias)
             figures["policies"] = true_policy_values(defs, evaluation, choices, 15.0, 12.0)
-            figures["policies"]["uplift_model_version"] = version
+            figures["policies"]["uplift_model"] = f"v{version} ({alias})"
         figures["seconds"] = round(time.monotonic() - started)
     return figures
 
@@ -249,7 +260,8 @@ def print_figures(figures: dict) -> None:
         risk, lift = policies["risk"], policies["uplift"]
         ratio = lift["true_net_saving_eur"] / risk["true_net_saving_eur"] if risk["true_net_saving_eur"] > 0 else None
         print(
-            f"Same budget ({risk['customers']} contacts), true net saving by the simulator's individual effects:\n"
+            f"Same budget ({risk['customers']} contacts; uplift_model {policies['uplift_model']}), "
+            "true net saving by the simulator's individual effects:\n"
             f"  risk targeting   {risk['true_net_saving_eur']:>12,.0f} EUR (true reduction {risk['true_reduction']:+.4f}, "
             f"{risk['sleeping_dogs']} sleeping dogs)\n"
             f"  uplift targeting {lift['true_net_saving_eur']:>12,.0f} EUR (true reduction {lift['true_reduction']:+.4f}, "

@@ -251,10 +251,10 @@ def _not_trained(context, why: str) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"status": f"not trained: {why}"})
 
 
-def champion(registry):
-    """The champion uplift model's version and model, or None."""
+def champion(registry, alias: str = "champion"):
+    """The uplift model holding ``alias`` (its version and model), or None."""
     registry = registry.named(UPLIFT_MODEL)
-    held = registry.version("champion")
+    held = registry.version(alias)
     if held is None:
         return None
     import mlflow
@@ -263,9 +263,9 @@ def champion(registry):
     return held, mlflow.pyfunc.load_model(f"models:/{UPLIFT_MODEL}/{held.version}").unwrap_python_model()
 
 
-def predict_uplift(registry, features: pl.DataFrame) -> tuple[str, pl.DataFrame]:
+def predict_uplift(registry, features: pl.DataFrame, alias: str = "champion") -> tuple[str, pl.DataFrame]:
     """Predicted churn reduction per customer of ``features`` (``customer_id`` keyed) by the champion."""
-    found = champion(registry)
+    found = champion(registry, alias)
     if found is None:
         raise dg.Failure(
             f"targeting: uplift needs a champion {UPLIFT_MODEL}: materialize uplift_model once enough campaign "
