@@ -128,6 +128,24 @@ def choose(ranked: pl.DataFrame, campaign: str, seed: int, holdout_share: float,
     ).head(cut)
 
 
+def explain_missing(chosen: pl.DataFrame, features: pl.DataFrame, registry, model_name: str) -> pl.DataFrame:
+    """Reasons for targeted customers whose prediction has none (scoring explains only the rows it flags, to save
+    cost), computed by the model version that scored them, so every logged decision says why."""
+    from platform_assets.ml.scoring import top_reasons
+
+    missing = chosen.filter(pl.col("top_reasons").is_null())
+    if missing.is_empty():
+        return chosen
+    parts = [chosen.filter(pl.col("top_reasons").is_not_null())]
+    for (version,), group in missing.group_by("model_version"):
+        model = registry.named(model_name).load(str(version))
+        rows = group.select("customer_id").join(features, on="customer_id", how="left")
+        reasons = top_reasons(model.contributions(rows), model.features, 3)
+        parts.append(group.with_columns(reasons.cast(chosen.schema["top_reasons"]).alias("top_reasons")))
+    order = chosen.select("customer_id").with_row_index("_order")
+    return pl.concat(parts).join(order, on="customer_id").sort("_order").drop("_order")
+
+
 def recently_targeted(lake, day: date, cooldown_days: int) -> pl.DataFrame:
     """Customers targeted (either arm) in the cooldown before ``day``; the day itself is being replaced."""
     if cooldown_days == 0 or not lake.exists(CAMPAIGN_LOG):
@@ -224,6 +242,9 @@ def run_campaign(
     reused = campaign_share(lake, campaign, day)
     share = reused if reused is not None else (plan.holdout_share if plan else config.max_holdout_share)
     chosen = choose(ranked, campaign, config.assignment_seed, share, capacity)
+    explained_here = int(chosen["top_reasons"].null_count())
+    if explained_here:
+        chosen = explain_missing(chosen, features, registry, str(predictions["model_name"][0]))
     log = chosen.with_columns(
         campaign=pl.lit(campaign),
         contacted=pl.col("arm") == CONTACT,
@@ -266,6 +287,7 @@ def run_campaign(
             "expected_net_value_eur": float(log.filter(pl.col("contacted"))["expected_net_value"].sum()),
             "candidates_with_positive_value": ranked.height,
             "in_cooldown": in_cooldown,
+            "reasons_computed_here": explained_here,
             "awaiting_review": waiting.height,
             "rejected_by_review": int(candidates["customer_id"].is_in(rejected.implode()).sum()),
             "holdout_share": share,
