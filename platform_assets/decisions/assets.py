@@ -199,11 +199,11 @@ def campaign_impact(
     owners=[OWNER],
     tags=TAGS,
     description=(
-        "An uplift model (T-learner on LightGBM: churn among contacted and among holdout customers, on the campaign "
-        "day's features) trained on every matured campaign outcome once each arm has enough, logged and registered "
-        "in MLflow as `uplift_model` (alias `challenger`), promoted to `champion` only when its validation Qini "
-        "beats the churn score's on the same held-out customers. `retention_campaign` with `targeting: uplift` "
-        "ranks by its champion."
+        "An uplift model (an S-learner on LightGBM that starts from the churn score: one booster with the score's "
+        "log-odds as initial score, on the campaign day's features and a contact indicator) trained on every matured "
+        "campaign outcome once each arm has enough, logged and registered in MLflow as `uplift_model` (alias "
+        "`challenger`), promoted to `champion` only when its validation Qini beats the churn score's on the same "
+        "held-out customers. `retention_campaign` with `targeting: uplift` ranks by its champion."
     ),
 )
 def uplift_model(

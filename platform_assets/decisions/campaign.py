@@ -99,8 +99,8 @@ def reasons_text(top_reasons: pl.Expr) -> pl.Expr:
     ).list.join(", ")
 
 
-def rank_candidates(candidates: pl.DataFrame, config: CampaignConfig) -> pl.DataFrame:
-    """Expected net value of contact per candidate, positive ones only, best first."""
+def rank_candidates(candidates: pl.DataFrame, config: CampaignConfig, positive_only: bool = True) -> pl.DataFrame:
+    """Expected net value of contact per candidate, best first (positive ones only, unless asked for all)."""
     if config.targeting == "uplift":
         gain = pl.col("predicted_uplift")
     else:
@@ -110,7 +110,7 @@ def rank_candidates(candidates: pl.DataFrame, config: CampaignConfig) -> pl.Data
             customer_value=pl.col(config.value_column).cast(pl.Float64) * config.value_months,
         )
         .with_columns(expected_net_value=gain * pl.col("customer_value") - config.offer_cost)
-        .filter(pl.col("expected_net_value") > 0)
+        .filter((pl.col("expected_net_value") > 0) | (not positive_only))
         .sort(["expected_net_value", "customer_id"], descending=[True, False])
         .with_row_index("rank", offset=1)
         .with_columns(pl.col("rank").cast(pl.Int64))
@@ -205,7 +205,10 @@ def run_campaign(
     if config.targeting == "uplift":
         from platform_assets.decisions.uplift import predict_uplift
 
-        uplift_version, uplift = predict_uplift(registry, features)
+        scored = features.join(
+            predictions.select(pl.col(entity).alias("customer_id"), "churn_probability"), on="customer_id"
+        )
+        uplift_version, uplift = predict_uplift(registry, scored)
         candidates = candidates.join(uplift, on="customer_id", how="left")
     else:
         candidates = candidates.with_columns(predicted_uplift=pl.lit(None, pl.Float64))

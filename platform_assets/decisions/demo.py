@@ -100,7 +100,8 @@ def policy_choices(
     features = warehouse.query(f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day]).rename(
         {spec.entity: "customer_id"}
     )
-    version, uplift = predict_uplift(registry, features, alias)
+    scored = features.join(predictions.select("customer_id", "churn_probability"), on="customer_id")
+    version, uplift = predict_uplift(registry, scored, alias)
     candidates = predictions.join(features.select("customer_id", "monthly_charge"), on="customer_id").join(
         uplift, on="customer_id"
     )
@@ -109,7 +110,8 @@ def policy_choices(
         config = CampaignConfig(
             targeting=policy, offer_effect=offer_effect, value_months=value_months, offer_cost=offer_cost
         )
-        choices[policy] = rank_candidates(candidates, config).head(budget_contacts)
+        # The same budget for both: each policy's top customers by its own ranking, worth it or not by its estimate.
+        choices[policy] = rank_candidates(candidates, config, positive_only=False).head(budget_contacts)
     return version, choices
 
 

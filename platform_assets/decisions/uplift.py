@@ -1,11 +1,16 @@
 """Uplift: who is moved by contact, learned from the campaigns' own randomized arms.
 
-A T-learner: one LightGBM classifier learns churn among contacted customers, another
-among the holdout, on the features of the campaign day; their difference is the
-predicted churn reduction of contact. It can only be learned from a randomized
-comparison, which the campaigns' holdouts are, and only on the kind of customer the
-campaigns targeted, which the evaluation says. causalml was not used: it pulls a
-compiled stack this platform does not need for two boosters.
+An S-learner on LightGBM that starts from the churn model: one booster, fitted with the
+churn score's log-odds as initial score on the campaign day's features plus a contact
+indicator, learns how contact changes the score; the predicted uplift is the churn
+probability without contact minus with it. A T-learner (one classifier per arm) was
+tried first: with a few thousand outcomes at a 10% churn rate the difference of two
+noisy models ranked worse than the churn score itself (the 2026-12-01 campaign demo:
+true net saving -5,134 EUR against risk targeting's +558 at 800 contacts), because it
+must relearn the baseline risk in each arm; starting from the churn score leaves only the
+change to learn. It can only be learned from a randomized comparison, which the
+campaigns' holdouts are, and only on the kind of customer the campaigns targeted, which
+the evaluation says. causalml was not used: a compiled stack for one booster.
 
 The model is logged, registered (``uplift_model``, alias ``challenger``) and promoted to
 ``champion`` only when its Qini on held-out customers beats the churn score's Qini on
@@ -40,10 +45,10 @@ class UpliftConfig(dg.Config):
 
     min_outcomes_per_arm: int = Field(default=300, ge=20, description="Fewest matured outcomes per arm to train.")
     validation_share: float = Field(default=0.3, gt=0, lt=1, description="Customers (hashed) held out to validate.")
-    num_leaves: int = Field(default=7, ge=2, description="LightGBM leaves per tree.")
-    min_data_in_leaf: int = Field(default=80, ge=1, description="LightGBM minimum rows per leaf.")
+    num_leaves: int = Field(default=4, ge=2, description="LightGBM leaves per tree.")
+    min_data_in_leaf: int = Field(default=100, ge=1, description="LightGBM minimum rows per leaf.")
     learning_rate: float = Field(default=0.05, gt=0, description="LightGBM learning rate.")
-    rounds: int = Field(default=150, ge=1, description="Boosting rounds of each learner.")
+    rounds: int = Field(default=60, ge=1, description="Boosting rounds.")
     seed: int = Field(default=42, description="LightGBM seed.")
 
 
@@ -100,32 +105,29 @@ def categories_of(frame: pl.DataFrame, features: list[str]) -> dict[str, list[st
 
 
 def fit(frame: pl.DataFrame, features: list[str], categories: dict, config: UpliftConfig):
-    """The two learners of the T-learner."""
-    from platform_assets.decisions.uplift_pyfunc import UpliftModel, encode
+    """The S-learner: one booster from the churn score's log-odds, on the features and the contact indicator."""
+    from platform_assets.decisions.uplift_pyfunc import SCORE, UpliftModel, encode, log_odds, with_contact
 
     params = {
         "objective": "binary",
         "num_leaves": config.num_leaves,
         "min_data_in_leaf": config.min_data_in_leaf,
         "learning_rate": config.learning_rate,
-        "feature_fraction": 0.8,
-        "lambda_l2": 1.0,
         "seed": config.seed,
         "deterministic": True,
         "num_threads": 2,
         "verbose": -1,
     }
-    boosters = {}
-    for arm in (CONTACT, HOLDOUT):
-        part = frame.filter(pl.col("arm") == arm)
-        data = lgb.Dataset(
-            encode(part, features, categories),
-            part["churned"].cast(pl.Int64).to_numpy(),
-            categorical_feature=[features.index(f) for f in categories],
-            free_raw_data=False,
-        )
-        boosters[arm] = lgb.train(params, data, num_boost_round=config.rounds)
-    return UpliftModel.from_parts(boosters[CONTACT], boosters[HOLDOUT], features, categories), params
+    contacted = (frame["arm"] == CONTACT).cast(pl.Float64).to_numpy()
+    data = lgb.Dataset(
+        with_contact(encode(frame, features, categories), contacted),
+        frame["churned"].cast(pl.Int64).to_numpy(),
+        init_score=log_odds(frame[SCORE].to_numpy()),
+        categorical_feature=[features.index(f) for f in categories],
+        free_raw_data=False,
+    )
+    booster = lgb.train(params, data, num_boost_round=config.rounds)
+    return UpliftModel.from_parts(booster, features, categories), params
 
 
 def evaluate(frame: pl.DataFrame, uplift: np.ndarray, offer_cost: float) -> dict:
@@ -145,7 +147,7 @@ def evaluate(frame: pl.DataFrame, uplift: np.ndarray, offer_cost: float) -> dict
 def train_uplift(
     context: dg.AssetExecutionContext, config: UpliftConfig, lake, warehouse, registry, spec, outcome
 ) -> dg.MaterializeResult:
-    """Train the T-learner on every matured campaign outcome, log, register, and promote if it ranks better."""
+    """Train the uplift model on every matured campaign outcome, log, register, and promote if it ranks better."""
     import mlflow
 
     from platform_assets.decisions.assignment import holdout_draw
@@ -176,7 +178,7 @@ def train_uplift(
 
     registry.activate()
     with mlflow.start_run(run_name=f"{UPLIFT_MODEL} {context.run_id[:8]}") as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_params({**params, "rounds": config.rounds, "learner": "T-learner (LightGBM)"})
+        mlflow.log_params({**params, "rounds": config.rounds, "learner": "S-learner from the churn score (LightGBM)"})
         mlflow.log_metrics(
             {"validation_qini_uplift": scores["qini_uplift"], "validation_qini_risk": scores["qini_risk"]}
             | {f"train_rows_{arm}": train.filter(pl.col("arm") == arm).height for arm in (CONTACT, HOLDOUT)}
@@ -192,15 +194,14 @@ def train_uplift(
                 "validation_seed": str(config.seed),
             }
         )
-        paths = {arm: Path(tmp, f"{arm}.txt") for arm in (CONTACT, HOLDOUT)}
-        model.contact.save_model(str(paths[CONTACT]))
-        model.holdout.save_model(str(paths[HOLDOUT]))
+        booster = Path(tmp, "booster.txt")
+        model.booster.save_model(str(booster))
         encoding = Path(tmp, "encoding.json")
         encoding.write_text(json.dumps({"features": features, "categories": categories}))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC),
-            artifacts={"contact": str(paths[CONTACT]), "holdout": str(paths[HOLDOUT]), "encoding": str(encoding)},
+            artifacts={"booster": str(booster), "encoding": str(encoding)},
             pip_requirements=[f"{n}=={_version(n)}" for n in ("mlflow", "lightgbm", "polars", "numpy", "pandas")],
             registered_model_name=UPLIFT_MODEL,
         )
@@ -264,7 +265,8 @@ def champion(registry, alias: str = "champion"):
 
 
 def predict_uplift(registry, features: pl.DataFrame, alias: str = "champion") -> tuple[str, pl.DataFrame]:
-    """Predicted churn reduction per customer of ``features`` (``customer_id`` keyed) by the champion."""
+    """Predicted churn reduction per customer of ``features`` (``customer_id`` keyed, with the day's
+    ``churn_probability``) by the champion."""
     found = champion(registry, alias)
     if found is None:
         raise dg.Failure(
