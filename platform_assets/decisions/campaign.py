@@ -218,7 +218,9 @@ def run_campaign(
     approved = decisions.filter(pl.col("decision") == "approve")["customer_id"]
     rejected = decisions.filter(pl.col("decision") == "reject")["customer_id"]
     in_cooldown = candidates.join(recent, on="customer_id", how="semi").height
-    waiting = candidates.filter(pl.col("needs_review") & ~pl.col("customer_id").is_in(approved.implode()))
+    waiting = candidates.filter(
+        pl.col("needs_review") & ~pl.col("customer_id").is_in(pl.concat([approved, rejected]).implode())
+    )
     eligible = candidates.join(recent, on="customer_id", how="anti").filter(
         ~pl.col("customer_id").is_in(rejected.implode())
         & (~pl.col("needs_review") | pl.col("customer_id").is_in(approved.implode()))
