@@ -13,8 +13,9 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
 
 DRIFT_HOME ?= $(CURDIR)/.platform-drift
+CAMPAIGN_HOME ?= $(CURDIR)/.platform-campaign
 
-.PHONY: setup demo drift-demo test dev mlflow rollback lint clean serve
+.PHONY: setup demo drift-demo campaign-demo test dev mlflow rollback lint clean serve
 
 $(BIN)/churn-platform: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,10 @@ demo: setup
 drift-demo: setup
 	rm -rf $(DRIFT_HOME)
 	PLATFORM_HOME=$(DRIFT_HOME) DAGSTER_HOME=$(DRIFT_HOME)/dagster $(BIN)/churn-platform drift-demo
+
+campaign-demo: setup
+	rm -rf $(CAMPAIGN_HOME)
+	PLATFORM_HOME=$(CAMPAIGN_HOME) DAGSTER_HOME=$(CAMPAIGN_HOME)/dagster $(BIN)/churn-platform campaign-demo
 
 test: setup
 	$(BIN)/pytest

@@ -352,6 +352,11 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, help="port (PLATFORM_SERVING_PORT, default 8000)")
     serve.add_argument("--workers", type=int, help="worker processes (PLATFORM_SERVING_WORKERS, default 1)")
     serve.set_defaults(func=_serve)
+    from platform_assets.decisions.demo import add_command
+    from platform_assets.decisions.review_cli import add_commands
+
+    add_commands(commands, _init)
+    add_command(commands, _settle_environment, defaults)
     args = parser.parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s churn-platform %(levelname)s %(message)s"))

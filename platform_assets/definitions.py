@@ -10,6 +10,7 @@ from platform_assets.automation import OTHER_SENSORS, daily_schedule, retrain_on
 from platform_assets.datasets import DATASETS
 from platform_assets.dbt_models import dbt_models, dbt_whole_history
 from platform_assets.dead_runs import dead_run_sensor
+from platform_assets.decisions.assets import DECISION_ASSETS, decide_day
 from platform_assets.jobs import OTHER_JOBS, daily_pipeline, ingest_job, retrain_job, score_job, train_job
 from platform_assets.landing_sensor import landing_sensor
 from platform_assets.ml.feature_spec import Dataset
@@ -36,8 +37,9 @@ def build_definitions() -> dg.Definitions:
             dbt_whole_history,
             *(a for d in DATASETS for a in dataset_assets(d)),
             *SERVING_ASSETS,
+            *DECISION_ASSETS,
         ],
-        jobs=[ingest_job, train_job, score_job, daily_pipeline, retrain_job, *OTHER_JOBS, *SERVING_JOBS],
+        jobs=[ingest_job, train_job, score_job, daily_pipeline, retrain_job, decide_day, *OTHER_JOBS, *SERVING_JOBS],
         sensors=[landing_sensor, retrain_on_failed_checks, dead_run_sensor, *OTHER_SENSORS, *SERVING_SENSORS],
         schedules=[daily_schedule, *SERVING_SCHEDULES],
         resources={**build_resources(), "policy": retrain_policy()},

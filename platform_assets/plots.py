@@ -90,3 +90,17 @@ def png_bytes(figure) -> bytes:
 def as_metadata(png: bytes) -> dg.MetadataValue:
     """A PNG shown inline in the Dagster UI's metadata panel."""
     return dg.MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def effect_over_time(history: pl.DataFrame):
+    """The measured churn difference (contacted - holdout) with its 95% interval, per reporting day."""
+    ordered = history.sort("ds")
+    figure, axes = _figure()
+    middle = ordered["difference"].to_numpy()
+    errors = np.vstack([middle - ordered["difference_low"].to_numpy(), ordered["difference_high"].to_numpy() - middle])
+    axes.errorbar(ordered["ds"].to_list(), middle, yerr=errors, marker="o", color="#3b6ea5", capsize=3)
+    axes.axhline(0.0, color="#c0392b", linestyle="--", linewidth=1)
+    axes.set_ylabel("churn difference, contacted - holdout")
+    axes.set_title("Measured campaign effect with 95% CI")
+    figure.autofmt_xdate()
+    return figure

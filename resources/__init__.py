@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from resources.dbt import dbt_resource
+from resources.exports import ContactExport, ReviewInbox
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
 from resources.privacy import Privacy
@@ -36,4 +37,6 @@ def build_resources() -> dict[str, object]:
         "dbt": dbt_resource(),
         "warehouse": Warehouse(path=str(config.warehouse_path), write_lock_timeout_seconds=config.lock_timeout_seconds),
         "registry": ModelRegistry(tracking_uri=config.tracking_uri, artifact_location=config.artifact_location),
+        "contact_export": ContactExport(folder=str(config.contacts_path)),
+        "review_inbox": ReviewInbox(folder=str(config.review_inbox_path)),
     }

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     retrain_consecutive_days: int = Field(default=3, ge=1, description="Failing days in a row before retraining.")
     retrain_cooldown_days: int = Field(default=7, ge=0, description="Days after a retraining without another.")
     daily_schedule: bool = Field(default=False, description="Run the daily pipeline every morning (`on`/`off`).")
+    contact_export_dir: Path | None = Field(
+        default=None, description="Where retention contact lists are exported for a CRM; <home>/exports/contacts."
+    )
+    review_inbox_dir: Path | None = Field(
+        default=None, description="Where reviewers drop decision files (<day>.csv); <home>/review_inbox."
+    )
     lock_timeout_seconds: float = Field(
         default=3600.0, gt=0, description="How long a step or command waits for the warehouse or instance lock."
     )
@@ -145,7 +151,16 @@ class Settings(BaseSettings):
             customers=self.sim_customers,
             days=self.sim_days,
             drift=self.sim_drift,
+            contacts_dir=str(self.contacts_path),
         )
+
+    @property
+    def review_inbox_path(self) -> Path:
+        return (self.review_inbox_dir or self.resolved_home / "review_inbox").expanduser().resolve()
+
+    @property
+    def contacts_path(self) -> Path:
+        return (self.contact_export_dir or self.resolved_home / "exports" / "contacts").expanduser().resolve()
 
     @property
     def warehouse_path(self) -> Path:

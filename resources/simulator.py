@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
+from resources.treatment import Reaction, read_contacts
 from resources.vocabulary import AGE_BANDS, DEVICES, PLANS, TICKET_CATEGORIES
 
 PLAN_PRICES = np.array([19.0, 39.0, 69.0])
@@ -77,6 +78,10 @@ class SimulatorConfig(dg.Config):
     days: int = Field(default=180, description="Days over which `customers` appear.")
     seed: int = Field(default=42, description="Random seed; the same seed gives the same data.")
     drift: DriftSpec | None = Field(default=None, description="Drift injected from a given day.")
+    contacts_dir: str | None = Field(
+        default=None,
+        description="Folder of the platform's exported retention contacts (Parquet); the world reacts to them.",
+    )
 
     @property
     def start(self) -> date:
@@ -170,11 +175,19 @@ def simulate(config: SimulatorConfig, first: date, last: date) -> dict[str, pl.D
     return next(simulate_windows(config, [(first, last)]))
 
 
-def simulate_windows(config: SimulatorConfig, windows: list[tuple[date, date]]) -> Iterator[dict[str, pl.DataFrame]]:
+def simulate_windows(
+    config: SimulatorConfig,
+    windows: list[tuple[date, date]],
+    contacts: pl.DataFrame | None = None,
+    truth: list[pl.DataFrame] | None = None,
+) -> Iterator[dict[str, pl.DataFrame]]:
     """Simulate once up to the last window's end; yield each window's events (as ``simulate``) when it ends.
 
     ``windows`` are ``(first, last)`` pairs in order, not overlapping. The events of a
-    window are the same as ``simulate`` gives for it alone.
+    window are the same as ``simulate`` gives for it alone. Retention contacts
+    (``customer_id``, ``contacted_on``; by default those exported to ``config.contacts_dir``)
+    act on the churn hazard from the day after (``resources.treatment``); a list passed as
+    ``truth`` receives, at the end, the true effect of each contact (for tests only).
     """
     for (first, last), after in zip(windows, [*windows[1:], None], strict=True):
         if first < config.start:
@@ -192,6 +205,8 @@ def simulate_windows(config: SimulatorConfig, windows: list[tuple[date, date]]) 
     chans = channels(config)
     drift = config.drift
     drift_day = (drift.start - config.start).days if drift else None
+    contacts = read_contacts(config.contacts_dir) if contacts is None else contacts
+    reaction = Reaction(contacts, config.start, capacity, truth is not None) if contacts.height else None
 
     out: dict[str, list[dict[str, np.ndarray]]] = {t: [] for t in TABLES}
     window = 0
@@ -347,13 +362,18 @@ def simulate_windows(config: SimulatorConfig, windows: list[tuple[date, date]]) 
             ]
         )
         logit = -7.9 + parts.sum(axis=0) + 0.2 * math.sin(2 * math.pi * day.timetuple().tm_yday / 365)
-        churn = rng.random(m) < _sigmoid(logit)
+        shift = reaction.shift_today(world, idx, t, tenure) if reaction else None
+        churn = rng.random(m) < _sigmoid(logit if shift is None else logit + shift)
+        if shift is not None:
+            reaction.observe(idx, t, logit, shift, churn)
         gone = idx[churn]
         world.active[gone] = False
         noisy = parts[:, churn] + rng.normal(0.0, 0.6, (4, len(gone)))
         if keep:
             out["cancellations"].append(_day_frame({"customer_idx": gone, "reason": np.argmax(noisy, axis=0)}, day))
         if t == bounds[window][1]:
+            if truth is not None and t == n_days - 1:
+                truth.append(reaction.truth() if reaction else Reaction.empty_truth())
             yield _to_frames(world, chans, out)
             out = {name: [] for name in TABLES}
             window += 1

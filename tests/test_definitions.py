@@ -35,7 +35,8 @@ def test_every_asset_says_what_it_is_who_owns_it_and_where_it_sits(resources):
         name = key.to_user_string()
         assert node.description and len(node.description) > 20, name
         assert node.owners, name
-        assert node.group_name in {"raw", "staging", "features", "ml", "predictions", "monitoring", "serving"}, name
+        groups = {"raw", "staging", "features", "ml", "predictions", "monitoring", "serving", "decisions"}
+        assert node.group_name in groups, name
         if node.group_name in {"raw", "staging", "features"}:
             assert node.metadata.get("dagster/column_schema") is not None, name
 

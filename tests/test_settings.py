@@ -24,6 +24,8 @@ def test_defaults_put_all_state_under_the_home(monkeypatch, tmp_path):
     assert current.tracking_uri == f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
     assert current.artifact_location == (home / "mlflow" / "artifacts").as_uri()
     assert current.warehouse_path == home / "warehouse" / "churn.duckdb"
+    assert current.contacts_path == home / "exports" / "contacts" == Path(current.simulator.contacts_dir)
+    assert current.review_inbox_path == home / "review_inbox"
 
 
 def test_environment_values_are_parsed_into_types(monkeypatch):

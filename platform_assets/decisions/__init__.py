@@ -1,0 +1,1 @@
+"""Decisions: retention campaigns with a randomized holdout, their measured impact, and uplift targeting."""

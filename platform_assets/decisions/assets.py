@@ -1,0 +1,329 @@
+"""The ``decisions`` group: campaigns, their measured impact, review, uplift and the business dashboard.
+
+They act on the default dataset's predictions (the platform's own churn model) and read
+its declared scoring and outcome models, so their lineage is what they read.
+"""
+
+from datetime import date, timedelta
+
+import dagster as dg
+import polars as pl
+
+from platform_assets.datasets import DEFAULT, dbt_key, spec_of
+from platform_assets.decisions.campaign import CAMPAIGN_LOG, LOG_COLUMNS, CampaignConfig, run_campaign
+from platform_assets.decisions.impact import CAMPAIGN_IMPACT, EFFECT_CHECK, ImpactConfig, report_impact
+from platform_assets.decisions.review import (
+    DECISION_COLUMNS,
+    QUEUE_COLUMNS,
+    QUEUE_SCHEMA,
+    REVIEW_DECISIONS,
+    REVIEW_QUEUE,
+    ReviewStore,
+)
+from platform_assets.decisions.uplift import UpliftConfig, train_uplift
+from platform_assets.metadata import OWNER, markdown_table, table_schema
+from platform_assets.partitions import daily_partitions
+from platform_assets.predictions import PREDICTIONS, churn_predictions
+from resources.exports import ContactExport, ReviewInbox
+from resources.lake import Lake
+from resources.model_registry import ModelRegistry
+from resources.settings import settings
+from resources.warehouse import Warehouse
+
+GROUP = "decisions"
+TAGS = {"layer": "decisions"}
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    kinds={"delta", "polars"},
+    owners=[OWNER],
+    tags=TAGS,
+    description=(
+        "Review decisions that reviewers dropped in the review inbox for the day "
+        "(`<inbox>/<YYYY-MM-DD>[-name].csv`: customer_id, decision approve|reject, reviewer, note), stored with who, "
+        "when and which file, beside the ones recorded with `churn-platform review decide`. A file with a row that "
+        "is not a decision is refused whole, naming the line."
+    ),
+    metadata={"lake_table": REVIEW_DECISIONS, "dagster/column_schema": table_schema(DECISION_COLUMNS)},
+)
+def review_decisions(context: dg.AssetExecutionContext, lake: Lake, review_inbox: ReviewInbox) -> dg.MaterializeResult:
+    from platform_assets.decisions.review import ReviewError
+
+    day = date.fromisoformat(context.partition_key)
+    store = ReviewStore(lake)
+    files = review_inbox.files(day)
+    version = lake.version(REVIEW_DECISIONS)
+    for path in files:
+        try:
+            frame = pl.read_csv(path, infer_schema=False)
+        except pl.exceptions.PolarsError as error:
+            raise dg.Failure(f"review file {path} cannot be read: {error}") from None
+        try:
+            version = store.record(frame, day, f"inbox:{path.name}")
+        except ReviewError as error:
+            raise dg.Failure(str(error)) from None
+    stored = store.read(day, day)
+    counts = stored.group_by("decision", "source").agg(pl.len().alias("decisions")).sort("decision", "source")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": stored.height,
+            "files": dg.MetadataValue.json([str(p) for p in files]),
+            "decisions": dg.MetadataValue.md(markdown_table(counts) if stored.height else "none for this day"),
+            "dagster/uri": lake.uri(REVIEW_DECISIONS),
+            "delta_version": version if version is not None else "no decision stored yet",
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    deps=[churn_predictions, review_decisions],
+    group_name=GROUP,
+    kinds={"delta", "polars"},
+    owners=[OWNER],
+    tags=TAGS,
+    description=(
+        "Customers of the day's predictions in the review band who have no recent decision: they wait here, and no "
+        "campaign contacts them, until a reviewer approves (`churn-platform review list` shows them)."
+    ),
+    metadata={"lake_table": REVIEW_QUEUE, "dagster/column_schema": table_schema(QUEUE_COLUMNS)},
+)
+def review_queue(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+    from platform_assets.decisions.campaign import reasons_text
+
+    day = date.fromisoformat(context.partition_key)
+    spec = spec_of(DEFAULT)
+    predictions = lake.read_days(PREDICTIONS, day) if lake.exists(PREDICTIONS) else pl.DataFrame()
+    if predictions.is_empty():
+        raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
+    decided = ReviewStore(lake).decisions_before(day).select("customer_id")
+    queue = (
+        predictions.rename({spec.entity: "customer_id"})
+        .filter(pl.col("needs_review"))
+        .join(decided, on="customer_id", how="anti")
+        .with_columns(top_reasons=reasons_text(pl.col("top_reasons")), ds=pl.lit(day))
+        .select([pl.col(n).cast(t) for n, t in QUEUE_SCHEMA.items()])
+        .sort("churn_probability", descending=True)
+    )
+    version = lake.replace_days(REVIEW_QUEUE, queue, day, day)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": queue.height,
+            "in_review_band": int(predictions["needs_review"].sum()),
+            "already_decided": int(predictions["needs_review"].sum()) - queue.height,
+            "queue": dg.MetadataValue.md(markdown_table(queue.drop("ds"))),
+            "dagster/uri": lake.uri(REVIEW_QUEUE),
+            "delta_version": version,
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    deps=[churn_predictions, dbt_key(DEFAULT.scoring_model), review_decisions],
+    group_name=GROUP,
+    kinds={"delta", "polars", "statsmodels"},
+    owners=[OWNER],
+    tags=TAGS,
+    description=(
+        "The day's retention campaign: eligible customers (not targeted within the cooldown, review-band ones only "
+        "once approved, rejected ones never) ranked by expected net value of contact (risk: p x offer effect x "
+        "customer value - cost; or predicted uplift x value - cost), arms by a seeded hash of campaign and customer, "
+        "a holdout sized by a power analysis, contacts up to the budget. Both arms are logged in Delta with the "
+        "model version, score, reasons and arm; the contacts are exported as CSV and Parquet for the CRM."
+    ),
+    metadata={"lake_table": CAMPAIGN_LOG, "dagster/column_schema": table_schema(LOG_COLUMNS)},
+)
+def retention_campaign(
+    context: dg.AssetExecutionContext,
+    config: CampaignConfig,
+    lake: Lake,
+    warehouse: Warehouse,
+    contact_export: ContactExport,
+    registry: ModelRegistry,
+) -> dg.MaterializeResult:
+    spec = spec_of(DEFAULT)
+    return run_campaign(
+        context,
+        config,
+        lake,
+        warehouse,
+        contact_export,
+        registry,
+        PREDICTIONS,
+        spec.scoring_relation,
+        spec.entity,
+        spec.snapshot,
+        settings().start_date,
+        ReviewStore(lake),
+    )
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    deps=[retention_campaign, dbt_key(DEFAULT.outcome_model)],
+    group_name=GROUP,
+    kinds={"delta", "polars", "statsmodels"},
+    owners=[OWNER],
+    tags=TAGS,
+    description=(
+        "What the campaigns measurably did, once their label horizon has passed: churn of contacted against holdout "
+        "customers, the absolute and relative reduction with a 95% interval and p-value (statsmodels), customers "
+        "retained, retained revenue, offer cost, net saving, ROI, annualized saving and NPV, each with the "
+        "interval's bounds; per campaign, and for the uplift policy against the risk policy on the holdout. "
+        "Without matured outcomes it says when they mature, never a zero."
+    ),
+    metadata={"lake_table": CAMPAIGN_IMPACT},
+    check_specs=[
+        dg.AssetCheckSpec(
+            EFFECT_CHECK,
+            asset="campaign_impact",
+            description="ERROR when contact significantly raises churn; WARN when no significant reduction (or no "
+            "matured outcome yet), saying which.",
+            partitions_def=daily_partitions,
+        )
+    ],
+)
+def campaign_impact(
+    context: dg.AssetExecutionContext, config: ImpactConfig, lake: Lake, warehouse: Warehouse, registry: ModelRegistry
+):
+    yield from report_impact(context, config, lake, warehouse, registry, spec_of(DEFAULT))
+
+
+@dg.asset(
+    deps=[retention_campaign, dbt_key(DEFAULT.outcome_model), dbt_key(DEFAULT.scoring_model)],
+    group_name=GROUP,
+    kinds={"lightgbm", "mlflow", "polars"},
+    owners=[OWNER],
+    tags=TAGS,
+    description=(
+        "An uplift model (an S-learner on LightGBM that starts from the churn score: one booster with the score's "
+        "log-odds as initial score, on the campaign day's features and a contact indicator) trained on every matured "
+        "campaign outcome once each arm has enough, logged and registered in MLflow as `uplift_model` (alias "
+        "`challenger`), promoted to `champion` only when its validation Qini beats the churn score's on the same "
+        "held-out customers. `retention_campaign` with `targeting: uplift` ranks by its champion."
+    ),
+)
+def uplift_model(
+    context: dg.AssetExecutionContext, config: UpliftConfig, lake: Lake, warehouse: Warehouse, registry: ModelRegistry
+) -> dg.MaterializeResult:
+    spec = spec_of(DEFAULT)
+    return train_uplift(context, config, lake, warehouse, registry, spec, spec.outcome)
+
+
+def outcome_day(day: date) -> date:
+    """The day the outcomes of a campaign on ``day`` are known."""
+    return day + timedelta(days=spec_of(DEFAULT).outcome.horizon_days)
+
+
+weekly_partitions = dg.WeeklyPartitionsDefinition(start_date=settings().start_date.isoformat())
+
+
+@dg.asset(
+    partitions_def=weekly_partitions,
+    deps=[review_decisions, review_queue, retention_campaign, dbt_key(DEFAULT.outcome_model)],
+    group_name=GROUP,
+    kinds={"delta", "polars"},
+    owners=[OWNER],
+    tags=TAGS,
+    description=(
+        "The week's review transparency report: customers queued, reviewed, approved and overridden (rejected: the "
+        "reviewer stopped a contact the model recommended), by how many reviewers, and how reviewed customers fared "
+        "(churn rate by decision and campaign arm) once their outcome matured; until then it says when."
+    ),
+)
+def review_report(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse) -> dg.MaterializeResult:
+    from platform_assets.decisions.reports import REVIEW_REPORT, review_outcomes
+
+    first = date.fromisoformat(context.partition_key)
+    last = first + timedelta(days=6)
+    counts, fared, note = review_outcomes(lake, warehouse, spec_of(DEFAULT).outcome, first, last)
+    row = pl.DataFrame(
+        [{"ds": first, **{k: counts.get(k, 0) for k in ("queued", "reviewed", "approved", "overridden")}}]
+    )
+    version = lake.replace_days(REVIEW_REPORT, row, first, first)
+    return dg.MaterializeResult(
+        metadata={
+            **{k: int(v) for k, v in counts.items()},
+            "week": f"{first}..{last}",
+            "how_reviewed_customers_fared": dg.MetadataValue.md(markdown_table(fared) if fared.height else note),
+            "note": note,
+            "dagster/uri": lake.uri(REVIEW_REPORT),
+            "delta_version": version,
+        }
+    )
+
+
+@dg.asset(
+    deps=[campaign_impact, review_decisions, retention_campaign, "model_performance", "feature_drift_report"],
+    group_name=GROUP,
+    kinds={"delta", "polars"},
+    owners=[OWNER],
+    tags=TAGS,
+    description=(
+        "The business dashboard: churn rate and ROC AUC of matured predictions, measured net saving and ROI of the "
+        "campaigns, the share of drifted features, review volume and campaign reach, day by day, plotted together "
+        "so a divergence (AUC holding while savings fall, drift rising before churn) is seen; a series with no "
+        "stored figure yet is listed as missing, not drawn as zero."
+    ),
+)
+def business_dashboard(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+    from platform_assets.decisions.reports import DASHBOARD, dashboard_history
+    from platform_assets.plots import as_metadata, metric_over_time, png_bytes
+
+    series = dashboard_history(lake)
+    wanted = [
+        "churn_rate",
+        "net_saving_eur",
+        "roi",
+        "roc_auc",
+        "drifted_feature_share",
+        "review_decisions",
+        "campaign_reach",
+    ]
+    missing = [name for name in wanted if name not in series]
+    long = (
+        pl.concat(
+            [
+                frame.with_columns(pl.lit(name).alias("series"), pl.col("value").cast(pl.Float64))
+                for name, frame in series.items()
+            ]
+        )
+        if series
+        else pl.DataFrame(schema={"ds": pl.Date, "value": pl.Float64, "series": pl.String})
+    )
+    version = lake.replace_days(DASHBOARD, long, long["ds"].min(), long["ds"].max()) if long.height else None
+    latest = {name: float(frame["value"][-1]) for name, frame in series.items()}
+    return dg.MaterializeResult(
+        metadata={
+            **{f"latest_{name}": value for name, value in latest.items()},
+            "missing_series": dg.MetadataValue.json(missing),
+            **{
+                f"{name}_over_time": as_metadata(png_bytes(metric_over_time(frame, "value", name.replace("_", " "))))
+                for name, frame in series.items()
+            },
+            "dagster/uri": lake.uri(DASHBOARD),
+            "delta_version": version if version is not None else "nothing stored yet",
+        }
+    )
+
+
+DECISION_ASSETS = [
+    review_decisions,
+    review_queue,
+    retention_campaign,
+    campaign_impact,
+    uplift_model,
+    review_report,
+    business_dashboard,
+]
+
+decide_day = dg.define_asset_job(
+    "decide_day",
+    selection=dg.AssetSelection.assets(review_decisions, review_queue, retention_campaign, campaign_impact),
+    partitions_def=daily_partitions,
+    description="A scored day's decisions: review decisions landed, the review queue, the retention campaign (log "
+    "and export) and the measured impact of every campaign matured by then.",
+)

@@ -1,0 +1,99 @@
+"""Human review: who waits for a person, what the person decided, and what became of it.
+
+Customers in the predictions' review band wait in ``review_queue`` and are not contacted
+until a reviewer approves. Decisions arrive two ways, both stored in one Delta table with
+who, when and from where: files dropped in the review inbox
+(``<inbox>/<YYYY-MM-DD>.csv`` with ``customer_id, decision, reviewer, note``; loaded by
+``review_decisions``) and ``churn-platform review decide``. The latest decision of a
+customer within ``valid_days`` is the one the next campaign honors.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+
+REVIEW_DECISIONS = "decisions/review_decisions"
+REVIEW_QUEUE = "decisions/review_queue"
+DECISIONS = ("approve", "reject")
+DECISION_COLUMNS = {
+    "customer_id": (pl.Int64, "Customer decided on."),
+    "decision": (pl.String, "`approve` (may be contacted) or `reject` (must not be)."),
+    "reviewer": (pl.String, "Who decided."),
+    "note": (pl.String, "Why, in the reviewer's words."),
+    "decided_at": (pl.Datetime("us", "UTC"), "When the decision was recorded (UTC)."),
+    "source": (pl.String, "`cli` or the inbox file it came from."),
+    "ds": (pl.Date, "Day the decision applies from (partition)."),
+}
+DECISION_SCHEMA = {name: dtype for name, (dtype, _) in DECISION_COLUMNS.items()}
+QUEUE_COLUMNS = {
+    "customer_id": (pl.Int64, "Customer waiting for review."),
+    "churn_probability": (pl.Float64, "The uncertain score."),
+    "risk_band": (pl.String, "Its risk band."),
+    "top_reasons": (pl.String, "Top reasons, as `feature (contribution)`."),
+    "model_version": (pl.String, "Model version that scored."),
+    "ds": (pl.Date, "Day queued (partition)."),
+}
+QUEUE_SCHEMA = {name: dtype for name, (dtype, _) in QUEUE_COLUMNS.items()}
+
+
+class ReviewError(ValueError):
+    """A decision that cannot be recorded (unknown decision, missing reviewer, bad file)."""
+
+
+def validate(frame: pl.DataFrame, where: str) -> pl.DataFrame:
+    """Decisions typed and checked: every row a known decision with a reviewer, or the whole batch is refused."""
+    missing = {"customer_id", "decision", "reviewer"} - set(frame.columns)
+    if missing:
+        raise ReviewError(f"{where}: missing columns {sorted(missing)}")
+    typed = frame.with_columns(
+        pl.col("customer_id").cast(pl.Int64, strict=False),
+        pl.col("decision").cast(pl.String).str.strip_chars().str.to_lowercase(),
+        pl.col("reviewer").cast(pl.String).str.strip_chars(),
+        (pl.col("note") if "note" in frame.columns else pl.lit("")).cast(pl.String).fill_null("").alias("note"),
+    )
+    bad = typed.with_row_index("line", offset=2).filter(
+        pl.col("customer_id").is_null()
+        | ~pl.col("decision").is_in(DECISIONS)
+        | pl.col("reviewer").is_null()
+        | (pl.col("reviewer") == "")
+    )
+    if bad.height:
+        first = bad.row(0, named=True)
+        raise ReviewError(
+            f"{where}: {bad.height} rows are not a decision (customer_id, decision in {DECISIONS}, reviewer); "
+            f"first at line {first['line']}: {first}"
+        )
+    return typed
+
+
+class ReviewStore:
+    """The review decisions in the lake."""
+
+    def __init__(self, lake, valid_days: int = 30):
+        self.lake = lake
+        self.valid_days = valid_days
+
+    def record(self, decisions: pl.DataFrame, day: date, source: str) -> int:
+        """Store decisions applying from ``day``; a file's rows replace that file's earlier load of the day."""
+        rows = validate(decisions, source).with_columns(
+            decided_at=pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")),
+            source=pl.lit(source),
+            ds=pl.lit(day),
+        )
+        rows = rows.select([pl.col(n).cast(t) for n, t in DECISION_SCHEMA.items()])
+        existing = self.read(day, day)
+        kept = existing if source == "cli" else existing.filter(pl.col("source") != source)
+        rows = pl.concat([kept, rows])
+        return self.lake.replace_days(REVIEW_DECISIONS, rows, day, day)
+
+    def read(self, first: date, last: date) -> pl.DataFrame:
+        if not self.lake.exists(REVIEW_DECISIONS):
+            return pl.DataFrame(schema=DECISION_SCHEMA)
+        return self.lake.read_days(REVIEW_DECISIONS, first, last)
+
+    def decisions_before(self, day: date) -> pl.DataFrame:
+        """The latest decision per customer made in the ``valid_days`` up to ``day``."""
+        recent = self.read(day - timedelta(days=self.valid_days), day)
+        return recent.sort("ds", "decided_at").unique("customer_id", keep="last")
