@@ -196,7 +196,7 @@ def test_the_demo_graph_runs_on_postgres_and_s3_with_concurrent_partition_runs(t
     env = _environment(home, postgres, s3)
 
     demo = subprocess.run(
-        [str(BIN / "churn-platform"), "demo"], cwd=CHECKOUT, env=env, capture_output=True, text=True, timeout=600
+        [str(BIN / "churn-platform"), "demo"], cwd=CHECKOUT, env=env, capture_output=True, text=True, timeout=900
     )
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "Lake (Delta):        s3://lake/churn" in demo.stdout
