@@ -6,6 +6,7 @@ arms and the real estimator measures, over many seeded small worlds, without Dag
 
 from datetime import timedelta
 
+import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
@@ -13,7 +14,7 @@ from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
 from platform_assets.decisions.assignment import CONTACT, HOLDOUT, assign, holdout_draw, plan_holdout
-from platform_assets.decisions.impact import measure
+from platform_assets.decisions.impact import judge, measure
 from resources.simulator import SimulatorConfig, simulate, simulate_windows
 from resources.treatment import EFFECT_DAYS
 
@@ -152,3 +153,23 @@ def test_an_underpowered_plan_says_so():
     plan = plan_holdout(0.1, 0.01, 300, max_share=0.5)
     assert plan.required_holdout is None and plan.holdout_share == 0.5
     assert plan.achieved_power < 0.8 and plan.note.startswith("underpowered")
+
+
+def test_the_effect_check_judges_at_the_planned_size():
+    """Insignificant below the planned size is inconclusive (passes); at it, a warning; harm fails at any size."""
+    null = measure(40, 400, 21, 200, 0.05)  # 10% vs 10.5%: no effect
+    assert null.p_value > 0.05
+    passed, severity, text = judge(null, "", 1000, 0.05)
+    assert passed and text.startswith("inconclusive so far") and "400 of the 1000" in text
+    passed, severity, text = judge(null, "", 400, 0.05)
+    assert not passed and severity == dg.AssetCheckSeverity.WARN and "at its planned size (400 contacts)" in text
+    harm = measure(80, 400, 20, 200, 0.05)  # 20% contacted vs 10% held out
+    passed, severity, text = judge(harm, "", 1000, 0.05)
+    assert not passed and severity == dg.AssetCheckSeverity.ERROR and text.startswith("contact does harm")
+    helped = measure(20, 400, 20, 200, 0.05)  # 5% vs 10%
+    assert judge(helped, "", 1000, 0.05)[0]
+    assert judge(None, "nothing matured", 1000, 0.05) == (
+        False,
+        dg.AssetCheckSeverity.WARN,
+        "not evaluated: nothing matured",
+    )

@@ -180,8 +180,9 @@ def retention_campaign(
         dg.AssetCheckSpec(
             EFFECT_CHECK,
             asset="campaign_impact",
-            description="ERROR when contact significantly raises churn; WARN when no significant reduction (or no "
-            "matured outcome yet), saying which.",
+            description="ERROR when contact significantly raises churn; WARN when there is no significant "
+            "reduction at the campaign's planned size (or no matured outcome yet), saying which; below the "
+            "planned size an insignificant result passes as inconclusive.",
             partitions_def=daily_partitions,
         )
     ],

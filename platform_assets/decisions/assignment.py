@@ -82,36 +82,25 @@ def plan_holdout(
         holdout = planned_contacts * share / (1.0 - share)
         return float(analysis.power(effect, nobs1=planned_contacts, alpha=alpha, ratio=holdout / planned_contacts))
 
+    given = dict(
+        base_rate=base_rate,
+        min_detectable_effect=min_detectable_effect,
+        effect_size=effect,
+        alpha=alpha,
+        power=power,
+        planned_contacts=planned_contacts,
+    )
     ceiling = achieved(max_share)
     if ceiling < power:
-        return PowerPlan(
-            base_rate,
-            min_detectable_effect,
-            effect,
-            alpha,
-            power,
-            planned_contacts,
-            None,
-            max_share,
-            ceiling,
+        note = (
             f"underpowered: even a {max_share:.0%} holdout reaches power {ceiling:.2f} < {power} with "
-            f"{planned_contacts} contacts",
+            f"{planned_contacts} contacts"
         )
+        return PowerPlan(**given, required_holdout=None, holdout_share=max_share, achieved_power=ceiling, note=note)
     ratio = float(analysis.solve_power(effect, nobs1=planned_contacts, alpha=alpha, power=power, ratio=None))
     required = int(np.ceil(ratio * planned_contacts))
     share = min(max(required / (required + planned_contacts), min_share), max_share)
     note = f"{required} holdout customers for {planned_contacts} contacts detect -{min_detectable_effect:.3f}"
     if share == min_share and required / (required + planned_contacts) < min_share:
         note += f"; the floor {min_share:.0%} keeps more"
-    return PowerPlan(
-        base_rate,
-        min_detectable_effect,
-        effect,
-        alpha,
-        power,
-        planned_contacts,
-        required,
-        share,
-        achieved(share),
-        note,
-    )
+    return PowerPlan(**given, required_holdout=required, holdout_share=share, achieved_power=achieved(share), note=note)

@@ -42,6 +42,7 @@ LOG_COLUMNS = {
     "offer_cost": (pl.Float64, "Cost of the offer if contacted (EUR)."),
     "holdout_share": (pl.Float64, "Holdout share of the campaign (power analysis)."),
     "assignment_draw": (pl.Float64, "The hash draw in [0, 1); below holdout_share is holdout."),
+    "planned_contacts": (pl.Int64, "Contacts the campaign id's power analysis was sized for."),
     "ds": (pl.Date, "Campaign day (partition); the contact acts from the next day."),
 }
 LOG_SCHEMA = {name: dtype for name, (dtype, _) in LOG_COLUMNS.items()}
@@ -71,6 +72,9 @@ class CampaignConfig(dg.Config):
     value_column: str = Field(default="monthly_charge", description="Column of the scoring model with the charge.")
     cooldown_days: int = Field(default=30, ge=0, description="Days after being targeted (either arm) before again.")
     targeting: Literal["risk", "uplift"] = Field(default="risk", description="Rank by risk or by predicted uplift.")
+    uplift_alias: str = Field(
+        default="champion", description="Uplift model alias to target by (`challenger` trials the newest)."
+    )
     assignment_seed: int = Field(default=20261201, description="Seed of the arm hash (with the campaign id).")
     min_detectable_effect: float = Field(
         default=0.05, gt=0, description="Smallest absolute churn reduction worth detecting (power analysis)."
@@ -208,7 +212,7 @@ def run_campaign(
         scored = features.join(
             predictions.select(pl.col(entity).alias("customer_id"), "churn_probability"), on="customer_id"
         )
-        uplift_version, uplift = predict_uplift(registry, scored)
+        uplift_version, uplift = predict_uplift(registry, scored, config.uplift_alias)
         candidates = candidates.join(uplift, on="customer_id", how="left")
     else:
         candidates = candidates.with_columns(predicted_uplift=pl.lit(None, pl.Float64))
@@ -257,9 +261,10 @@ def run_campaign(
         top_reasons=reasons_text(pl.col("top_reasons")),
         uplift_model_version=pl.lit(uplift_version, pl.String),
         offer_cost=pl.lit(config.offer_cost),
+        planned_contacts=pl.lit(planned),
         ds=pl.lit(day),
     ).select([pl.col(name).cast(dtype) for name, dtype in LOG_SCHEMA.items()])
-    delta_version = lake.replace_days(CAMPAIGN_LOG, log, day, day)
+    delta_version = lake.replace_days(CAMPAIGN_LOG, log, day, day, add_columns=True)
     contacts = log.filter(pl.col("contacted")).select(
         "customer_id",
         pl.col("ds").alias("contacted_on"),

@@ -161,10 +161,21 @@ def summarize(rows: pl.DataFrame, config: ImpactConfig) -> tuple[Effect | None, 
     return effect, money, ""
 
 
+def planned_size(rows: pl.DataFrame) -> int | None:
+    """The largest planned contacts among the pooled campaigns: past it, every one of them had its power."""
+    if "planned_contacts" not in rows.columns or rows["planned_contacts"].is_null().all():
+        return None
+    return int(rows["planned_contacts"].max())
+
+
 def judge(
     effect: Effect | None, why_not: str, planned: int | None, alpha: float
 ) -> tuple[bool, dg.AssetCheckSeverity, str]:
-    """The campaign_effect check: ERROR on significant harm, WARN when nothing significant (or nothing matured)."""
+    """The campaign_effect check: ERROR on significant harm; WARN on no significant effect at the planned size.
+
+    Below the planned size a non-significant result is what the power analysis predicts, so the
+    check passes and says it is inconclusive; significant harm fails it at any size.
+    """
     if effect is None:
         return False, dg.AssetCheckSeverity.WARN, f"not evaluated: {why_not}"
     text = (
@@ -174,9 +185,18 @@ def judge(
     )
     if effect.difference_low > 0 and effect.p_value < alpha:
         return False, dg.AssetCheckSeverity.ERROR, f"contact does harm: {text}"
+    if effect.p_value >= alpha and planned and effect.contacted < planned:
+        return (
+            True,
+            dg.AssetCheckSeverity.WARN,
+            (
+                f"inconclusive so far: {text}; {effect.contacted} of the {planned} contacts the power analysis "
+                "planned have matured, so no verdict before then"
+            ),
+        )
     if effect.p_value >= alpha:
-        size = f"; planned {planned} contacts" if planned else ""
-        return False, dg.AssetCheckSeverity.WARN, f"no significant effect: {text}{size}"
+        size = f"at its planned size ({planned} contacts)" if planned else "(no planned size logged)"
+        return False, dg.AssetCheckSeverity.WARN, f"no significant effect {size}: {text}"
     return True, dg.AssetCheckSeverity.WARN, f"significant reduction: {text}"
 
 
@@ -232,7 +252,8 @@ def report_impact(context: dg.AssetExecutionContext, config: ImpactConfig, lake,
     rows, note = matured_log(lake, warehouse, outcome, day)
     effect, money, why_not = summarize(rows, config) if rows.height else (None, {}, note)
     shares = sorted(set(rows["holdout_share"].round(4).to_list())) if rows.height else []
-    passed, severity, text = judge(effect, why_not, None, config.alpha)
+    planned = planned_size(rows)
+    passed, severity, text = judge(effect, why_not, planned, config.alpha)
     row = {
         "ds": day,
         "matured_through": day - timedelta(days=outcome.horizon_days),

@@ -266,12 +266,12 @@ def champion(registry, alias: str = "champion"):
 
 def predict_uplift(registry, features: pl.DataFrame, alias: str = "champion") -> tuple[str, pl.DataFrame]:
     """Predicted churn reduction per customer of ``features`` (``customer_id`` keyed, with the day's
-    ``churn_probability``) by the champion."""
+    ``churn_probability``) by the uplift model holding ``alias``."""
     found = champion(registry, alias)
     if found is None:
         raise dg.Failure(
-            f"targeting: uplift needs a champion {UPLIFT_MODEL}: materialize uplift_model once enough campaign "
-            "outcomes have matured (or target by risk)"
+            f"targeting: uplift needs a {UPLIFT_MODEL} with alias {alias!r}: materialize uplift_model once enough "
+            "campaign outcomes have matured (or target by risk)"
         )
     held, model = found
     return held.version, features.select("customer_id").with_columns(

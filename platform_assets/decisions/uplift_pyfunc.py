@@ -19,7 +19,11 @@ import polars as pl
 
 
 def encode(frame: pl.DataFrame, features: list[str], categories: dict[str, list[str]]) -> np.ndarray:
-    """Floats, categories as their training codes (an unseen category is missing)."""
+    """Floats, categories as their training codes (an unseen category is missing).
+
+    The same as the churn model's ``encode``, copied on purpose: a model-from-code file
+    imports only libraries, so a logged version never runs another version's code.
+    """
     columns = [
         pl.col(name).replace_strict(categories[name], list(range(len(categories[name]))), default=None)
         if name in categories
