@@ -25,7 +25,7 @@ import polars as pl
 import pytest
 
 from platform_assets.raw import QUARANTINE, create_missing_tables, lake_table, raw_key, raw_tables
-from tests.conftest import day, module_home
+from tests.conftest import day, memory_instance, module_home
 
 KEYS = {
     "cancellations": "customer_id",
@@ -651,7 +651,7 @@ class World:
 def world(tmp_path_factory):
     with (
         module_home(tmp_path_factory, "bad-inputs", {"PLATFORM_SOURCE": "landing"}) as home,
-        dg.instance_for_test() as instance,
+        memory_instance() as instance,
     ):
         from resources import build_resources
 

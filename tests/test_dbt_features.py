@@ -8,7 +8,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from platform_assets.definitions import build_definitions
-from tests.conftest import SMALL, build_features, day, ingest, module_home
+from tests.conftest import SMALL, build_features, day, ingest, memory_instance, module_home
 
 FEATURES = "select * from customer_features where snapshot_date <= ? order by customer_id, snapshot_date"
 
@@ -19,7 +19,7 @@ def builds(tmp_path_factory):
     with module_home(tmp_path_factory, "dbt", SMALL) as home:
         defs = build_definitions()
         warehouse = defs.resources["warehouse"]
-        with dg.instance_for_test() as instance:
+        with memory_instance() as instance:
             ingest(defs, instance, day(0), day(69))
             first = build_features(defs, instance, day(0), day(69))
             early = warehouse.query(FEATURES, [day(69)])

@@ -28,7 +28,7 @@ from platform_assets.predictions import PREDICTIONS
 from resources.settings import settings
 from resources.simulator import simulate_windows
 from resources.treatment import read_contacts
-from tests.conftest import QUIET, build_features, day, ingest, module_home, range_tags
+from tests.conftest import QUIET, build_features, day, ingest, memory_instance, module_home, range_tags
 
 SIZE = {"PLATFORM_SIM_CUSTOMERS": "2000", "PLATFORM_SIM_DAYS": "150"}
 CAMPAIGN_DAY, NEXT_DAY, TRIAL_DAY, MATURED_DAY = 149, 150, 151, 179
@@ -79,7 +79,7 @@ def platform(tmp_path_factory):
     with module_home(tmp_path_factory, "decisions", SIZE) as home:
         defs = build_definitions()
         lake = defs.resources["lake"]
-        with dg.instance_for_test() as instance:
+        with memory_instance() as instance:
             ingest(defs, instance, day(0), day(CAMPAIGN_DAY))
             assert (
                 defs.resolve_job_def("train_model")

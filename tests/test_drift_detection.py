@@ -7,7 +7,6 @@ deployment day.
 
 import json
 
-import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
@@ -17,7 +16,7 @@ from platform_assets.ml.feature_spec import discover
 from platform_assets.ml.profiles import build_profile
 from platform_assets.monitoring.drift import Thresholds, feature_drift, judge_features
 from resources.dbt import dbt_project
-from tests.conftest import build_features, day, ingest, module_home
+from tests.conftest import build_features, day, ingest, memory_instance, module_home
 
 DRIFT_DAY = 190
 SHIFTED = {"minutes_7d", "minutes_30d", "minutes_90d", "minutes_trend"}
@@ -29,7 +28,7 @@ def world(tmp_path_factory):
     settings = {"PLATFORM_SIM_CUSTOMERS": "5000", "PLATFORM_SIM_DRIFT": json.dumps(drift)}
     with module_home(tmp_path_factory, "drift", settings):
         defs = build_definitions()
-        with dg.instance_for_test() as instance:
+        with memory_instance() as instance:
             ingest(defs, instance, day(0), day(DRIFT_DAY + 9))
             assert build_features(defs, instance, day(0), day(DRIFT_DAY + 9)).success
         features = defs.resources["warehouse"].query(

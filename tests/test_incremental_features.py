@@ -5,7 +5,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from platform_assets.definitions import build_definitions
-from tests.conftest import QUIET, day, ingest, module_home, range_tags
+from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def builds(tmp_path_factory):
     with module_home(tmp_path_factory, "incremental", WORLD):
         defs = build_definitions()
         warehouse = defs.resources["warehouse"]
-        with dg.instance_for_test() as instance:
+        with memory_instance() as instance:
             ingest(defs, instance, day(0), day(94))
             first = build(defs, instance, partition_key=day(94).isoformat())
             caught_up = day_94(warehouse)

@@ -17,7 +17,7 @@ from platform_assets.model_assets import PROMOTION_CHECK, champion_model, churn_
 from platform_assets.predictions import PREDICTIONS, churn_predictions
 from resources.dbt import DBT_PROJECT_DIR
 from resources.model_registry import CHALLENGER, CHAMPION
-from tests.conftest import QUIET, day, ingest, module_home, range_tags
+from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
 SIZE = {"PLATFORM_SIM_CUSTOMERS": "5000", "PLATFORM_SIM_DAYS": "150"}
 LAST = day(149)
@@ -28,7 +28,7 @@ def platform(tmp_path_factory):
     """150 days of a 5,000-customer business, trained, promoted, and its last day scored."""
     with module_home(tmp_path_factory, "lifecycle", SIZE) as home:
         defs = build_definitions()
-        with dg.instance_for_test() as instance:
+        with memory_instance() as instance:
             ingest(defs, instance, day(0), LAST)
             built = defs.resolve_job_def("train_model").execute_in_process(
                 instance=instance, tags=range_tags(day(0), LAST), run_config=QUIET

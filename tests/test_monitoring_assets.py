@@ -7,7 +7,7 @@ import pytest
 from platform_assets.definitions import build_definitions
 from platform_assets.monitoring.drift_reports import FEATURE_DRIFT, PREDICTION_DRIFT
 from platform_assets.monitoring.performance_reports import BUSINESS_IMPACT, MODEL_PERFORMANCE
-from tests.conftest import QUIET, day, ingest, module_home, range_tags
+from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
 SIZE = {"PLATFORM_SIM_CUSTOMERS": "3000", "PLATFORM_SIM_DAYS": "150"}
 
@@ -17,7 +17,7 @@ def platform(tmp_path_factory):
     """150 days, a promoted model, days 119 and 149 scored and monitored, then day 150 end to end."""
     with module_home(tmp_path_factory, "monitoring", SIZE):
         defs = build_definitions()
-        with dg.instance_for_test() as instance:
+        with memory_instance() as instance:
             ingest(defs, instance, day(0), day(149))
             train = defs.resolve_job_def("train_model")
             assert train.execute_in_process(

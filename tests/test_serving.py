@@ -39,7 +39,7 @@ from platform_assets.serving.rollout import ROLLOUT_CHECK
 from platform_assets.serving.state import CANARY_ROLLED_BACK
 from platform_assets.serving.store import ONLINE_FEATURES, SERVING_REQUESTS
 from resources.model_registry import CHALLENGER, CHAMPION
-from tests.conftest import QUIET, day, ingest, module_home, range_tags
+from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
 WORLD = {"PLATFORM_SIM_CUSTOMERS": "1500", "PLATFORM_SIM_DAYS": "150"}  # the least history a time split trains on
 CHURN_PLATFORM = str(Path(sys.executable).parent / "churn-platform")
@@ -210,7 +210,7 @@ def _register_booster(world: World, name: str, params: dict, rounds: int, shuffl
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    with module_home(tmp_path_factory, "serving", WORLD) as home, dg.instance_for_test() as instance:
+    with module_home(tmp_path_factory, "serving", WORLD) as home, memory_instance() as instance:
         defs = build_definitions()
         ingest(defs, instance, day(0), day(149))
         trained = defs.resolve_job_def("train_model").execute_in_process(

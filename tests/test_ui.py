@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import DEMO_WORLD
 from tests.test_daemon import _stop
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -56,16 +57,14 @@ def _wait_for(url: str, process: subprocess.Popen, seconds: int = 180) -> None:
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory):
-    """`make demo` on a small business, then `dagster dev` on a free loopback port."""
+def ui(demo_home):
+    """The demo's home (built once for the session), browsed with `dagster dev` on a free loopback port."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
-    home = tmp_path_factory.mktemp("ui") / "home"
+    home = demo_home[0]
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PLATFORM_HOME")}
-    env.update({"PLATFORM_HOME": str(home), "PLATFORM_SIM_CUSTOMERS": "1500", "PLATFORM_SIM_DAYS": "150"})
+    env.update({"PLATFORM_HOME": str(home), **DEMO_WORLD})
     bin_dir = Path(sys.executable).parent
-    built = subprocess.run([str(bin_dir / "churn-platform"), "demo"], env=env, capture_output=True, text=True)
-    assert built.returncode == 0, built.stderr[-3000:]
     env["DAGSTER_HOME"] = str(home / "dagster")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
