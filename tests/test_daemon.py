@@ -17,6 +17,7 @@ from resources.settings import ensure_dagster_home
 from tests.conftest import QUIET, build_features, day, ingest, range_tags
 
 CHECKOUT = Path(__file__).resolve().parents[1]
+QUIET_DAYS = 150  # days before the drift: the least history the default time split trains on
 
 
 def _descendants(pid: int) -> list[int]:
@@ -58,9 +59,9 @@ def test_the_daemon_retrains_once_when_drift_checks_keep_failing(tmp_path, monke
     settings = {
         "PLATFORM_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster"),
-        "PLATFORM_SIM_CUSTOMERS": "2000",
-        "PLATFORM_SIM_DAYS": "150",
-        "PLATFORM_SIM_DRIFT": json.dumps({"start_date": day(150).isoformat(), "session_minutes_factor": 0.3}),
+        "PLATFORM_SIM_CUSTOMERS": "1500",
+        "PLATFORM_SIM_DAYS": str(QUIET_DAYS),
+        "PLATFORM_SIM_DRIFT": json.dumps({"start_date": day(QUIET_DAYS).isoformat(), "session_minutes_factor": 0.3}),
         "PLATFORM_RETRAIN_CONSECUTIVE_DAYS": "2",
     }
     for name, value in settings.items():
@@ -71,12 +72,14 @@ def test_the_daemon_retrains_once_when_drift_checks_keep_failing(tmp_path, monke
 
     with dg.DagsterInstance.get() as instance:
         # A model trained on the quiet history, then five drifted days scored and monitored.
-        ingest(defs, instance, day(0), day(149))
+        ingest(defs, instance, day(0), day(QUIET_DAYS - 1))
         train = defs.resolve_job_def("train_model")
-        assert train.execute_in_process(instance=instance, tags=range_tags(day(0), day(149)), run_config=QUIET).success
-        ingest(defs, instance, day(150), day(154))
-        assert build_features(defs, instance, day(150), day(154)).success
-        for n in range(150, 155):
+        assert train.execute_in_process(
+            instance=instance, tags=range_tags(day(0), day(QUIET_DAYS - 1)), run_config=QUIET
+        ).success
+        ingest(defs, instance, day(QUIET_DAYS), day(QUIET_DAYS + 4))
+        assert build_features(defs, instance, day(QUIET_DAYS), day(QUIET_DAYS + 4)).success
+        for n in range(QUIET_DAYS, QUIET_DAYS + 5):
             defs.resolve_job_def("score_day").execute_in_process(
                 instance=instance, partition_key=day(n).isoformat(), run_config=QUIET, raise_on_error=False
             )

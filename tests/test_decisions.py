@@ -125,7 +125,9 @@ def platform(tmp_path_factory):
             )
             dashboard = dg.materialize([business_dashboard], instance=instance, resources=defs.resources)
             # A trial of the newest uplift model: trained on the few matured outcomes there are, then targeted by.
-            trial = {"ops": {"uplift_model": {"config": {"min_outcomes_per_arm": 20}}}, **QUIET}
+            # Small leaves, so the booster can split on contact at all with these few outcomes; offers
+            # free, so every customer the model expects contact to help has a positive expected value.
+            trial = {"ops": {"uplift_model": {"config": {"min_outcomes_per_arm": 20, "min_data_in_leaf": 5}}}, **QUIET}
             trained = dg.materialize([uplift_model], instance=instance, resources=defs.resources, run_config=trial)
             assert score.execute_in_process(instance=instance, partition_key=day(TRIAL_DAY).isoformat()).success
             by_uplift = run(
@@ -133,7 +135,7 @@ def platform(tmp_path_factory):
                 defs,
                 instance,
                 TRIAL_DAY,
-                CAMPAIGN | {"targeting": "uplift", "uplift_alias": "challenger"},
+                CAMPAIGN | {"targeting": "uplift", "uplift_alias": "challenger", "offer_cost": 0.0},
             )
             yield {
                 "defs": defs,
@@ -296,6 +298,7 @@ def test_a_campaign_targets_by_the_registered_uplift_model(platform):
     meta = metadata(platform["runs"]["by_uplift"], "retention_campaign")
     log = platform["lake"].read_days(CAMPAIGN_LOG, day(TRIAL_DAY))
     assert meta["policy"] == "uplift" and log.height > 0 and (log["policy"] == "uplift").all()
+    assert (log["predicted_uplift"] > 0).all()  # nobody the model expects contact to harm or leave unmoved
     version = meta["uplift_model_version"]
     assert (log["uplift_model_version"] == version).all()
     expected = log["predicted_uplift"] * log["customer_value"] - log["offer_cost"]

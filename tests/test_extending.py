@@ -47,7 +47,7 @@ def extended(tmp_path_factory):
         {
             "PLATFORM_HOME": str(tmp / "home"),
             "PLATFORM_DBT_PROJECT_DIR": str(project),
-            "PLATFORM_SIM_CUSTOMERS": "2000",
+            "PLATFORM_SIM_CUSTOMERS": "1500",
             "PLATFORM_SIM_DAYS": "150",
         }
     )
