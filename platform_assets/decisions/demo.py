@@ -249,7 +249,9 @@ def print_figures(figures: dict) -> None:
         f"(churn reduction; {figures['contacts_exported']} contacts)"
     )
     for segment in figures["true_segments"]:
-        print(f"  {segment['segment']:<13} {segment['customers']:>6} contacted, true effect {segment['effect']:+.4f}")
+        print(  # the simulator's effect is the change in churn; shown as a reduction, like the line above
+            f"  {segment['segment']:<13} {segment['customers']:>6} contacted, true reduction {0.0 - round(segment['effect'], 4):+.4f}"
+        )
     uplift = figures["uplift_model"]
     print(
         f"Uplift model: {uplift.get('status')}"
