@@ -288,7 +288,12 @@ def test_uplift_waits_for_enough_outcomes_and_says_why(platform):
 
 
 def test_a_campaign_targets_by_the_registered_uplift_model(platform):
-    """targeting: uplift ranks by the MLflow-registered model's predicted uplift x value - cost."""
+    """targeting: uplift chooses exactly the eligible customers whose served uplift x value - cost is positive.
+
+    The set is computed here from the model MLflow serves, independently of the campaign. On
+    this fixture's few outcomes the model may expect contact to help nobody; the campaign must
+    then contact nobody, where targeting by risk would have chosen hundreds.
+    """
     import mlflow
 
     from platform_assets.decisions.uplift import UPLIFT_MODEL
@@ -296,28 +301,34 @@ def test_a_campaign_targets_by_the_registered_uplift_model(platform):
     trained = metadata(platform["runs"]["trained"], "uplift_model")
     assert trained["status"] == "trained", trained["status"]
     meta = metadata(platform["runs"]["by_uplift"], "retention_campaign")
+    assert meta["policy"] == "uplift" and meta["uplift_model_version"] == trained["model_version"]
     log = platform["lake"].read_days(CAMPAIGN_LOG, day(TRIAL_DAY))
-    assert meta["policy"] == "uplift" and log.height > 0 and (log["policy"] == "uplift").all()
-    assert (log["predicted_uplift"] > 0).all()  # nobody the model expects contact to harm or leave unmoved
-    version = meta["uplift_model_version"]
-    assert (log["uplift_model_version"] == version).all()
-    expected = log["predicted_uplift"] * log["customer_value"] - log["offer_cost"]
-    assert log["expected_net_value"].to_list() == pytest.approx(expected.to_list())
-    assert log.sort("rank")["expected_net_value"].is_sorted(descending=True)
-    # The served model, loaded the generic MLflow way, predicts the same uplift for the day's customers.
-    defs = platform["defs"]
+    assert (log["policy"] == "uplift").all() and (log["uplift_model_version"] == trained["model_version"]).all()
+
+    defs, lake = platform["defs"], platform["lake"]
     spec = spec_of(DEFAULT)
     features = defs.resources["warehouse"].query(
         f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day(TRIAL_DAY)]
     )
-    predictions = platform["lake"].read_days(PREDICTIONS, day(TRIAL_DAY)).select("customer_id", "churn_probability")
-    frame = features.join(predictions, on="customer_id").filter(
-        pl.col("customer_id").is_in(log["customer_id"].implode())
-    )
+    scored = lake.read_days(PREDICTIONS, day(TRIAL_DAY))
+    frame = features.join(scored.select("customer_id", "churn_probability", "needs_review"), on="customer_id")
     defs.resources["registry"].activate()
-    served = mlflow.pyfunc.load_model(f"models:/{UPLIFT_MODEL}/{version}").predict(frame.to_pandas())
-    by_customer = dict(zip(frame["customer_id"].to_list(), np.asarray(served).tolist(), strict=True))
-    assert log["predicted_uplift"].to_list() == pytest.approx([by_customer[c] for c in log["customer_id"].to_list()])
+    served = mlflow.pyfunc.load_model(f"models:/{UPLIFT_MODEL}/{trained['model_version']}").predict(frame.to_pandas())
+    frame = frame.with_columns(served=pl.Series(np.asarray(served, dtype=float)))
+    value = frame["served"] * frame["monthly_charge"].cast(pl.Float64) * 12.0  # offers are free in this trial
+    cooling = set(lake.read_days(CAMPAIGN_LOG, day(CAMPAIGN_DAY), day(NEXT_DAY))["customer_id"])
+    approved = set(platform["approved"]) | {platform["cli"]["approve"]}
+    rejected = set(platform["rejected"]) | {platform["cli"]["reject"]}
+    waiting = (set(frame.filter(pl.col("needs_review"))["customer_id"]) - approved) | rejected
+    expected = set(frame.filter(value > 0)["customer_id"]) - cooling - waiting
+    assert set(log["customer_id"]) == expected
+    assert meta["candidates_with_positive_value"] == len(expected)
+    assert log["predicted_uplift"].to_list() == pytest.approx(
+        [dict(zip(frame["customer_id"], frame["served"], strict=True))[c] for c in log["customer_id"]]
+    )
+    assert log.sort("rank")["expected_net_value"].is_sorted(descending=True)
+    eligible = set(frame["customer_id"]) - cooling - waiting
+    assert len(eligible) > len(expected)  # risk targeting with free offers would have contacted them all
 
 
 def test_the_review_command_lists_the_queue_and_its_decisions_are_honored(platform):
