@@ -392,8 +392,10 @@ def test_shadow_scores_are_audited_but_never_returned(world, server):
 def test_after_sigterm_the_audit_holds_exactly_one_row_per_answer_with_the_version_that_answered(world, server):
     for customer in world.customers[100:140]:
         assert server.score(customer_id=customer).status_code == 200
-    # SIGTERM: uvicorn answers what is in flight, the lifespan flushes the audit, then it re-raises the signal.
-    assert server.stop() == -signal.SIGTERM, "the server did not stop on SIGTERM (SIGKILL was needed)"
+    # SIGTERM: uvicorn answers what is in flight and the lifespan flushes the audit; the process then
+    # re-raises the signal or exits 0 (both seen in CI). None would mean SIGKILL was needed.
+    code = server.stop()
+    assert code in (0, -signal.SIGTERM), f"the server did not stop cleanly on SIGTERM (exit {code})"
     assert "audit log flushed" in server.log.read_text()
     audit = world.audit()
     answered = audit.filter(pl.col("role").is_in(["champion", "canary"]) & (pl.col("status") == "ok"))
