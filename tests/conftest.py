@@ -126,12 +126,18 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 DEMO_WORLD = {"PLATFORM_SIM_CUSTOMERS": "1500", "PLATFORM_SIM_DAYS": "150"}
 
 
+def demo_env(home: Path) -> dict[str, str]:
+    """This process's environment for a command on the demo's home (its own PLATFORM_HOME, no DAGSTER_HOME)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PLATFORM_HOME")}
+    return {**env, "PLATFORM_HOME": str(home), **DEMO_WORLD}
+
+
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """`make demo` as a user runs it, once, in a fresh home: the CLI test reads its output, the UI test browses it."""
     home = tmp_path_factory.mktemp("demo") / "home"
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PLATFORM_HOME")}
-    env.update({"PLATFORM_HOME": str(home), **DEMO_WORLD})
-    done = subprocess.run(["make", "demo"], cwd=CHECKOUT, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        ["make", "demo"], cwd=CHECKOUT, env=demo_env(home), capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return home, done

@@ -1,13 +1,10 @@
 """The README's main command, run as a user runs it, in a temp home."""
 
 import os
-from pathlib import Path
 
 import dagster as dg
 import pytest
 from deltalake import DeltaTable
-
-CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow

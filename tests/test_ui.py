@@ -1,7 +1,6 @@
 """The Dagster UI as a reader meets it, in headless Chromium, on a materialized graph."""
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -13,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEMO_WORLD
+from tests.conftest import CHECKOUT, demo_env
 from tests.test_daemon import _stop
 
-CHECKOUT = Path(__file__).resolve().parents[1]
 ARTIFACTS = CHECKOUT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -62,8 +60,7 @@ def ui(demo_home):
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
     home = demo_home[0]
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PLATFORM_HOME")}
-    env.update({"PLATFORM_HOME": str(home), **DEMO_WORLD})
+    env = demo_env(home)
     bin_dir = Path(sys.executable).parent
     env["DAGSTER_HOME"] = str(home / "dagster")
     port = _free_port()
