@@ -2,24 +2,29 @@
 
 Every value comes from :class:`resources.settings.Settings`, so production settings
 (object storage, a warehouse target, a tracking server) are configuration, not code.
+
+Importing the package imports nothing else: dbt loads its Delta source plugin
+(``resources.delta_source``) in every dbt process, and importing Dagster, MLflow and the
+simulator there cost seconds per dbt invocation. The resources are imported where they
+are built.
 """
 
 from __future__ import annotations
 
-import dagster as dg
-
-from resources.dbt import dbt_resource
-from resources.exports import ContactExport, ReviewInbox
-from resources.lake import Lake
-from resources.model_registry import ModelRegistry
-from resources.privacy import Privacy
-from resources.settings import export_environment, settings
-from resources.sources import RawSource
-from resources.warehouse import Warehouse
-
 
 def build_resources() -> dict[str, object]:
     """The resources of the code location, resolved against ``PLATFORM_HOME``."""
+    import dagster as dg
+
+    from resources.dbt import dbt_resource
+    from resources.exports import ContactExport, ReviewInbox
+    from resources.lake import Lake
+    from resources.model_registry import ModelRegistry
+    from resources.privacy import Privacy
+    from resources.settings import export_environment, settings
+    from resources.sources import RawSource
+    from resources.warehouse import Warehouse
+
     export_environment()
     config = settings()
     return {
