@@ -17,7 +17,7 @@ DBT_FILES := $(shell find dbt_project -path dbt_project/target -prune -o -type f
 DRIFT_HOME ?= $(CURDIR)/.platform-drift
 CAMPAIGN_HOME ?= $(CURDIR)/.platform-campaign
 
-.PHONY: setup demo drift-demo campaign-demo test dev mlflow rollback lint clean serve
+.PHONY: setup demo drift-demo campaign-demo test test-fast coverage dev mlflow rollback lint clean serve
 
 # Installs with uv when it can (about 15 s): uv from PATH, else bootstrapped with pip into
 # .tools/. INSTALLER=pip uses plain pip instead (about 2.5 minutes), the same pinned set.
@@ -58,8 +58,20 @@ campaign-demo: setup
 	rm -rf $(CAMPAIGN_HOME)
 	PLATFORM_HOME=$(CAMPAIGN_HOME) DAGSTER_HOME=$(CAMPAIGN_HOME)/dagster $(BIN)/churn-platform campaign-demo
 
+# Tests run on both cores; each module stays on one worker (tests/conftest.py).
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
 test: setup
-	$(BIN)/pytest
+	$(PYTEST) $(PYTEST_ARGS)
+
+# The inner loop: rules, statistics and tiny in-process worlds; no trained world, no CLI,
+# daemon, browser or production service.
+test-fast: setup
+	$(PYTEST) -m "not slow and not world" $(PYTEST_ARGS)
+
+coverage: setup
+	$(PYTEST) --cov=platform_assets --cov=resources --cov-report=term:skip-covered --cov-report=json $(PYTEST_ARGS)
 
 dev: setup
 	$(BIN)/churn-platform init
@@ -81,4 +93,4 @@ lint: setup
 	cd dbt_project && ../$(BIN)/sqlfluff lint models tests
 
 clean:
-	rm -rf $(VENV) dbt_project/target
+	rm -rf $(VENV) .tools dbt_project/target

@@ -40,9 +40,29 @@ def pytest_configure(config):
         os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(MEMORY_DISK))
     os.environ.setdefault("PLATFORM_HOME", tempfile.mkdtemp(prefix="churn-parse-"))
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the controller parsed it before starting the workers
     from resources.dbt import dbt_project
 
     dbt_project.preparer.prepare(dbt_project)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep each module on one xdist worker, and start the longest modules first.
+
+    With ``--dist loadgroup`` a group runs on one worker: every test's group is its
+    module (so a module's fixtures are built once) unless it names one (the CLI and UI
+    tests share ``make demo``). Modules marked ``slow``, then ``world``, go first, so the
+    last minutes are not one long module on one core while the other idles.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    rank: dict[str, int] = {}
+    for item in items:
+        weight = 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("world") else 2
+        rank[item.module.__name__] = min(weight, rank.get(item.module.__name__, weight))
+    items.sort(key=lambda item: rank[item.module.__name__])
 
 
 def use_home(patch: pytest.MonkeyPatch, home: Path, settings: dict[str, str]) -> Path:

@@ -12,6 +12,8 @@ from platform_assets.ml.evaluation import metrics
 from platform_assets.ml.feature_spec import discover
 from platform_assets.ml.training import SCORE, SplitRefused, labels, train
 
+pytestmark = pytest.mark.world
+
 FIXTURE = Path(__file__).parent / "fixtures" / "machines_dbt"
 PARAMS = {"learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 20, "seed": 1, "deterministic": True}
 

@@ -145,6 +145,8 @@ SLEEPY_RUN = """
 import time
 import dagster as dg
 
+pytestmark = pytest.mark.world
+
 @dg.asset(pool="slow_pool")
 def sleepy():
     time.sleep(600)

@@ -16,6 +16,8 @@ from platform_assets.definitions import build_definitions
 from resources.settings import ensure_dagster_home
 from tests.conftest import QUIET, build_features, day, ingest, range_tags
 
+pytestmark = pytest.mark.world
+
 CHECKOUT = Path(__file__).resolve().parents[1]
 QUIET_DAYS = 150  # days before the drift: the least history the default time split trains on
 

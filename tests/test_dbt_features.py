@@ -10,6 +10,8 @@ from polars.testing import assert_frame_equal
 from platform_assets.definitions import build_definitions
 from tests.conftest import SMALL, build_features, day, ingest, memory_instance, module_home
 
+pytestmark = pytest.mark.world
+
 FEATURES = "select * from customer_features where snapshot_date <= ? order by customer_id, snapshot_date"
 
 

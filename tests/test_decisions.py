@@ -30,6 +30,8 @@ from resources.simulator import simulate_windows
 from resources.treatment import read_contacts
 from tests.conftest import QUIET, build_features, day, ingest, memory_instance, module_home, range_tags
 
+pytestmark = pytest.mark.world
+
 SIZE = {"PLATFORM_SIM_CUSTOMERS": "2000", "PLATFORM_SIM_DAYS": "150"}
 CAMPAIGN_DAY, NEXT_DAY, TRIAL_DAY, MATURED_DAY = 149, 150, 151, 179
 # Capacity past the day's candidates, so every eligible customer with a positive value is targeted.

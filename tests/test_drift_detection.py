@@ -18,6 +18,8 @@ from platform_assets.monitoring.drift import Thresholds, feature_drift, judge_fe
 from resources.dbt import dbt_project
 from tests.conftest import build_features, day, ingest, memory_instance, module_home
 
+pytestmark = pytest.mark.world
+
 DRIFT_DAY = 190
 SHIFTED = {"minutes_7d", "minutes_30d", "minutes_90d", "minutes_trend"}
 

@@ -11,6 +11,8 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+pytestmark = pytest.mark.world
+
 CHECKOUT = Path(__file__).resolve().parents[1]
 FEATURE = "tickets_per_session_30d"
 SQL = "    coalesce(t.tickets_30d, 0) / (d.sessions_30d + 1.0) as tickets_per_session_30d,\n"

@@ -195,6 +195,8 @@ def test_a_fresh_process_loading_the_champion_predicts_the_same(platform, tmp_pa
     features.write_parquet(tmp_path / "features.parquet")
     script = f"""
 import mlflow, numpy as np, pandas as pd
+
+pytestmark = pytest.mark.world
 mlflow.set_tracking_uri({registry.tracking_uri!r})
 model = mlflow.pyfunc.load_model("models:/{registry.model_name}@champion")
 np.save({str(tmp_path / "scores.npy")!r}, np.asarray(model.predict(pd.read_parquet({str(tmp_path / "features.parquet")!r}))))

@@ -9,6 +9,8 @@ from platform_assets.monitoring.drift_reports import FEATURE_DRIFT, PREDICTION_D
 from platform_assets.monitoring.performance_reports import BUSINESS_IMPACT, MODEL_PERFORMANCE
 from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
+pytestmark = pytest.mark.world
+
 SIZE = {"PLATFORM_SIM_CUSTOMERS": "3000", "PLATFORM_SIM_DAYS": "150"}
 
 

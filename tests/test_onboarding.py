@@ -24,6 +24,8 @@ import pytest
 from deltalake import DeltaTable
 from sklearn.metrics import roc_auc_score
 
+pytestmark = pytest.mark.world
+
 CHECKOUT = Path(__file__).resolve().parents[1]
 PAGE = CHECKOUT / "docs" / "onboarding.md"
 PREFIX = "telco_churn"

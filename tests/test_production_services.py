@@ -32,6 +32,8 @@ from tests.conftest import day
 from tests.test_daemon import _stop
 from tests.test_ui import _free_port
 
+pytestmark = pytest.mark.world
+
 CHECKOUT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DAYS = 150

@@ -41,6 +41,8 @@ from platform_assets.serving.store import ONLINE_FEATURES, SERVING_REQUESTS
 from resources.model_registry import CHALLENGER, CHAMPION
 from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
+pytestmark = pytest.mark.world
+
 WORLD = {"PLATFORM_SIM_CUSTOMERS": "1500", "PLATFORM_SIM_DAYS": "150"}  # the least history a time split trains on
 CHURN_PLATFORM = str(Path(sys.executable).parent / "churn-platform")
 online_features, serving_log, online_feature_drift, rollout_report = serving_assets(DEFAULT)
