@@ -28,6 +28,8 @@ from resources.locks import LockTimeout, hold
 from resources.settings import ensure_dagster_home
 from tests.conftest import day
 
+pytestmark = pytest.mark.world
+
 CHECKOUT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "platform_assets.cli"]
 TINY = {"PLATFORM_SIM_CUSTOMERS": "300", "PLATFORM_SIM_DAYS": "40"}
@@ -145,7 +147,6 @@ SLEEPY_RUN = """
 import time
 import dagster as dg
 
-pytestmark = pytest.mark.world
 
 @dg.asset(pool="slow_pool")
 def sleepy():

@@ -19,6 +19,8 @@ from resources.dbt import DBT_PROJECT_DIR
 from resources.model_registry import CHALLENGER, CHAMPION
 from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
+pytestmark = pytest.mark.world
+
 SIZE = {"PLATFORM_SIM_CUSTOMERS": "5000", "PLATFORM_SIM_DAYS": "150"}
 LAST = day(149)
 
@@ -196,7 +198,6 @@ def test_a_fresh_process_loading_the_champion_predicts_the_same(platform, tmp_pa
     script = f"""
 import mlflow, numpy as np, pandas as pd
 
-pytestmark = pytest.mark.world
 mlflow.set_tracking_uri({registry.tracking_uri!r})
 model = mlflow.pyfunc.load_model("models:/{registry.model_name}@champion")
 np.save({str(tmp_path / "scores.npy")!r}, np.asarray(model.predict(pd.read_parquet({str(tmp_path / "features.parquet")!r}))))
