@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         default=64, ge=1, description="Requests a worker admits at once; beyond them it answers 503 at once."
     )
     serving_max_batch: int = Field(default=1000, ge=1, description="Most customers (or rows) in one request.")
+    serving_max_body_bytes: int = Field(
+        default=2_000_000, ge=1, description="Largest request body the scoring API reads; larger ones get 413."
+    )
+    serving_max_text_chars: int = Field(
+        default=100, ge=1, description="Longest text value (a category) a what-if request may send."
+    )
     serving_reasons: int = Field(default=3, ge=0, description="Top SHAP reasons returned per score (0: none).")
     serving_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often the API looks for a new champion, challenger or feature snapshot."

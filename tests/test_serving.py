@@ -196,6 +196,7 @@ def _register_booster(world: World, name: str, params: dict, rounds: int, shuffl
     registry.activate()
     with mlflow.start_run(run_name=name), tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tag("split", split)
+        mlflow.log_dict(registry.reference_profile(registry.by_number(world.champion).run_id), "reference_profile.json")
         booster.save_model(f"{tmp}/booster.txt")
         Path(tmp, "encoding.json").write_text(
             json.dumps({"features": champion.features, "categories": champion.categories})
@@ -292,7 +293,7 @@ def test_unknown_customers_are_404_and_bad_values_422_naming_the_field(world, se
     cases = {
         "missing": ({k: v for k, v in values.items() if k != name}, name, "Field required"),
         "extra": ({**values, "shoe_size": 44}, "shoe_size", "Extra inputs are not permitted"),
-        "mistyped": ({**values, name: "lots"}, name, "valid number"),
+        "mistyped": ({**values, name: "lots"}, name, "Input should be a valid"),
     }
     for case, (sent, field_name, message) in cases.items():
         response = server.score(features=sent)
@@ -301,6 +302,80 @@ def test_unknown_customers_are_404_and_bad_values_422_naming_the_field(world, se
         assert error["loc"] == ["body", "features", field_name] and message in error["msg"], (case, error)
     both = server.score(customer_id=world.customers[0], features=values)
     assert both.status_code == 422 and "exactly one of" in both.text
+
+
+def _row_schema(world: World, server: Server) -> dict:
+    """The what-if row the OpenAPI schema declares for the champion served now."""
+    return server.client.get("/openapi.json").json()["components"]["schemas"][f"FeaturesV{world.champion}"]
+
+
+def _declared(row: dict, kind: str) -> str:
+    return next(name for name, field in row["properties"].items() if field["anyOf"][0]["type"] == kind)
+
+
+def test_malformed_requests_are_422_naming_the_field_never_a_500_or_a_score(world, server):
+    def post(raw: str) -> httpx.Response:
+        return server.client.post("/v1/score", content=raw, headers={"content-type": "application/json"})
+
+    for raw in ('{"customer_id": NaN}', '{"customer_id": Infinity}', '{"customer_ids": [1, -Infinity]}'):
+        response = post(raw)
+        assert response.status_code == 422 and response.json()["detail"][0]["type"] == "json_invalid", raw
+    for body in ({"customer_id": True}, {"customer_id": 1.0}, {"customer_ids": [world.customers[0], False]}):
+        response = server.score(**body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["detail"][0]["loc"][:2] == ["body", next(iter(body))], response.text
+
+    row = _row_schema(world, server)
+    values = _store_row(world, world.customers[0]).drop("customer_id", "snapshot_date").to_dicts()[0]
+    number, integer, text = _declared(row, "number"), _declared(row, "integer"), _declared(row, "string")
+    low, high = (
+        row["properties"]["tenure_days"]["anyOf"][0]["minimum"],
+        row["properties"]["tenure_days"]["anyOf"][0]["maximum"],
+    )
+    nan_feature = post(json.dumps({"features": {**values, number: float("nan")}}))  # Python's json writes NaN
+    assert nan_feature.status_code == 422 and nan_feature.json()["detail"][0]["type"] == "json_invalid"
+    huge = post(json.dumps({"features": values})[:-2] + f', "{number}": 1e400}}}}')  # parses as infinity
+    assert huge.status_code == 422 and huge.json()["detail"][0]["loc"] == ["body", "features", number], huge.text
+    cases = {
+        "1e300": ({number: 1e300}, number, "must lie in ["),
+        "negative tenure": ({"tenure_days": -5}, "tenure_days", f"tenure_days must lie in [{low:g}, {high:g}]"),
+        "fractional integer": ({integer: 40.5}, integer, "valid integer"),
+        "long text": ({text: "x" * 100_000}, text, "at most 100 characters"),
+    }
+    for case, (change, name, message) in cases.items():
+        response = server.score(features={**values, **change})
+        assert response.status_code == 422, (case, response.text)
+        (error,) = response.json()["detail"]
+        assert error["loc"] == ["body", "features", name] and message in error["msg"], (case, error)
+
+    too_large = post(" " * 2_000_001)
+    assert too_large.status_code == 413, too_large.text
+
+
+def test_a_batch_is_answered_per_id_and_lists_the_unknown_ones(world, server):
+    known = world.customers[:2]
+    response = server.score(customer_ids=[known[0], 987654321, known[1], "nobody"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [r["customer_id"] for r in body["results"]] == known
+    assert body["unknown_customer_ids"] == [987654321, "nobody"]
+    nobody = server.score(customer_ids=[987654322])
+    assert nobody.status_code == 200 and nobody.json()["results"] == []
+
+
+def test_the_openapi_schema_declares_the_input_limits(world, server):
+    schema = server.client.get("/openapi.json").json()
+    request = schema["components"]["schemas"]["ScoreRequest"]["properties"]
+    (ids,) = [s for s in request["customer_ids"]["anyOf"] if s.get("type") == "array"]
+    assert ids["maxItems"] == 1000 and ids["minItems"] == 1
+    assert {"type": "boolean"} not in request["customer_id"]["anyOf"]
+    row = _row_schema(world, server)
+    assert row["additionalProperties"] is False and set(row["required"]) == set(row["properties"])
+    tenure = row["properties"]["tenure_days"]["anyOf"][0]
+    assert tenure["type"] == "integer" and tenure["minimum"] == 0 and tenure["maximum"] > 100
+    assert row["properties"][_declared(row, "string")]["anyOf"][0]["maxLength"] == 100
+    responses = schema["paths"]["/v1/score"]["post"]["responses"]
+    assert {"200", "404", "413", "422", "503"} <= set(responses)
 
 
 def test_health_readiness_docs_and_metrics(world, server):
@@ -413,7 +488,9 @@ def test_after_sigterm_the_audit_holds_exactly_one_row_per_answer_with_the_versi
         "request_id", "customer_id", "model_version"
     )
     assert got.equals(expected.sort("request_id", "customer_id", "model_version"))
-    assert answered["request_id"].n_unique() == len(server.ledger)
+    assert answered["request_id"].n_unique() == sum(
+        1 for _, rows in server.ledger if rows
+    )  # a batch of unknown ids answers none
     assert audit.filter(pl.col("status") == "not_found").height >= 2
     first = answered.filter(pl.col("route") == "id").row(0, named=True)
     assert first["feature_snapshot_version"] is not None and first["features"].startswith("{")
@@ -530,3 +607,25 @@ def test_a_better_canary_that_won_over_the_window_is_promoted(world, canary, mon
     assert "rollout" in world.registry.by_number(world.copy).tags["promotion_reason"]
     canary.wait_for(lambda s: s["champion_version"] == world.copy and s["challenger_version"] is None, "v2 promoted")
     assert _canary_roles(canary, world.customers[:200]) == {"champion": {world.copy}}
+
+
+def test_schemathesis_finds_no_server_error(world, canary, tmp_path):
+    """Property-based requests from the OpenAPI schema, bounded (50 examples per operation, one worker)."""
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        "run",
+        f"{canary.url}/openapi.json",
+        "--checks",
+        "not_a_server_error",
+        "--max-examples",
+        "50",
+        "--workers",
+        "1",
+        "--seed",
+        "18",
+        "--generation-database",
+        "none",
+        "--no-color",
+    ]
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]

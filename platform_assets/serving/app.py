@@ -15,15 +15,16 @@ Run it with ``churn-platform serve`` (``create_app`` is uvicorn's factory).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import math
 import queue
 import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
 from datetime import date
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -32,9 +33,16 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 
 from platform_assets.serving.audit import AuditLog, now
+from platform_assets.serving.inputs import (
+    CustomerId,
+    ScoreRequest,
+    StrictJSONRoute,
+    bounds_message,
+    what_if_model,
+)
 from platform_assets.serving.scorer import Scores, ServedModel
 from platform_assets.serving.state import ServingState, StateKeeper
 from platform_assets.serving.store import FeatureSnapshot
@@ -46,26 +54,6 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.02
 
 class InvalidFeatures(RequestValidationError):
     """A 422 raised while scoring (what-if values, batch size), counted where it is raised."""
-
-
-class ScoreRequest(BaseModel):
-    """Exactly one of: a customer id, a list of ids, or feature values (one row or a list of rows)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    customer_id: str | int | None = Field(default=None, description="Score one customer from the online store.")
-    customer_ids: list[str | int] | None = Field(default=None, description="Score several customers.")
-    features: dict[str, Any] | list[dict[str, Any]] | None = Field(
-        default=None,
-        description="What-if: the feature values themselves, every declared feature of the champion, no other.",
-    )
-
-    @model_validator(mode="after")
-    def one_input(self) -> ScoreRequest:
-        given = [n for n in ("customer_id", "customer_ids", "features") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of customer_id, customer_ids, features (got {given or 'none'})")
-        return self
 
 
 class Reason(BaseModel):
@@ -88,7 +76,10 @@ class ScoreResult(BaseModel):
 
 class ScoreResponse(BaseModel):
     request_id: str
-    results: list[ScoreResult]
+    results: list[ScoreResult] = Field(description="One per known customer (or what-if row), in request order.")
+    unknown_customer_ids: list[CustomerId] = Field(
+        default=[], description="Ids of a `customer_ids` batch that are not in the online snapshot (not scored)."
+    )
 
 
 class Metrics:
@@ -253,7 +244,8 @@ class Scoring:
     def __init__(self, keeper: StateKeeper, audit: AuditLog, shadow: ShadowScorer, metrics: Metrics, settings):
         self.keeper, self.audit, self.shadow, self.metrics = keeper, audit, shadow, metrics
         self.reasons, self.max_batch = settings.serving_reasons, settings.serving_max_batch
-        self._validators: dict[tuple, type[BaseModel]] = {}
+        self.max_text = settings.serving_max_text_chars
+        self._validators: dict[tuple, tuple[type[BaseModel], dict]] = {}
 
     def score(self, body: ScoreRequest) -> dict:
         state = self.keeper.state
@@ -265,10 +257,10 @@ class Scoring:
         try:
             if body.features is not None:
                 results = self._by_values(state, body.features, request_id, arrived, started)
-            else:
-                ids = [body.customer_id] if body.customer_id is not None else body.customer_ids
-                results = self._by_ids(state, ids, request_id, arrived, started)
-            return {"request_id": request_id, "results": results}
+                return {"request_id": request_id, "results": results}
+            ids = [body.customer_id] if body.customer_id is not None else body.customer_ids
+            results, unknown = self._by_ids(state, ids, body.customer_ids is not None, request_id, arrived, started)
+            return {"request_id": request_id, "results": results, "unknown_customer_ids": unknown}
         except HTTPException as refused:
             status = refused.status_code
             self.metrics.errors.labels(SCORE_ROUTE, version, "not_found" if status == 404 else "invalid").inc()
@@ -285,7 +277,10 @@ class Scoring:
             self.metrics.requests.labels(SCORE_ROUTE, version, str(status)).inc()
             self.metrics.latency.labels(SCORE_ROUTE, version).observe(time.perf_counter() - started)
 
-    def _by_ids(self, state: ServingState, ids: list, request_id: str, arrived, started: float) -> list[dict]:
+    def _by_ids(
+        self, state: ServingState, ids: list, batch: bool, request_id: str, arrived, started: float
+    ) -> tuple[list[dict], list]:
+        """Results of the known ids, in request order, and the unknown ids: a 404 only for a single id."""
         if not ids or len(ids) > self.max_batch:
             raise InvalidFeatures(
                 [{"loc": ("body", "customer_ids"), "msg": f"give 1 to {self.max_batch} ids", "type": "value_error"}]
@@ -293,18 +288,21 @@ class Scoring:
         snapshot = state.snapshot
         positions, missing = snapshot.positions(ids)
         if missing:
-            shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
             rows = _request_rows(request_id, arrived, "id", state.champion, missing, [None] * len(missing))
             rows.update(feature_snapshot_version=[snapshot.version] * len(missing))
             self.audit.record(
                 _audit_rows(rows, None, "unknown customer", (time.perf_counter() - started) * 1000)
                 | {"status": ["not_found"] * len(missing)}
             )
-            raise HTTPException(
-                404,
-                f"unknown customer {shown}: not in the online feature snapshot v{snapshot.version} "
-                f"({snapshot.frame.height} customers)",
-            )
+            if not batch:
+                shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+                raise HTTPException(
+                    404,
+                    f"unknown customer {shown}: not in the online feature snapshot v{snapshot.version} "
+                    f"({snapshot.frame.height} customers)",
+                )
+            absent = {snapshot.key(i) for i in missing}
+            ids = [i for i in ids if snapshot.key(i) not in absent]
         canary = state.canary_rows[positions] if state.mode == "canary" else np.zeros(len(positions), bool)
         results: list[dict | None] = [None] * len(ids)
         for role, mask in (("champion", ~canary), ("canary", canary)):
@@ -334,7 +332,7 @@ class Scoring:
             self.audit.record(_audit_rows(rows, scores, None, (time.perf_counter() - started) * 1000))
             if state.mode == "shadow" and state.challenger is not None:
                 self.shadow.submit((state.challenger, state.challenger.matrix[rows_at], dict(rows)))
-        return results
+        return results, missing
 
     def _score_rows(self, state: ServingState, model: ServedModel, role: str, rows_at: np.ndarray, request_id, arrived):
         """Scores by the role's model; a failing canary falls back to the champion (its error is audited)."""
@@ -364,7 +362,7 @@ class Scoring:
             raise InvalidFeatures(
                 [{"loc": ("body", "features"), "msg": f"give 1 to {self.max_batch} rows", "type": "value_error"}]
             )
-        validator = self._validator(model, state.snapshot)
+        validator, bounds = self.validator(model, state.snapshot)
         errors, rows = [], []
         for i, row in enumerate(given):
             try:
@@ -372,7 +370,12 @@ class Scoring:
             except pydantic.ValidationError as invalid:
                 where = ("body", "features", *([i] if isinstance(features, list) else []))
                 errors += [
-                    {"loc": (*where, *e["loc"]), "msg": e["msg"], "type": e["type"], "input": e.get("input")}
+                    {
+                        "loc": (*where, *e["loc"]),
+                        "msg": bounds_message(e, bounds, model.version),
+                        "type": e["type"],
+                        "input": e.get("input"),
+                    }
                     for e in invalid.errors(include_url=False)
                 ]
         if errors:
@@ -390,20 +393,12 @@ class Scoring:
             self.shadow.submit((challenger, challenger.encode(frame), dict(audit_rows)))
         return _results([None] * frame.height, scores, model, "champion", None, None)
 
-    def _validator(self, model: ServedModel, snapshot: FeatureSnapshot) -> type[BaseModel]:
-        """A pydantic model of the version's declared features: each required, typed, nothing else allowed."""
+    def validator(self, model: ServedModel, snapshot: FeatureSnapshot) -> tuple[type[BaseModel], dict]:
+        """The what-if model of a version's declared features, and its bounds (built once per version)."""
         key = (model.version, snapshot.version)
         if key not in self._validators:
-            fields = {}
-            for name in model.features:
-                dtype = snapshot.frame.schema[name]
-                kind = str if dtype == pl.String else bool if dtype == pl.Boolean else float
-                fields[name] = (kind | None, Field(..., description=f"{dtype}; null when unknown"))
-            self._validators[key] = pydantic.create_model(
-                f"FeaturesV{model.version}",
-                __config__=ConfigDict(extra="forbid", strict=True, protected_namespaces=()),
-                **fields,
-            )
+            schema = snapshot.frame.schema
+            self._validators[key] = what_if_model(model.version, model.features, schema, model.bounds, self.max_text)
         return self._validators[key]
 
 
@@ -460,8 +455,25 @@ def create_app(settings=None, dataset=None) -> FastAPI:
         description="Churn scores by the MLflow champion, explained with SHAP, audited in the lake.",
         version="1",
         lifespan=lifespan,
+        max_body_size=settings.serving_max_body_bytes,  # larger bodies get 413 before they are read whole
     )
+    app.router.route_class = StrictJSONRoute
     app.add_middleware(AdmissionLimit, limit=settings.serving_max_in_flight, metrics=metrics)
+
+    def openapi() -> dict:
+        """FastAPI's schema, with the what-if row and batch limits of the champion served now."""
+        schema = copy.deepcopy(FastAPI.openapi(app))
+        request = schema["components"]["schemas"]["ScoreRequest"]["properties"]
+        next(s for s in request["customer_ids"]["anyOf"] if s.get("type") == "array")["maxItems"] = scoring.max_batch
+        if keeper.state is not None:
+            row, _ = scoring.validator(keeper.state.champion, keeper.state.snapshot)
+            schema["components"]["schemas"][row.__name__] = row.model_json_schema()
+            ref = {"$ref": f"#/components/schemas/{row.__name__}"}
+            many = {"type": "array", "items": ref, "minItems": 1, "maxItems": scoring.max_batch}
+            request["features"]["anyOf"] = [ref, many, {"type": "null"}]
+        return schema
+
+    app.openapi = openapi
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError):
@@ -470,7 +482,16 @@ def create_app(settings=None, dataset=None) -> FastAPI:
             metrics.errors.labels(SCORE_ROUTE, version, "invalid").inc()
         return JSONResponse(status_code=422, content={"detail": _jsonable(error.errors())})
 
-    @app.post(SCORE_ROUTE, responses={200: {"model": ScoreResponse}})
+    @app.post(
+        SCORE_ROUTE,
+        responses={
+            200: {"model": ScoreResponse},
+            404: {"description": "The one `customer_id` asked for is not in the online snapshot."},
+            413: {"description": f"Body larger than {settings.serving_max_body_bytes} bytes."},
+            422: {"description": "Not strict JSON (NaN, Infinity), a mistyped id, or a what-if value out of bounds."},
+            503: {"description": "Not ready, or overloaded (admission limit): retry."},
+        },
+    )
     def score(body: ScoreRequest) -> Response:
         """Score customers by id (latest features in the online store) or by feature values (what-if)."""
         return Response(json.dumps(scoring.score(body)), media_type="application/json")
@@ -497,6 +518,20 @@ def create_app(settings=None, dataset=None) -> FastAPI:
 
 def _jsonable(errors) -> list[dict]:
     return [
-        {k: (list(v) if k == "loc" else v) for k, v in e.items() if k in ("loc", "msg", "type", "input")}
+        {k: (list(v) if k == "loc" else _finite(v)) for k, v in e.items() if k in ("loc", "msg", "type", "input")}
         for e in errors
     ]
+
+
+def _finite(value):
+    """The input echoed in a 422 as valid JSON: an infinite number (``1e400`` parses as one) or a body sent
+    as another media type (bytes) as its text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from platform_assets.ml.scoring import BANDS, ScoringConfig, reason_order, risk_bands
+from platform_assets.serving.inputs import Bounds, declared_bounds
 from platform_assets.serving.store import FeatureSnapshot
 
 SCORING = ScoringConfig()
@@ -42,10 +43,12 @@ class ServedModel:
     model: object = field(repr=False)  # platform_assets.ml.pyfunc_model.ChurnModel, the version's own code
     matrix: np.ndarray = field(repr=False)
     snapshot_version: int = -1
+    bounds: dict[str, Bounds] = field(default_factory=dict, repr=False)  # what-if ranges, from the profile
 
     @classmethod
-    def of(cls, name: str, version: str, run_id: str, model, snapshot: FeatureSnapshot) -> ServedModel:
-        return cls(name, version, run_id, model, model.matrix(snapshot.frame), snapshot.version)
+    def of(cls, name: str, version: str, run_id: str, model, snapshot: FeatureSnapshot, profile: dict) -> ServedModel:
+        matrix = model.matrix(snapshot.frame)
+        return cls(name, version, run_id, model, matrix, snapshot.version, declared_bounds(profile))
 
     @property
     def features(self) -> list[str]:

@@ -161,4 +161,5 @@ class StateKeeper:
                 if loaded is not None and loaded.version == version.version:
                     return loaded
         model = self._models.get(version.version) or self.registry.load(version.version)
-        return ServedModel.of(self.registry.model_name, version.version, version.run_id, model, snapshot)
+        profile = self.registry.reference_profile(version.run_id)
+        return ServedModel.of(self.registry.model_name, version.version, version.run_id, model, snapshot, profile)
