@@ -60,7 +60,7 @@ campaign-demo: setup
 
 # Tests run on both cores; each module stays on one worker (tests/conftest.py).
 PYTEST_WORKERS ?= 2
-PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test: setup
 	$(PYTEST) $(PYTEST_ARGS)

@@ -149,7 +149,6 @@ def raw_tables(
     windows = _windows(first, last, config.window_days)
     context.log.info(f"Loading {', '.join(tables)} for {first}..{last} in {len(windows)} window(s)")
     tallies = {table: _Tally() for table in tables}
-    quarantined_before = _quarantined_days(lake, first, last)
     rejected: list = []
     batches = source.load({t: landed_columns(t) for t in tables}, windows, list(CONTRACTS))
     for (w_first, w_last), (frames, moved) in zip(windows, batches, strict=True):
@@ -168,9 +167,13 @@ def raw_tables(
                 table, frames.pop(table), privacy.salt(), stored=_stored_keys(lake, table, w_first, w_last)
             )
             version = lake.replace_days(lake_table(table), verdict.good, w_first, w_last)
-            if verdict.quarantined.height or quarantined_before.get(table, set()) & _days(w_first, w_last):
-                held = verdict.quarantined if verdict.quarantined.height else pl.DataFrame(schema=QUARANTINE_SCHEMA)
-                lake.replace_days(QUARANTINE, held, w_first, w_last, extra=f"table = '{table}'")
+            lake.replace_days(
+                QUARANTINE,
+                verdict.quarantined if verdict.quarantined.height else pl.DataFrame(schema=QUARANTINE_SCHEMA),
+                w_first,
+                w_last,
+                extra=f"table = '{table}'",
+            )
             tallies[table].add(verdict, version)
             context.log.info(
                 f"{table} {w_first}..{w_last}: {verdict.rows_in} rows in, {verdict.good.height} stored "
@@ -204,20 +207,6 @@ def raw_tables(
                 "rows_in_rejected_files": {t: n for t, n in rows.items() if n},
             },
         )
-
-
-def _quarantined_days(lake: Lake, first: date, last: date) -> dict[str, set[date]]:
-    """The days of ``first..last`` that hold quarantined rows, by table, read once per run:
-    a window with nothing to quarantine rewrites the quarantine table only where a re-run
-    day has rows to clear, instead of committing an empty overwrite per table and window."""
-    if not lake.exists(QUARANTINE):
-        return {}
-    held = lake.scan(QUARANTINE).filter(pl.col("ds").is_between(first, last)).select("table", "ds").unique().collect()
-    return {table: set(group["ds"].to_list()) for (table,), group in held.group_by("table")}
-
-
-def _days(first: date, last: date) -> set[date]:
-    return set(pl.date_range(first, last, eager=True).to_list())
 
 
 def _stored_keys(lake: Lake, table: str, first, last) -> pl.LazyFrame | None:

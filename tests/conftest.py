@@ -48,16 +48,9 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Keep each module on one xdist worker, and start the longest modules first.
-
-    With ``--dist loadgroup`` a group runs on one worker: every test's group is its
-    module (so a module's fixtures are built once) unless it names one (the CLI and UI
-    tests share ``make demo``). Modules marked ``slow``, then ``world``, go first, so the
-    last minutes are not one long module on one core while the other idles.
-    """
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    """Start the longest modules first: with ``--dist loadfile`` each module runs on one
+    worker (its fixtures built once), and modules marked ``slow``, then ``world``, go first,
+    so the last minutes are not one long module on one core while the other idles."""
     rank: dict[str, int] = {}
     for item in items:
         weight = 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("world") else 2

@@ -6,9 +6,6 @@ import dagster as dg
 import pytest
 from deltalake import DeltaTable
 
-# Both browse the one `make demo` of the session (conftest.demo_home): one xdist worker.
-pytestmark = pytest.mark.xdist_group("demo")
-
 
 @pytest.mark.slow
 def test_make_demo_builds_the_graph_in_a_fresh_home(demo_home):

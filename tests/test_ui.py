@@ -15,9 +15,6 @@ import pytest
 from tests.conftest import CHECKOUT, demo_env
 from tests.test_daemon import _stop
 
-# Both browse the one `make demo` of the session (conftest.demo_home): one xdist worker.
-pytestmark = pytest.mark.xdist_group("demo")
-
 ARTIFACTS = CHECKOUT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
