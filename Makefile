@@ -9,7 +9,8 @@ BIN := $(VENV)/bin
 export PLATFORM_HOME ?= $(CURDIR)/.platform
 export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster
 export MLFLOW_DISABLE_TELEMETRY ?= true
-# One planned event per asset for a run over a range of days (resources/settings.py).
+# One planned event per asset for a run over a range of days (resources/settings.py sets
+# it for the platform's own processes; exported here for `dagster dev`, which launches runs).
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= true
 MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
@@ -19,7 +20,7 @@ CAMPAIGN_HOME ?= $(CURDIR)/.platform-campaign
 
 .PHONY: setup demo drift-demo campaign-demo test test-fast coverage dev mlflow rollback lint clean serve
 
-# Installs with uv when it can (about 15 s): uv from PATH, else bootstrapped with pip into
+# Installs with uv when it can (about 30 s on a fresh clone): uv from PATH, else bootstrapped with pip into
 # .tools/. INSTALLER=pip uses plain pip instead (about 2.5 minutes), the same pinned set.
 INSTALLER ?= uv
 UV_VERSION := 0.13.9

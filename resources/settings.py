@@ -31,6 +31,12 @@ DEFAULT_HOME = CHECKOUT / ".platform"
 LOG = logging.getLogger("churn_platform")
 
 
+# A run over a range of daily partitions plans each asset once with the range, not once
+# per day: 180 days of 12 dbt models were 2,160 planned events before the first step ran
+# (about 23 ms each on SQLite). Dagster's documented trade-off: the partitions of a run
+# that fails are not marked failed one by one (the run is). Set it to false to have that.
+PLANNED_EVENTS_AS_SUBSETS = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+
 DAGSTER_YAML = """\
 # Written by churn-platform for the local instance; replace it for production
 # (Postgres storage, a run launcher) or point DAGSTER_HOME elsewhere.
@@ -208,13 +214,6 @@ def export_environment() -> Path:
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     os.environ.setdefault(PLANNED_EVENTS_AS_SUBSETS, "true")
     return home
-
-
-# A run over a range of daily partitions plans each asset once with the range, not once
-# per day: 180 days of 12 dbt models were 2,160 planned events before the first step ran
-# (about 23 ms each on SQLite). Dagster's documented trade-off: the partitions of a run
-# that fails are not marked failed one by one (the run is). Set it to false to have that.
-PLANNED_EVENTS_AS_SUBSETS = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
 def prefer_environment_bin() -> None:
