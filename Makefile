@@ -61,7 +61,7 @@ campaign-demo: setup
 
 # Tests run on both cores; each module stays on one worker (tests/conftest.py).
 PYTEST_WORKERS ?= 2
-PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: setup
 	$(PYTEST) $(PYTEST_ARGS)

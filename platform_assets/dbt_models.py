@@ -158,39 +158,70 @@ def _build(
 ):
     """Build and test the selected models; record which lake versions (and days) they were built from.
 
-    A whole table's row count is only recorded for a whole build: on a day's partition it
-    would claim the history's rows for that day. The build holds the warehouse's write
-    lock from the start of dbt until this process has closed its own DuckDB connection
-    (row counts and column schemas read through it). ``plan`` gives dbt's arguments and
-    the days' metadata; it runs under the lock, because it reads what staging holds.
+    Each model's materialization carries the column schema the warehouse holds after the
+    build, read in one query once dbt has exited (``built_columns``). A whole table's row
+    count is only recorded for a whole build: on a day's partition it would claim the
+    history's rows for that day. The build holds the warehouse's write lock from the start
+    of dbt until those reads are done. ``plan`` gives dbt's arguments and the days'
+    metadata; it runs under the lock, because it reads what staging holds.
     """
     with warehouse.writing(f"run {context.run_id}, dbt build", context.log):
         args, days = plan()
         versions = {f"raw_{t}": lake.version(lake_table(t)) for t in CONTRACTS}
         context.log.info(f"Building from lake versions {versions}")
         invocation = dbt.cli(["build", *args], context=context)
-        stream = invocation.stream()
-        if days is None:
-            stream = stream.fetch_row_counts()
+        events, failure = [], None
         try:
-            for event in stream.fetch_column_metadata():
-                if isinstance(event, (dg.Output, dg.AssetMaterialization)):
-                    extra = {"lake_versions": dg.MetadataValue.json(versions), **(days or {})}
-                    event = event.with_metadata({**event.metadata, **extra})
-                yield event
-        finally:
-            _close_duckdb_adapter(invocation.adapter)
+            events.extend(invocation.stream())
+        except Exception as error:  # yield what was built, then fail the step with dbt's error
+            failure = error
+        relations = {
+            e.metadata["unique_id"].value: _relation(invocation.manifest, e.metadata["unique_id"].value)
+            for e in events
+            if isinstance(e, (dg.Output, dg.AssetMaterialization)) and "unique_id" in e.metadata
+        }
+        described = built_columns(warehouse, relations.values(), count_rows=days is None)
+    extra = {"lake_versions": dg.MetadataValue.json(versions), **(days or {})}
+    for event in events:
+        if isinstance(event, (dg.Output, dg.AssetMaterialization)):
+            relation = relations.get(event.metadata.get("unique_id", dg.MetadataValue.text("")).value)
+            event = event.with_metadata({**event.metadata, **described.get(relation, {}), **extra})
+        yield event
+    if failure is not None:
+        raise failure
 
 
-def _close_duckdb_adapter(adapter) -> None:
-    """Close the DuckDB connection dagster-dbt opened in this process for row counts and schemas.
+def _relation(manifest: Mapping[str, Any], unique_id: str) -> str:
+    node = manifest["nodes"][unique_id]
+    return f"{node['schema']}.{node.get('alias') or node['name']}"
 
-    dbt-duckdb keeps it in a class-level environment after the build; left open, it
-    holds the warehouse file with a read-write configuration, and read-only readers in
-    the same process (the ML assets under the in-process executor) are refused.
+
+def built_columns(warehouse: Warehouse, relations, count_rows: bool) -> dict[str, dict[str, Any]]:
+    """``{relation: metadata}``: the column schema (and, if asked, row count) of each built relation.
+
+    One read of DuckDB's information schema replaces dagster-dbt's ``fetch_column_metadata``,
+    which opens a dbt adapter in this process (seconds of macro parsing per run) and polls
+    its thread pool in a busy loop that starves dbt of a core.
     """
-    manager = type(getattr(adapter, "connections", None))
-    environment = getattr(manager, "_ENV", None)
-    if environment is not None:
-        environment.close()
-        manager.close_all_connections()
+    wanted = sorted(set(relations))
+    if not wanted:
+        return {}
+    columns = warehouse.query(
+        "select table_schema || '.' || table_name as relation, column_name, data_type "
+        "from information_schema.columns where table_schema || '.' || table_name in (select unnest(?)) "
+        "order by relation, ordinal_position",
+        [wanted],
+    )
+    described: dict[str, dict[str, Any]] = {}
+    for (relation,), frame in columns.group_by("relation", maintain_order=True):
+        schema = dg.TableSchema(
+            columns=[dg.TableColumn(n, t) for n, t in frame.select("column_name", "data_type").rows()]
+        )
+        described[relation] = {"dagster/column_schema": schema}
+    if count_rows and described:
+        counts = warehouse.query(
+            " union all ".join(f"select '{r}' as relation, count(*) as n from {r}" for r in described)
+        )
+        for relation, n in counts.rows():
+            described[relation]["dagster/row_count"] = dg.MetadataValue.int(int(n))
+    return described

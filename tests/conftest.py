@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from filelock import FileLock
 
 from resources.settings import settings
 
@@ -47,15 +49,35 @@ def pytest_configure(config):
     dbt_project.preparer.prepare(dbt_project)
 
 
+# Modules in the order their measured minutes call for, longest first (CI's --durations,
+# summed per module); the rest follow by marker. With two workers each taking the next
+# module as it frees up, the long ones overlap and the short ones fill the end.
+LONGEST_FIRST = (
+    "test_production_services",
+    "test_incremental_features",
+    "test_onboarding",
+    "test_daemon",
+    "test_serving",
+    "test_decisions",
+    "test_ui",
+    "test_crash_recovery",
+    "test_extending",
+)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Start the longest modules first: with ``--dist loadfile`` each module runs on one
-    worker (its fixtures built once), and modules marked ``slow``, then ``world``, go first,
-    so the last minutes are not one long module on one core while the other idles."""
-    rank: dict[str, int] = {}
-    for item in items:
-        weight = 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("world") else 2
-        rank[item.module.__name__] = min(weight, rank.get(item.module.__name__, weight))
-    items.sort(key=lambda item: rank[item.module.__name__])
+    """Start the longest modules first. Each module runs on one worker (``--dist loadfile``,
+    its fixtures built once), in this order (``--no-loadscope-reorder``: xdist would otherwise
+    order modules by their number of tests), so the last minutes are not one long module on
+    one core while the other idles."""
+
+    def rank(item) -> tuple[int, int]:
+        name = item.module.__name__.rsplit(".", 1)[-1]
+        if name in LONGEST_FIRST:
+            return (0, LONGEST_FIRST.index(name))
+        return (1 if item.get_closest_marker("slow") else 2 if item.get_closest_marker("world") else 3, 0)
+
+    items.sort(key=rank)
 
 
 def use_home(patch: pytest.MonkeyPatch, home: Path, settings: dict[str, str]) -> Path:
@@ -146,11 +168,20 @@ def demo_env(home: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def demo_home(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """`make demo` as a user runs it, once, in a fresh home: the CLI test reads its output, the UI test browses it."""
-    home = tmp_path_factory.mktemp("demo") / "home"
-    done = subprocess.run(
-        ["make", "demo"], cwd=CHECKOUT, env=demo_env(home), capture_output=True, text=True, timeout=900
-    )
+def demo_home(tmp_path_factory, worker_id) -> tuple[Path, subprocess.CompletedProcess]:
+    """`make demo` as a user runs it, once per test run in a fresh home: the CLI test reads its
+    output, the UI test browses it. Under xdist the workers share it (the first builds it
+    under a file lock, the other waits), as pytest-xdist documents for session fixtures."""
+    root = tmp_path_factory.getbasetemp()
+    shared = root if worker_id == "master" else root.parent  # the run's folder, above the workers'
+    home, record = shared / "demo" / "home", shared / "demo" / "make-demo.json"
+    with FileLock(str(shared / "demo.lock")):
+        if not record.exists():
+            home.parent.mkdir(parents=True, exist_ok=True)
+            done = subprocess.run(
+                ["make", "demo"], cwd=CHECKOUT, env=demo_env(home), capture_output=True, text=True, timeout=900
+            )
+            record.write_text(json.dumps({"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}))
+    done = subprocess.CompletedProcess(["make", "demo"], **json.loads(record.read_text()))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return home, done

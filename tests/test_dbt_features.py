@@ -75,6 +75,19 @@ def test_features_are_recorded_with_the_lake_versions_they_were_built_from(build
     assert all(v >= 1 for v in versions.values())  # two writes each: the first and the second build
 
 
+def test_models_are_recorded_with_the_columns_the_warehouse_holds(builds):
+    """The schema is the built table's, types included; row counts only on whole builds."""
+    warehouse_types = dict(builds["late"].schema.items())  # polars' view of the same table, for the names
+    instance = builds["instance"]
+    features = instance.get_latest_materialization_event(dg.AssetKey("customer_features")).asset_materialization
+    columns = {c.name: c.type for c in features.metadata["dagster/column_schema"].value.columns}
+    assert list(columns) == list(warehouse_types)
+    assert columns["customer_id"] in {"BIGINT", "INTEGER"} and columns["snapshot_date"] == "DATE"
+    assert "dagster/row_count" not in features.metadata  # a day's partition: the table's count would mislead
+    training = instance.get_latest_materialization_event(dg.AssetKey("training_set")).asset_materialization
+    assert training.metadata["dagster/row_count"].value == builds["training"].height > 0
+
+
 def test_training_set_has_matured_labels_on_spread_snapshots(builds):
     training = builds["training"]
     snapshots = training["snapshot_date"].unique().sort()
