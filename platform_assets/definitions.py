@@ -21,6 +21,7 @@ from platform_assets.predictions import predictions_asset
 from platform_assets.raw import raw_tables
 from platform_assets.serving.automation import SERVING_ASSETS, SERVING_JOBS, SERVING_SCHEDULES, SERVING_SENSORS
 from resources import build_resources
+from resources.settings import settings
 
 
 def dataset_assets(dataset: Dataset) -> list[dg.AssetsDefinition]:
@@ -43,7 +44,13 @@ def build_definitions() -> dg.Definitions:
         sensors=[landing_sensor, retrain_on_failed_checks, dead_run_sensor, *OTHER_SENSORS, *SERVING_SENSORS],
         schedules=[daily_schedule, *SERVING_SCHEDULES],
         resources={**build_resources(), "policy": retrain_policy()},
+        executor=run_executor(),
     )
+
+
+def run_executor() -> dg.ExecutorDefinition:
+    """The executor of every job, launched runs included (``PLATFORM_RUN_EXECUTOR``)."""
+    return dg.in_process_executor if settings().run_executor == "in_process" else dg.multiprocess_executor
 
 
 defs = build_definitions()

@@ -18,6 +18,7 @@ from platform_assets.partitions import daily_partitions
 from platform_assets.quality import QUARANTINE_SCHEMA, Verdict, enforce, no_failures
 from resources.lake import Lake
 from resources.privacy import Privacy
+from resources.settings import settings
 from resources.sources import RawSource
 
 QUARANTINE = "quarantine"
@@ -83,10 +84,13 @@ class RawIngestConfig(dg.Config):
         default=0.05,
         description="Above this share of quarantined rows the contract check fails with ERROR and blocks downstream.",
     )
-    window_days: int = Field(
-        default=7,
+    window_days: int | None = Field(
+        default=None,
         ge=1,
-        description="A range is loaded, checked and stored this many days at a time, so memory stays that of a window.",
+        description=(
+            "A range is loaded, checked and stored this many days at a time, so memory stays that of a window; "
+            "unset, PLATFORM_INGEST_WINDOW_DAYS."
+        ),
     )
 
 
@@ -146,7 +150,7 @@ def raw_tables(
     span = context.partition_time_window
     first, last = span.start.date(), (span.end - timedelta(days=1)).date()
     tables = [t for t in CONTRACTS if raw_key(t) in context.selected_asset_keys]
-    windows = _windows(first, last, config.window_days)
+    windows = _windows(first, last, config.window_days or settings().ingest_window_days)
     context.log.info(f"Loading {', '.join(tables)} for {first}..{last} in {len(windows)} window(s)")
     tallies = {table: _Tally() for table in tables}
     rejected: list = []

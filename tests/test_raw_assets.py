@@ -69,10 +69,15 @@ def test_a_range_backfills_in_one_run(resources, instance):
     assert days == 10
 
 
-def test_a_range_is_stored_window_by_window_and_equals_the_source(resources, instance):
-    """Ten days in windows of three: four commits per table, every simulated row once, the counts summed."""
+@pytest.mark.parametrize("configured", ["run config", "setting"])
+def test_a_range_is_stored_window_by_window_and_equals_the_source(resources, instance, monkeypatch, configured):
+    """Ten days in windows of three (the run's config, else PLATFORM_INGEST_WINDOW_DAYS): four
+    commits per table, every simulated row once, the counts summed."""
     job = build_definitions().resolve_job_def("ingest_raw")
     config = {"ops": {"raw_ingest": {"config": {"window_days": 3}}}}
+    if configured == "setting":
+        monkeypatch.setenv("PLATFORM_INGEST_WINDOW_DAYS", "3")
+        config = {}
     lake = resources["lake"]
     result = job.execute_in_process(instance=instance, tags=range_tags(day(0), day(9)), run_config=config)
     assert result.success

@@ -79,3 +79,17 @@ def test_dbt_builds_run_with_the_duckdb_memory_limit_threads_and_spill_directory
     )
     preview = next(json.loads(line)["data"]["preview"] for line in shown.stdout.splitlines() if '"preview"' in line)
     assert json.loads(preview) == [{"m": "953.6 MiB", "t": 1, "d": str(home / "warehouse" / "spill")}]
+
+
+@pytest.mark.parametrize(("value", "executor"), [(None, "in_process"), ("multiprocess", "multiprocess")])
+def test_every_job_runs_on_the_executor_of_the_settings(monkeypatch, value, executor):
+    """Launched runs (daemon, `dagster asset materialize`) take the Definitions' executor."""
+    from platform_assets.definitions import build_definitions
+
+    if value is None:
+        monkeypatch.delenv("PLATFORM_RUN_EXECUTOR", raising=False)
+    else:
+        monkeypatch.setenv("PLATFORM_RUN_EXECUTOR", value)
+    defs = build_definitions()
+    for job in ("ingest_raw", "train_model", "daily_pipeline", "retrain_model", "__ASSET_JOB"):
+        assert defs.resolve_job_def(job).executor_def.name == executor, job
