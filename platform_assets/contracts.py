@@ -158,6 +158,20 @@ def key_columns(table: str) -> list[str]:
     return unique or [name for name in columns if name != "ds"]
 
 
+def may_empty_day(table: str) -> bool:
+    """Whether a file with no rows may replace a day that holds rows.
+
+    Off unless the contract says ``class Config: metadata = {"may_empty_day": True}``:
+    an empty delivery over a stored day is more often a failed export than an empty day.
+    """
+    return bool((getattr(CONTRACTS[table].Config, "metadata", None) or {}).get("may_empty_day"))
+
+
+def known_columns() -> set[str]:
+    """Every column name of every contract: the only header names a note may show."""
+    return {c for table in CONTRACTS for c in CONTRACTS[table].to_schema().columns}
+
+
 def landed_columns(table: str) -> list[str]:
     """The columns a landed file must have: the contract's, without ``ds`` (the file's day)."""
     return [c for c in CONTRACTS[table].to_schema().columns if c != "ds"]
