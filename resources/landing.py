@@ -536,7 +536,7 @@ def _exact_csv(path: Path, text: str, header: list[str]) -> pl.DataFrame:
     start = reader.line_num + 1
     try:
         for row in reader:
-            if row:
+            if row and not (len(row) == 1 < len(header) and not row[0].strip()):  # a blank or whitespace line
                 if len(row) != len(header):
                     raise LandingFileError(path, start, f"expected {len(header)} fields, found {len(row)}")
                 rows.append(row)

@@ -769,6 +769,92 @@ KINDS: dict[str, Kind] = {
         stored=(1, 2),
         rejected={"{f}.csv": "is too far in the future"},
     ),
+    # --- good data that exporters write: accepted ---
+    "trailing_whitespace_lines": Kind(
+        "Lines of only spaces or tabs at the end are skipped like blank lines.",
+        "cancellations",
+        {"{d}.csv": cancellations(*GOOD_CANCEL) + b"   \n\t \n"},
+        rows_in=2,
+        stored=(1, 2),
+    ),
+    "pandas_parquet_dates": Kind(
+        "Parquet dates written by pandas as midnight timestamps are those dates; another time is quarantined.",
+        "cancellations",
+        {"{d}.parquet": parquet(customer_id=ids(1, 2), cancelled_on=at(0, 13), reason=["price", "support"])},
+        rows_in=2,
+        stored=(1,),
+        quarantined={2: "cancelled_on: dtype('Date'): not a date YYYY-MM-DD (the file's column is Datetime"},
+    ),
+    "parquet_decimal_ids": Kind(
+        "decimal(12,0) ids are integers.",
+        "sessions",
+        {
+            "{d}.parquet": lambda path, n, when: pl.DataFrame(
+                {
+                    "session_id": pl.Series([n * 100 + 1], dtype=pl.Decimal(12, 0)),
+                    "customer_id": pl.Series([7], dtype=pl.Decimal(12, 0)),
+                    "started_at": at(10)(n, when),
+                    "duration_minutes": [1.0],
+                    "device": ["web"],
+                }
+            ).write_parquet(path)
+        },
+        rows_in=1,
+        stored=(1,),
+    ),
+    "offset_of_hours_only": Kind(
+        "An ISO offset written +05 (hours only) is an offset.",
+        "sessions",
+        {"{d}.csv": sessions("{i}01,7,{d}T15:00:00+05,12.5,web")},
+        rows_in=1,
+        stored=(1,),
+        stored_values={"started_at": ["{d} 10:00:00"]},
+    ),
+    # --- contracts that mean it ---
+    "text_null_markers": Kind(
+        "NULL, N/A, None, - and spaces mean no value in text columns too: a required one is quarantined.",
+        "cancellations",
+        {
+            "{d}.csv": cancellations(
+                GOOD_CANCEL[0], "{i}02,{d},NULL", "{i}03,{d},N/A", "{i}04,{d},None", "{i}05,{d},-", "{i}06,{d},   "
+            )
+        },
+        rows_in=6,
+        stored=(1,),
+        quarantined={n: "reason: not_nullable (got null)" for n in range(3, 8)},
+    ),
+    "control_and_zero_width_characters": Kind(
+        "A zero-width space or an ANSI escape in text is quarantined; spaces around text are stripped.",
+        "cancellations",
+        {"{d}.csv": cancellations("{i}01,{d}, price ", "{i}02,{d},price\u200b", "{i}03,{d},\x1b[31mprice")},
+        rows_in=3,
+        stored=(1,),
+        quarantined={3: "reason: dtype('String'): not text", 4: "(got <ctrl>[31mprice)"},
+        stored_values={"reason": ["price"]},
+    ),
+    "events_dated_in_the_future": Kind(
+        "An event dated 2099 is after its landing day: quarantined.",
+        "cancellations",
+        {"{d}.csv": cancellations(GOOD_CANCEL[0], "{i}02,2099-01-01,price")},
+        rows_in=2,
+        stored=(1,),
+        quarantined={3: "cancelled_on is after the day the record landed"},
+    ),
+    "plan_change_dated_in_the_future": Kind(
+        "A plan change dated 2099 is quarantined.",
+        "plan_changes",
+        {"{d}.csv": text(PLAN, "{i}01,{d},basic,premium,19.99", "{i}02,2099-01-01,basic,standard,14.99")},
+        rows_in=2,
+        stored=(1,),
+        quarantined={3: "changed_on is after the day the record landed"},
+    ),
+    "signup_in_year_one": Kind(
+        "A signup_date of 0001-01-01 is before the declared earliest date: quarantined.",
+        "customers",
+        {"{d}.csv": text(CUSTOMER, "{i}01,Ada Lovelace,ada@example.com,0001-01-01,basic,9.99,north,35-44,ads")},
+        rows_in=1,
+        quarantined={2: "signup_date: greater_than_or_equal_to(2000-01-01)"},
+    ),
 }
 
 
