@@ -185,6 +185,8 @@ class LandingZone:
                 continue
             if _temporary(entry.name):
                 self._in_flight(entry, now, None, strays, waiting)
+            elif stat.S_ISLNK(entry.lstat().st_mode):
+                strays.append(Stray(entry, "a symbolic link at the root; a table folder must be a real folder"))
             elif not stat.S_ISDIR(entry.lstat().st_mode):
                 strays.append(Stray(entry, "a file outside any table folder; expected <table>/<YYYY-MM-DD>.csv"))
             elif entry.name not in self.tables:

@@ -204,3 +204,15 @@ def test_a_note_is_at_most_2_kb(zone):
     moved = zone.reject(path, "a problem " * 1000)
     note = (moved.moved_to.parent / f"{moved.moved_to.name}.error.txt").read_bytes()
     assert len(note) <= 2048 and note.startswith(f"{path}: a problem".encode())
+
+
+def test_a_linked_table_folder_is_moved_aside_not_followed(zone, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (elsewhere / "2026-01-05.csv").write_text("customer_id,cancelled_on,reason\n7,2026-01-05,price\n")
+    (zone.root / "cancellations").rmdir()
+    (zone.root / "cancellations").symlink_to(elsewhere)
+    inventory = zone.inventory()
+    assert inventory.files == []
+    assert [s.problem for s in inventory.strays] == [
+        "a symbolic link at the root; a table folder must be a real folder"
+    ]
