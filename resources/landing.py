@@ -72,7 +72,7 @@ class Rules:
     quiet_seconds: float = 5.0
     temporary_max_age_seconds: float = 86_400.0
     unterminated_last_line: Literal["reject", "hold"] = "reject"
-    max_file_bytes: int = 256 * 2**20
+    max_file_bytes: int = 128 * 2**20
     max_line_bytes: int = 8 * 2**20
     require_marker: bool = False
     future_days: int = 7  # a file dated further ahead is moved aside (a mistyped year); nearer ones wait
@@ -398,7 +398,7 @@ def _day_of(name: str) -> tuple[date | None, str | None]:
         return None, f"the name {name!r} is not a day ({error})"
 
 
-def _bounded_bytes(path: Path, handle: BinaryIO, rules: Rules) -> bytearray:
+def _bounded_bytes(path: Path, handle: BinaryIO, rules: Rules) -> bytes:
     """The file's bytes (decompressed for ``.gz``), read in chunks and refused past ``max_file_bytes``.
 
     The limit counts decompressed bytes, so a small gzip bomb is refused after reading
@@ -406,11 +406,12 @@ def _bounded_bytes(path: Path, handle: BinaryIO, rules: Rules) -> bytearray:
     """
     gz = path.name.lower().endswith(".gz")
     stream = gzip.GzipFile(fileobj=handle, mode="rb") if gz else handle
-    data = bytearray()
+    chunks, size = [], 0
     try:
         while chunk := stream.read(_CHUNK):
-            data += chunk
-            if len(data) > rules.max_file_bytes:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > rules.max_file_bytes:
                 size = "decompresses to" if gz else "is"
                 raise LandingFileError(
                     path,
@@ -420,9 +421,9 @@ def _bounded_bytes(path: Path, handle: BinaryIO, rules: Rules) -> bytearray:
                 )
     except (OSError, EOFError) as error:
         raise LandingFileError(path, None, f"not a readable gzip file ({error})") from error
-    if data.startswith(_BOM):
-        del data[: len(_BOM)]
-    return data
+    data = b"".join(chunks)
+    del chunks
+    return data.removeprefix(_BOM)
 
 
 def _read_parquet(path: Path, handle: BinaryIO, columns: list[str], rules: Rules) -> pl.DataFrame:
@@ -450,28 +451,41 @@ def _read_csv(path: Path, handle: BinaryIO, columns: list[str], rules: Rules) ->
         raise LandingFileError(
             path, _line_at(data, data.index(b"\x00")), "contains a NUL byte (binary data, or not UTF-8)"
         )
-    if not text.strip():
+    if not text or text.isspace():  # not strip(): that would copy the whole file
         raise LandingFileError(path, 1, "empty file: no header")
     header = _csv_header(path, text, rules)
     _check_columns(path, 1, header, columns, rules.known_columns)
-    frame = _fast_csv(bytes(data), header)
+    del text  # validated; only the exact parser needs it again, so it is not held beside DuckDB's copy
+    frame = _fast_csv(data, header)
     if frame is None:
-        frame = _exact_csv(path, text, header)
+        frame = _exact_csv(path, data.decode("utf-8"), header)
     strings = [pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in columns]  # empty is null
     return frame.select(*strings, "_source_row")
 
 
-def _check_lines(path: Path, data: bytearray, rules: Rules) -> None:
-    """Refuse a line longer than ``max_line_bytes``, and a last line without its line break (a cut file)."""
+def _check_lines(path: Path, data: bytes, rules: Rules) -> None:
+    """Refuse a line longer than ``max_line_bytes``, and a last line without its line break (a cut file).
+
+    Lines are measured a chunk at a time, so the check costs a chunk's memory, not the file's.
+    """
     if not data:
         return
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
-    lengths = np.diff(np.concatenate(([-1], ends, [len(data)])))
-    longest = int(lengths.argmax())
-    if lengths[longest] - 1 > rules.max_line_bytes:
-        raise LandingFileError(
-            path, longest + 1, f"longer than {rules.max_line_bytes} bytes, the limit (PLATFORM_LANDING_MAX_LINE_BYTES)"
-        )
+    view, line, run = memoryview(data), 1, 0  # run: bytes of the current line so far
+    for start in range(0, len(data), _CHUNK):
+        ends = np.flatnonzero(np.frombuffer(view[start : start + _CHUNK], dtype=np.uint8) == ord("\n"))
+        lengths = np.diff(ends, prepend=-1) - 1 if ends.size else np.empty(0, dtype=np.int64)
+        if ends.size:
+            lengths[0] += run
+            run = len(view[start : start + _CHUNK]) - int(ends[-1]) - 1
+        else:
+            run += len(view[start : start + _CHUNK])
+        too_long = np.flatnonzero(lengths > rules.max_line_bytes)
+        if too_long.size or run > rules.max_line_bytes:
+            at = line + int(too_long[0]) if too_long.size else line + int(ends.size)
+            raise LandingFileError(
+                path, at, f"longer than {rules.max_line_bytes} bytes, the limit (PLATFORM_LANDING_MAX_LINE_BYTES)"
+            )
+        line += int(ends.size)
     if not data.endswith((b"\n", b"\r")):
         raise LandingFileError(
             path,
@@ -484,7 +498,8 @@ def _check_lines(path: Path, data: bytearray, rules: Rules) -> None:
 
 def _csv_header(path: Path, text: str, rules: Rules) -> list[str]:
     try:
-        header = next(csv.reader(io.StringIO(text, newline=""), strict=True))
+        # The header is read from the file's first MiB: a copy of the whole text would double its memory.
+        header = next(csv.reader(io.StringIO(text[:_CHUNK], newline=""), strict=True))
     except csv.Error as error:
         raise LandingFileError(path, 1, f"the header is not valid CSV ({error})") from error
     duplicated = sorted({c for c in header if header.count(c) > 1})

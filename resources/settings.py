@@ -74,7 +74,10 @@ class Settings(BaseSettings):
         "`hold` leaves it in place and keeps the day's rows until it is complete.",
     )
     landing_max_file_bytes: int = Field(
-        default=256 * 2**20, gt=0, description="Largest landed file read, decompressed; larger ones are moved aside."
+        default=128 * 2**20,
+        gt=0,
+        description="Largest landed file read, decompressed (reading takes about 7 times its size in memory); "
+        "larger ones are moved aside.",
     )
     landing_max_line_bytes: int = Field(
         default=8 * 2**20, gt=0, description="Longest CSV line read; a file with a longer one is moved aside."

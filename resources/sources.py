@@ -36,7 +36,7 @@ class RawSource(dg.ConfigurableResource):
     unterminated_last_line: Literal["reject", "hold"] = Field(
         default="reject", description="A CSV whose last line lacks its line break: moved aside, or left to finish."
     )
-    max_file_bytes: int = Field(default=256 * 2**20, gt=0, description="Largest file (decompressed) read.")
+    max_file_bytes: int = Field(default=128 * 2**20, gt=0, description="Largest file (decompressed) read.")
     max_line_bytes: int = Field(default=8 * 2**20, gt=0, description="Longest CSV line read.")
     future_days: int = Field(default=7, ge=0, description="Files dated further ahead than this are moved aside.")
     require_marker: bool = Field(default=False, description="Take a file only with a _SUCCESS or <day>.done marker.")
