@@ -811,6 +811,14 @@ KINDS: dict[str, Kind] = {
         stored_values={"started_at": ["{d} 10:00:00"]},
     ),
     # --- contracts that mean it ---
+    "line_break_in_a_bad_value": Kind(
+        "A bad value holding a line break is shown on one line (\\n), so it never breaks a reason or a table.",
+        "sessions",
+        {"{d}.csv": sessions(GOOD_SESSION, '{i}02,7,{d} 10:00:00,1.0,"we\nb|x"')},
+        rows_in=2,
+        stored=(1,),
+        quarantined={3: "device: isin(('mobile', 'web', 'tv')) (got we\\nb|x)"},
+    ),
     "text_null_markers": Kind(
         "NULL, N/A, None, - and spaces mean no value in text columns too: a required one is quarantined.",
         "cancellations",
