@@ -195,10 +195,13 @@ class LandingZone:
                 for path in sorted(entry.iterdir()):
                     if path.name == MARKER or path.name.endswith(".done"):
                         continue
-                    if _temporary(path.name):
-                        self._in_flight(path, now, entry.name, strays, waiting)
+                    try:
+                        if _temporary(path.name):
+                            self._in_flight(path, now, entry.name, strays, waiting)
+                            continue
+                        day, problem, status = self._classify(path, now)
+                    except FileNotFoundError:  # renamed or moved by an uploader or another process meanwhile
                         continue
-                    day, problem, status = self._classify(path, now)
                     if status == "stray":
                         strays.append(Stray(path, problem, entry.name, day))
                     elif status == "waiting":
@@ -427,6 +430,10 @@ def _bounded_bytes(path: Path, handle: BinaryIO, rules: Rules) -> bytes:
 
 
 def _read_parquet(path: Path, handle: BinaryIO, columns: list[str], rules: Rules) -> pl.DataFrame:
+    if os.fstat(handle.fileno()).st_size > rules.max_file_bytes:
+        raise LandingFileError(
+            path, None, f"is more than {rules.max_file_bytes} bytes, the limit (PLATFORM_LANDING_MAX_FILE_BYTES)"
+        )
     try:
         frame = pl.read_parquet(handle)
     except Exception as error:  # polars raises several types for corrupt files

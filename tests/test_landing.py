@@ -216,3 +216,13 @@ def test_a_linked_table_folder_is_moved_aside_not_followed(zone, tmp_path_factor
     assert [s.problem for s in inventory.strays] == [
         "a symbolic link at the root; a table folder must be a real folder"
     ]
+
+
+def test_a_parquet_file_past_the_size_limit_is_refused(zone):
+    path = zone.root / "cancellations" / "2026-01-05.parquet"
+    pl.DataFrame(
+        {"customer_id": list(range(1000)), "cancelled_on": ["2026-01-05"] * 1000, "reason": ["x"] * 1000}
+    ).write_parquet(path)
+    tiny = LandingZone(zone.root, zone.tables, Rules(quiet_seconds=0, max_file_bytes=100))
+    with pytest.raises(LandingFileError, match="is more than 100 bytes"):
+        tiny.read(path, COLUMNS)
