@@ -27,6 +27,11 @@ EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # The earliest plausible date of any event: older values are typos or placeholders (0001-01-01).
 EARLIEST = dt.date(2000, 1, 1)
 EARLIEST_TIME = dt.datetime(2000, 1, 1)
+# The declared lateness of events: a session, ticket, offer, plan change or cancellation lands
+# on its day or at most this many days later; older ones are a re-sent or misdated export.
+# (A customer's record carries a signup_date of any earlier day: it is not bounded by this.)
+LATENESS_DAYS = 3
+LATE = f"is more than {LATENESS_DAYS} days before the day the record landed (the declared lateness)"
 
 
 class Customers(pa.DataFrameModel):
@@ -68,6 +73,10 @@ class Sessions(pa.DataFrameModel):
     def started_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("started_at").dt.date() <= pl.col("ds"))
 
+    @pa.dataframe_check(error=f"started_at {LATE}")
+    def started_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("started_at").dt.date() >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
+
 
 class SupportTickets(pa.DataFrameModel):
     """A support request, with when (and whether) it was resolved."""
@@ -89,6 +98,10 @@ class SupportTickets(pa.DataFrameModel):
     @pa.dataframe_check(error="opened_at is after the day the record landed")
     def opened_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("opened_at").dt.date() <= pl.col("ds"))
+
+    @pa.dataframe_check(error=f"opened_at {LATE}")
+    def opened_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("opened_at").dt.date() >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
 
     @pa.dataframe_check(error="resolved_at is before opened_at")
     def resolved_after_opening(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -112,6 +125,10 @@ class Promotions(pa.DataFrameModel):
     @pa.dataframe_check(error="offered_on is after the day the record landed")
     def offered_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("offered_on") <= pl.col("ds"))
+
+    @pa.dataframe_check(error=f"offered_on {LATE}")
+    def offered_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("offered_on") >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
 
     @pa.dataframe_check(error="responded_on is before offered_on")
     def responded_after_offer(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -137,6 +154,10 @@ class PlanChanges(pa.DataFrameModel):
     def changed_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("changed_on") <= pl.col("ds"))
 
+    @pa.dataframe_check(error=f"changed_on {LATE}")
+    def changed_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("changed_on") >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
+
     @pa.dataframe_check(error="from_plan equals to_plan")
     def plan_changed(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("from_plan") != pl.col("to_plan"))
@@ -156,6 +177,10 @@ class Cancellations(pa.DataFrameModel):
     @pa.dataframe_check(error="cancelled_on is after the day the record landed")
     def cancelled_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("cancelled_on") <= pl.col("ds"))
+
+    @pa.dataframe_check(error=f"cancelled_on {LATE}")
+    def cancelled_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("cancelled_on") >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
 
 
 CONTRACTS: dict[str, type[pa.DataFrameModel]] = {

@@ -848,6 +848,14 @@ KINDS: dict[str, Kind] = {
         stored=(1,),
         quarantined={3: "cancelled_on is after the day the record landed"},
     ),
+    "event_older_than_the_lateness_window": Kind(
+        "A cancellation landed weeks after its day is outside the declared lateness: quarantined.",
+        "cancellations",
+        {"{d}.csv": cancellations(GOOD_CANCEL[0], "{i}02,{e},price", "{i}03,2026-01-01,price")},
+        rows_in=3,
+        stored=(1, 2),
+        quarantined={4: "cancelled_on is more than 3 days before the day the record landed (the declared lateness)"},
+    ),
     "plan_change_dated_in_the_future": Kind(
         "A plan change dated 2099 is quarantined.",
         "plan_changes",

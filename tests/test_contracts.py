@@ -1,9 +1,11 @@
 """Each raw contract quarantines a crafted bad row with the right reason; good rows go on."""
 
+import datetime as dt
+
 import polars as pl
 import pytest
 
-from platform_assets.contracts import CONTRACTS, landed_columns, may_empty_day
+from platform_assets.contracts import CONTRACTS, LATENESS_DAYS, landed_columns, may_empty_day
 from platform_assets.quality import enforce
 from resources.simulator import SimulatorConfig, simulate
 from tests.conftest import day
@@ -158,6 +160,16 @@ def test_an_event_dated_after_its_landing_day_is_quarantined(landed, table):
     verdict = enforce(table, [spoil(landed[table], column, value)], salt="test")
     (reason,) = verdict.quarantined["reason"].to_list()
     assert f"{column} is after the day the record landed" in reason
+
+
+@pytest.mark.parametrize("table", sorted(set(EVENT_DATES) - {"customers"}))
+def test_an_event_older_than_the_declared_lateness_is_quarantined(landed, table):
+    column, _ = EVENT_DATES[table]
+    frame = landed[table]
+    old = (frame["ds"][1] - dt.timedelta(days=LATENESS_DAYS + 1)).isoformat()
+    verdict = enforce(table, [spoil(frame, column, old + (" 10:00:00" if column.endswith("_at") else ""))], salt="t")
+    reasons = verdict.quarantined["reason"].to_list()
+    assert len(reasons) == 1 and f"{column} is more than {LATENESS_DAYS} days before" in reasons[0], reasons
 
 
 @pytest.mark.parametrize("value", ["NULL", "N/A", "None", "-", "   ", "null", "n/a"])
