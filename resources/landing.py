@@ -193,8 +193,8 @@ class LandingZone:
                 strays.append(Stray(entry, f"no raw table is named {entry.name!r}; known tables: {list(self.tables)}"))
             else:
                 for path in sorted(entry.iterdir()):
-                    if path.name == MARKER or path.name.endswith(".done"):
-                        continue
+                    if _marker(path.name):
+                        continue  # a completion marker: never read, never moved
                     try:
                         if _temporary(path.name):
                             self._in_flight(path, now, entry.name, strays, waiting)
@@ -367,6 +367,11 @@ def _note(path: Path, problem: str, stamp: str) -> str:
     if len(problem.encode()) > room:
         problem = problem.encode()[: max(room - 20, 0)].decode(errors="ignore") + " ... (cut)"
     return f"{path}: {problem}{tail}"
+
+
+def _marker(name: str) -> bool:
+    """A completion marker (``_SUCCESS``, ``<day>.done``); any other ``.done`` is a stray like any file."""
+    return name == MARKER or (name.endswith(".done") and bool(_DAY.match(name.removesuffix(".done"))))
 
 
 def _temporary(name: str) -> bool:

@@ -226,3 +226,10 @@ def test_a_parquet_file_past_the_size_limit_is_refused(zone):
     tiny = LandingZone(zone.root, zone.tables, Rules(quiet_seconds=0, max_file_bytes=100))
     with pytest.raises(LandingFileError, match="is more than 100 bytes"):
         tiny.read(path, COLUMNS)
+
+
+def test_only_day_markers_are_markers(zone):
+    write(zone, "2026-01-05.done", "")
+    write(zone, "_SUCCESS", "")
+    write(zone, "report.done", "x\n")
+    assert [s.path.name for s in zone.inventory().strays] == ["report.done"]
