@@ -24,6 +24,14 @@ import polars as pl
 from resources.vocabulary import AGE_BANDS, DEVICES, PLANS, TICKET_CATEGORIES
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# The earliest plausible date of any event: older values are typos or placeholders (0001-01-01).
+EARLIEST = dt.date(2000, 1, 1)
+EARLIEST_TIME = dt.datetime(2000, 1, 1)
+# The declared lateness of events: a session, ticket, offer, plan change or cancellation lands
+# on its day or at most this many days later; older ones are a re-sent or misdated export.
+# (A customer's record carries a signup_date of any earlier day: it is not bounded by this.)
+LATENESS_DAYS = 3
+LATE = f"is more than {LATENESS_DAYS} days before the day the record landed (the declared lateness)"
 
 
 class Customers(pa.DataFrameModel):
@@ -32,7 +40,7 @@ class Customers(pa.DataFrameModel):
     customer_id: int = pa.Field(gt=0, unique=True, description="Customer key.")
     name: str = pa.Field(str_length={"min_value": 1}, description="Full name (PII; dropped on ingestion).")
     email: str = pa.Field(str_matches=EMAIL, description="Email address (PII; stored only as a salted hash).")
-    signup_date: dt.date = pa.Field(description="Day the subscription started.")
+    signup_date: dt.date = pa.Field(ge=EARLIEST, description="Day the subscription started.")
     plan: str = pa.Field(isin=PLANS, description="Subscription plan at signup.")
     monthly_charge: float = pa.Field(gt=0, le=1000, description="Monthly price in EUR at signup.")
     region: str = pa.Field(str_length={"min_value": 1}, description="Sales region.")
@@ -53,7 +61,7 @@ class Sessions(pa.DataFrameModel):
 
     session_id: int = pa.Field(unique=True, description="Session key.")
     customer_id: int = pa.Field(gt=0, description="Customer who used the product.")
-    started_at: dt.datetime = pa.Field(description="Start of the session (UTC).")
+    started_at: dt.datetime = pa.Field(ge=EARLIEST_TIME, description="Start of the session (UTC).")
     duration_minutes: float = pa.Field(ge=0, le=1440, description="Length of the session in minutes.")
     device: str = pa.Field(isin=DEVICES, description="Device used.")
     ds: dt.date = pa.Field(description="Day the record landed (partition).")
@@ -65,21 +73,35 @@ class Sessions(pa.DataFrameModel):
     def started_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("started_at").dt.date() <= pl.col("ds"))
 
+    @pa.dataframe_check(error=f"started_at {LATE}")
+    def started_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("started_at").dt.date() >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
+
 
 class SupportTickets(pa.DataFrameModel):
     """A support request, with when (and whether) it was resolved."""
 
     ticket_id: int = pa.Field(unique=True, description="Ticket key.")
     customer_id: int = pa.Field(gt=0, description="Customer who opened the ticket.")
-    opened_at: dt.datetime = pa.Field(description="When the ticket was opened (UTC).")
+    opened_at: dt.datetime = pa.Field(ge=EARLIEST_TIME, description="When the ticket was opened (UTC).")
     category: str = pa.Field(isin=TICKET_CATEGORIES, description="Topic of the ticket.")
     resolved_at: dt.datetime = pa.Field(
-        nullable=True, description="When it was resolved; empty if never. Features use it only once it has happened."
+        ge=EARLIEST_TIME,
+        nullable=True,
+        description="When it was resolved; empty if never. Features use it only once it has happened.",
     )
     ds: dt.date = pa.Field(description="Day the record landed (partition).")
 
     class Config:
         strict = True
+
+    @pa.dataframe_check(error="opened_at is after the day the record landed")
+    def opened_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("opened_at").dt.date() <= pl.col("ds"))
+
+    @pa.dataframe_check(error=f"opened_at {LATE}")
+    def opened_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("opened_at").dt.date() >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
 
     @pa.dataframe_check(error="resolved_at is before opened_at")
     def resolved_after_opening(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -93,12 +115,20 @@ class Promotions(pa.DataFrameModel):
     customer_id: int = pa.Field(gt=0, description="Customer the offer was made to.")
     campaign: str = pa.Field(str_length={"min_value": 1}, description="Campaign the offer belongs to.")
     offer_type: str = pa.Field(str_length={"min_value": 1}, description="Kind of offer (discount, free month).")
-    offered_on: dt.date = pa.Field(description="Day the offer was made.")
-    responded_on: dt.date = pa.Field(nullable=True, description="Day the customer accepted; empty if not.")
+    offered_on: dt.date = pa.Field(ge=EARLIEST, description="Day the offer was made.")
+    responded_on: dt.date = pa.Field(ge=EARLIEST, nullable=True, description="Day the customer accepted; empty if not.")
     ds: dt.date = pa.Field(description="Day the record landed (partition).")
 
     class Config:
         strict = True
+
+    @pa.dataframe_check(error="offered_on is after the day the record landed")
+    def offered_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("offered_on") <= pl.col("ds"))
+
+    @pa.dataframe_check(error=f"offered_on {LATE}")
+    def offered_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("offered_on") >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
 
     @pa.dataframe_check(error="responded_on is before offered_on")
     def responded_after_offer(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -111,7 +141,7 @@ class PlanChanges(pa.DataFrameModel):
     """An upgrade or downgrade of a subscription."""
 
     customer_id: int = pa.Field(gt=0, description="Customer who changed plan.")
-    changed_on: dt.date = pa.Field(description="Day the new plan took effect.")
+    changed_on: dt.date = pa.Field(ge=EARLIEST, description="Day the new plan took effect.")
     from_plan: str = pa.Field(isin=PLANS, description="Plan before the change.")
     to_plan: str = pa.Field(isin=PLANS, description="Plan after the change.")
     new_monthly_charge: float = pa.Field(gt=0, le=1000, description="Monthly price in EUR after the change.")
@@ -119,6 +149,14 @@ class PlanChanges(pa.DataFrameModel):
 
     class Config:
         strict = True
+
+    @pa.dataframe_check(error="changed_on is after the day the record landed")
+    def changed_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("changed_on") <= pl.col("ds"))
+
+    @pa.dataframe_check(error=f"changed_on {LATE}")
+    def changed_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("changed_on") >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
 
     @pa.dataframe_check(error="from_plan equals to_plan")
     def plan_changed(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -129,12 +167,20 @@ class Cancellations(pa.DataFrameModel):
     """The end of a subscription: the event the churn model predicts."""
 
     customer_id: int = pa.Field(gt=0, unique=True, description="Customer who cancelled.")
-    cancelled_on: dt.date = pa.Field(description="Day the subscription ended.")
+    cancelled_on: dt.date = pa.Field(ge=EARLIEST, description="Day the subscription ended.")
     reason: str = pa.Field(str_length={"min_value": 1}, description="Reason given at cancellation.")
     ds: dt.date = pa.Field(description="Day the record landed (partition).")
 
     class Config:
         strict = True
+
+    @pa.dataframe_check(error="cancelled_on is after the day the record landed")
+    def cancelled_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("cancelled_on") <= pl.col("ds"))
+
+    @pa.dataframe_check(error=f"cancelled_on {LATE}")
+    def cancelled_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("cancelled_on") >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
 
 
 CONTRACTS: dict[str, type[pa.DataFrameModel]] = {
@@ -156,6 +202,20 @@ def key_columns(table: str) -> list[str]:
     columns = CONTRACTS[table].to_schema().columns
     unique = [name for name, column in columns.items() if column.unique]
     return unique or [name for name in columns if name != "ds"]
+
+
+def may_empty_day(table: str) -> bool:
+    """Whether a file with no rows may replace a day that holds rows.
+
+    Off unless the contract says ``class Config: metadata = {"may_empty_day": True}``:
+    an empty delivery over a stored day is more often a failed export than an empty day.
+    """
+    return bool((getattr(CONTRACTS[table].Config, "metadata", None) or {}).get("may_empty_day"))
+
+
+def known_columns() -> set[str]:
+    """Every column name of every contract: the only header names a note may show."""
+    return {c for table in CONTRACTS for c in CONTRACTS[table].to_schema().columns}
 
 
 def landed_columns(table: str) -> list[str]:

@@ -2,14 +2,17 @@
 
 Nothing landed is ignored. Anything that is not one day of one raw table (an unknown
 folder, an unsupported file, a name that is not a day, two files for one day, a day
-before the first partition) is moved to ``_rejected/`` with a note and logged, and
-never stops the files of other tables from being requested. A file for a day that is
-not a partition yet (today's) waits, and is requested once its day is one.
+before the first partition or in the future, a pipe or a link) is moved to
+``_rejected/`` with a note and logged, and never stops the files of other tables from
+being requested. A file that cannot be requested yet (today's, an upload in flight, one
+not quiet yet) waits, is logged once, and is requested once it can be.
+
+The cursor holds the fingerprints of requested files and the waiting entries already
+logged: ``{"requested": {path: fingerprint}, "told": {path: reason}}``.
 """
 
 import json
 from collections import defaultdict
-from datetime import date
 
 import dagster as dg
 
@@ -28,22 +31,19 @@ from resources.sources import RawSource
     "moves aside, with a note, anything that cannot be ingested.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, source: RawSource):
-    seen: dict[str, str] = json.loads(context.cursor or "{}")
+    cursor = json.loads(context.cursor or "{}")
+    seen: dict[str, str] = cursor.get("requested", {}) if "requested" in cursor else cursor
+    told: dict[str, str] = cursor.get("told", {})
     zone = source.landing(list(CONTRACTS))
     inventory = zone.inventory()
     for rejected in zone.sweep(inventory.strays):
         context.log.warning(f"Moved aside {rejected}")
-    now = {}
+    now, waiting = {}, {str(w.path): w.problem for w in inventory.waiting}
     by_day = defaultdict(list)
     valid_days = set(daily_partitions.get_partition_keys())
-    first_day = date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d"))
     for landed in inventory.files:
-        if landed.day < first_day:
-            problem = f"{landed.day} is before the first partition of the raw tables ({first_day})"
-            context.log.warning(f"Moved aside {zone.reject(landed.path, problem, landed.table, landed.day)}")
-            continue
         if landed.day.isoformat() not in valid_days:
-            context.log.info(f"Waiting with {landed.path}: {landed.day} is not a partition of the raw tables yet.")
+            waiting[str(landed.path)] = f"{landed.day} is not a partition of the raw tables yet"
             continue
         now[str(landed.path)] = landed.fingerprint
         if seen.get(str(landed.path)) != landed.fingerprint:
@@ -55,4 +55,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, source: RawSource):
             asset_selection=sorted({raw_key(f.table) for f in files}, key=str),
             tags={"platform/trigger": "landing", "platform/landed_files": ", ".join(f.path.name for f in files)[:200]},
         )
-    context.update_cursor(json.dumps(now))
+    for path, problem in waiting.items():
+        if told.get(path) != problem:
+            context.log.info(f"Waiting with {path}: {problem}.")
+    context.update_cursor(json.dumps({"requested": now, "told": waiting}))

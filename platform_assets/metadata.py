@@ -15,9 +15,16 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 10, digits: int = 4) -> 
     shown = frame.head(max_rows).with_columns(pl.col(pl.Float32, pl.Float64).round(digits))
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "|" + "|".join("---" for _ in shown.columns) + "|"
-    rows = ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in shown.iter_rows()]
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.iter_rows()]
     more = [f"\n_{frame.height - max_rows} more rows_"] if frame.height > max_rows else []
     return "\n".join([header, rule, *rows, *more])
+
+
+def _cell(value: object) -> str:
+    """A value as one Markdown table cell: a pipe or a line break in it would break the table."""
+    if value is None:
+        return ""
+    return str(value).replace("|", "\\|").replace("\r", "\\r").replace("\n", "\\n")
 
 
 def table_schema(columns: Mapping[str, tuple[object, str]]) -> dg.TableSchema:

@@ -23,7 +23,7 @@ import pandera.polars as pa
 import polars as pl
 
 from platform_assets.contracts import CONTRACTS, PII, key_columns
-from platform_assets.parsing import ROW, no_failures, parse
+from platform_assets.parsing import INVISIBLE, ROW, no_failures, parse
 
 MASK = "<masked>"
 SHOWN_CHARS = 60
@@ -160,8 +160,17 @@ def _as_landed(frames: list[pl.DataFrame], offsets: list[int], rows: pl.DataFram
 
 
 def _masked(table: str, failures: pl.DataFrame) -> pl.DataFrame:
-    """Failure values safe to show: personal data masked, long values cut."""
-    value = pl.col("failure_case")
+    """Failure values safe to show: personal data masked, long values cut, one line each.
+
+    Line breaks are shown as ``\\n``/``\\r`` and other control or invisible characters as
+    ``<ctrl>``, so a value never breaks a reason, a log line or a failure-case table.
+    """
+    value = (
+        pl.col("failure_case")
+        .str.replace_all("\r", "\\r", literal=True)
+        .str.replace_all("\n", "\\n", literal=True)
+        .str.replace_all(INVISIBLE, "<ctrl>")
+    )
     length = value.str.len_chars()
     return failures.with_columns(
         pl.when(pl.col("column").is_in(list(PII.get(table, {}))))

@@ -12,11 +12,12 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from platform_assets.contracts import CONTRACTS, PII, key_columns, landed_columns
+from platform_assets.contracts import CONTRACTS, PII, key_columns, known_columns, landed_columns, may_empty_day
 from platform_assets.metadata import OWNER, markdown_table, table_schema
 from platform_assets.partitions import daily_partitions
 from platform_assets.quality import QUARANTINE_SCHEMA, Verdict, enforce, no_failures
 from resources.lake import Lake
+from resources.landing import Held
 from resources.privacy import Privacy
 from resources.settings import settings
 from resources.sources import RawSource
@@ -154,16 +155,23 @@ def raw_tables(
     context.log.info(f"Loading {', '.join(tables)} for {first}..{last} in {len(windows)} window(s)")
     tallies = {table: _Tally() for table in tables}
     rejected: list = []
-    batches = source.load({t: landed_columns(t) for t in tables}, windows, list(CONTRACTS))
+    batches = source.load(
+        {t: landed_columns(t) for t in tables},
+        windows,
+        list(CONTRACTS),
+        known_columns=known_columns(),
+        may_empty=lambda table, day: may_empty_day(table) or not _holds_rows(lake, table, day),
+    )
     for (w_first, w_last), (frames, moved) in zip(windows, batches, strict=True):
         for item in moved:
-            context.log.error(f"Moved aside {item}")
+            context.log.error(f"{'Left in place' if isinstance(item, Held) else 'Moved aside'} {item}")
         rejected += moved
         for table in [t for t in tables if t in tallies]:
             if any(item.table == table and item.day is not None and first <= item.day <= last for item in rejected):
                 stored = f" (days before {w_first} are stored)" if w_first > first else ""
                 context.log.error(
-                    f"Not storing {table} from {w_first} on: a landed file of {first}..{last} was moved aside{stored}."
+                    f"Not storing {table} from {w_first} on: a landed file of {first}..{last} was moved aside "
+                    f"or is incomplete; the stored days keep their rows{stored}."
                 )
                 del tallies[table]
                 continue
@@ -204,13 +212,18 @@ def raw_tables(
         failed = [item for item in rejected if item.day is not None and first <= item.day <= last]
         rows = {t: sum(item.rows for item in failed if item.table == t) for t in tables}
         raise dg.Failure(
-            description="Landed files could not be ingested and were moved aside:\n"
+            description="Landed files could not be ingested (moved aside, or left in place until complete):\n"
             + "\n".join(f"- {item}" for item in rejected),
             metadata={
                 "rejected_files": [str(item.path) for item in rejected],
                 "rows_in_rejected_files": {t: n for t, n in rows.items() if n},
             },
         )
+
+
+def _holds_rows(lake: Lake, table: str, day: date) -> bool:
+    """Whether ``day`` of the raw table already holds stored rows."""
+    return lake.exists(lake_table(table)) and day in lake.days(lake_table(table), day)
 
 
 def _stored_keys(lake: Lake, table: str, first, last) -> pl.LazyFrame | None:

@@ -55,6 +55,42 @@ class Settings(BaseSettings):
     source: Literal["simulator", "landing"] = Field(
         default="simulator", description="`landing`: only landed files; `simulator`: the simulator fills the rest."
     )
+    # The landing zone (resources/landing.py): what is taken from uploaders, and when.
+    landing_follow_symlinks: bool = Field(
+        default=False, description="Follow symbolic links in the landing zone, only to regular files inside it."
+    )
+    landing_quiet_seconds: float = Field(
+        default=5.0, ge=0, description="A landed file is taken once its size and mtime are unchanged this long."
+    )
+    landing_temporary_max_age_seconds: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="Temporary upload names (.*, *.tmp, *.part, *.crdownload, *.filepart, ~*) wait this long, "
+        "then are moved aside as abandoned.",
+    )
+    landing_unterminated_last_line: Literal["reject", "hold"] = Field(
+        default="reject",
+        description="A CSV whose last line lacks its line break (cut short): `reject` moves it aside, "
+        "`hold` leaves it in place and keeps the day's rows until it is complete.",
+    )
+    landing_max_file_bytes: int = Field(
+        default=128 * 2**20,
+        gt=0,
+        description="Largest landed file read, decompressed (reading takes about 7 times its size in memory); "
+        "larger ones are moved aside.",
+    )
+    landing_max_line_bytes: int = Field(
+        default=8 * 2**20, gt=0, description="Longest CSV line read; a file with a longer one is moved aside."
+    )
+    landing_future_days: int = Field(
+        default=7,
+        ge=0,
+        description="A landed file dated more than this many days after today is moved aside (a mistyped year); "
+        "nearer ones wait until their day is a partition.",
+    )
+    landing_require_marker: bool = Field(
+        default=False, description="Take a day's file only once `_SUCCESS` (its folder) or `<day>.done` is there."
+    )
     sim_customers: int = Field(default=20_000, gt=0, description="Simulated customers.")
     sim_days: int = Field(default=180, gt=0, description="Days of simulated history.")
     sim_drift: DriftSpec | None = Field(

@@ -42,6 +42,7 @@ def pytest_configure(config):
         os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(MEMORY_DISK))
     os.environ.setdefault("PLATFORM_HOME", tempfile.mkdtemp(prefix="churn-parse-"))
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("PLATFORM_LANDING_QUIET_SECONDS", "0")
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return  # the controller parsed it before starting the workers
     from resources.dbt import dbt_project

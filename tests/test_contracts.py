@@ -1,9 +1,11 @@
 """Each raw contract quarantines a crafted bad row with the right reason; good rows go on."""
 
+import datetime as dt
+
 import polars as pl
 import pytest
 
-from platform_assets.contracts import CONTRACTS, landed_columns
+from platform_assets.contracts import CONTRACTS, LATENESS_DAYS, landed_columns, may_empty_day
 from platform_assets.quality import enforce
 from resources.simulator import SimulatorConfig, simulate
 from tests.conftest import day
@@ -125,3 +127,80 @@ def test_personal_data_never_leaves_raw_ingestion(landed):
 def test_landed_columns_leave_out_the_partition_day():
     assert "ds" not in landed_columns("sessions")
     assert landed_columns("customers")[:3] == ["customer_id", "name", "email"]
+
+
+# table -> its event's date column: every event table refuses an event after its landing day
+EVENT_DATES = {
+    "customers": ("signup_date", "2099-01-01"),
+    "sessions": ("started_at", "2099-01-01 10:00:00"),
+    "support_tickets": ("opened_at", "2099-01-01 10:00:00"),
+    "promotions": ("offered_on", "2099-01-01"),
+    "plan_changes": ("changed_on", "2099-01-01"),
+    "cancellations": ("cancelled_on", "2099-01-01"),
+}
+
+
+def spoil(frame: pl.DataFrame, column: str, value: str | None) -> pl.DataFrame:
+    """The frame with the second row's ``column`` set to ``value`` (as landed text)."""
+    return frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1)
+        .then(pl.lit(value, dtype=pl.String))
+        .otherwise(pl.col(column))
+        .alias(column)
+    )
+
+
+def test_every_event_table_is_checked_against_its_landing_day():
+    assert set(EVENT_DATES) == set(CONTRACTS)
+
+
+@pytest.mark.parametrize("table", sorted(EVENT_DATES))
+def test_an_event_dated_after_its_landing_day_is_quarantined(landed, table):
+    column, value = EVENT_DATES[table]
+    verdict = enforce(table, [spoil(landed[table], column, value)], salt="test")
+    (reason,) = verdict.quarantined["reason"].to_list()
+    assert f"{column} is after the day the record landed" in reason
+
+
+@pytest.mark.parametrize("table", sorted(set(EVENT_DATES) - {"customers"}))
+def test_an_event_older_than_the_declared_lateness_is_quarantined(landed, table):
+    column, _ = EVENT_DATES[table]
+    frame = landed[table]
+    old = (frame["ds"][1] - dt.timedelta(days=LATENESS_DAYS + 1)).isoformat()
+    verdict = enforce(table, [spoil(frame, column, old + (" 10:00:00" if column.endswith("_at") else ""))], salt="t")
+    reasons = verdict.quarantined["reason"].to_list()
+    assert len(reasons) == 1 and f"{column} is more than {LATENESS_DAYS} days before" in reasons[0], reasons
+
+
+@pytest.mark.parametrize("value", ["NULL", "N/A", "None", "-", "   ", "null", "n/a"])
+def test_null_markers_mean_no_value_in_every_column_type(landed, value):
+    for table, column in [("support_tickets", "resolved_at"), ("promotions", "responded_on")]:
+        verdict = enforce(table, [spoil(landed[table], column, value)], salt="test")
+        assert verdict.quarantined.height == 0, verdict.quarantined["reason"].to_list()
+        assert verdict.good[column][1] is None
+    for table, column in [("cancellations", "reason"), ("cancellations", "customer_id"), ("sessions", "started_at")]:
+        verdict = enforce(table, [spoil(landed[table], column, value)], salt="test")
+        (reason,) = verdict.quarantined["reason"].to_list()
+        assert f"{column}: not_nullable (got null)" in reason
+
+
+def test_text_is_stripped_and_nfc_normalised_and_invisible_characters_are_refused(landed):
+    frame = landed["customers"]
+    decomposed = "Nord" + "e\u0301"  # e + combining acute: NFC makes it one character
+    verdict = enforce("customers", [spoil(frame, "region", f"  {decomposed} ")], salt="test")
+    assert verdict.good["region"][1] == "Nord\u00e9"
+    for bad in ["ads\u200b", "\x1b[31mads", "a\u202eb"]:
+        verdict = enforce("customers", [spoil(frame, "acquisition_channel", bad)], salt="test")
+        (reason,) = verdict.quarantined["reason"].to_list()
+        assert "acquisition_channel: dtype('String'): not text, or holds a control or invisible character" in reason
+        assert "\x1b" not in reason and "\u200b" not in reason and "\u202e" not in reason
+
+
+def test_dates_before_the_declared_earliest_are_quarantined(landed):
+    verdict = enforce("customers", [spoil(landed["customers"], "signup_date", "0001-01-01")], salt="test")
+    (reason,) = verdict.quarantined["reason"].to_list()
+    assert "signup_date: greater_than_or_equal_to(2000-01-01)" in reason
+
+
+def test_no_contract_allows_emptying_a_stored_day_unless_it_says_so():
+    assert not any(may_empty_day(table) for table in CONTRACTS)

@@ -89,4 +89,18 @@ def test_a_file_for_a_day_that_is_not_a_partition_yet_waits(home, resources, ins
     future = land(home, "cancellations", date.today() + timedelta(days=2))
     requests, cursor = tick(resources, instance)
     assert requests == [] and future.exists()
-    assert str(future) not in json.loads(cursor)  # requested once its day is a partition
+    assert str(future) not in json.loads(cursor)["requested"]  # requested once its day is a partition
+
+
+def test_a_file_it_cannot_request_is_logged_once(home, resources, instance):
+    folder = home / "landing" / "cancellations"
+    folder.mkdir(parents=True)
+    upload = folder / f".{day(3)}.csv.Xa9f3Q"
+    upload.write_text("customer_id,cancelled_on,reason\n")
+    messages = Messages()
+    requests, cursor = tick(resources, instance, messages=messages)
+    requests_again, _ = tick(resources, instance, cursor, messages=messages)
+    assert requests == requests_again == [] and upload.exists()
+    assert [line for line in messages.lines if str(upload) in line] == [
+        f"Waiting with {upload}: a temporary upload name (an upload in flight)."
+    ]

@@ -155,3 +155,10 @@ def test_stored_schema_matches_what_is_written(resources, instance, table):
     stored = resources["lake"].read_days(lake_table(table), day(0))
     declared = raw_tables.specs_by_key[raw_key(table)].metadata["dagster/column_schema"]
     assert [c.name for c in declared.columns] == stored.columns
+
+
+def test_a_failure_case_table_keeps_one_row_per_value():
+    from platform_assets.metadata import markdown_table
+
+    table = markdown_table(pl.DataFrame({"failure_case": ["a\nb|c", None]}))
+    assert table.splitlines() == ["| failure_case |", "|---|", "| a\\nb\\|c |", "|  |"]
