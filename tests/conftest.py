@@ -54,15 +54,15 @@ def pytest_configure(config):
 # summed per module); the rest follow by marker. With two workers each taking the next
 # module as it frees up, the long ones overlap and the short ones fill the end.
 LONGEST_FIRST = (
+    "test_daemon",
     "test_production_services",
     "test_incremental_features",
     "test_onboarding",
-    "test_daemon",
-    "test_serving",
-    "test_decisions",
     "test_ui",
-    "test_crash_recovery",
     "test_extending",
+    "test_crash_recovery",
+    "test_decisions",
+    "test_serving",
 )
 
 

@@ -1046,3 +1046,49 @@ def test_a_file_growing_during_the_ingest_is_left_for_the_next_run(world, monkey
     assert ingest(world, table, when).success
     stored = world.resources["lake"].read_days(lake_table(table), when)
     assert sorted(stored["customer_id"].to_list()) == [number * 100 + 1, number * 100 + 2, number * 100 + 3]
+
+
+KINDS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "landed_file_kinds.md"
+
+
+def kinds_table() -> str:
+    """docs/landed_file_kinds.md, generated from KINDS: what each kind proves and its outcome."""
+
+    def outcome(kind: Kind) -> str:
+        parts = [f"{len(kind.stored)} stored"] if kind.stored else []
+        parts += [f"{len(kind.quarantined)} quarantined"] if kind.quarantined else []
+        parts += ["moved aside"] if kind.rejected else []
+        parts += ["left in place"] if kind.left else []
+        parts += ["earlier delivery kept"] if kind.previous else []
+        return ", ".join(parts) or "nothing stored"
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    rows = [
+        f"| `{name}` | {kind.table} | {kind.rows_in} | {outcome(kind)} | {cell(kind.doc)} |"
+        for name, kind in KINDS.items()
+    ]
+    return "\n".join(
+        [
+            "# Kinds of landed file and what ingestion does with them",
+            "",
+            "Generated from `KINDS` in `tests/test_bad_inputs.py`, where each row is a case run through the",
+            "real ingestion (regenerate: `.venv/bin/python -m tests.test_bad_inputs > docs/landed_file_kinds.md`).",
+            "For every kind, rows stored + quarantined + in files moved aside or left in place = rows in.",
+            "",
+            "| kind | table | rows in | outcome | what it proves |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+
+
+def test_the_page_of_kinds_is_the_suites():
+    """The page users read is regenerated from the cases, never edited apart from them."""
+    assert KINDS_PAGE.read_text() == kinds_table(), "regenerate docs/landed_file_kinds.md (see its header)"
+
+
+if __name__ == "__main__":
+    print(kinds_table(), end="")
