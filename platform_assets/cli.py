@@ -174,7 +174,7 @@ def _summarize(results, seconds: float) -> None:
     print(
         f"\nModel:               churn_model v{model['model_version']}, validation ROC AUC "
         f"{model['validation_roc_auc']:.3f}, lift in the top decile {model['validation_lift_top_decile']:.1f}\n"
-        f"Promotion gate:      {gate['reason']}\n"
+        f"Promotion gate:      {gate['action']}; {gate['reason']}\n"
         f"Predictions:         {scored['dagster/row_count']} customers scored by v{scored['model_version']}, "
         f"{scored['high_risk']} high risk, {scored['flagged_for_review']} flagged for review\n"
         f"\nLake (Delta):        {lake.root}\n"
@@ -199,7 +199,10 @@ def _drift_demo(args: argparse.Namespace) -> None:
     History is built as in ``demo``; then each following day runs ``daily_pipeline``
     (raw, features, predictions, monitoring), and after each day the retraining sensor
     is evaluated exactly as the Dagster daemon evaluates it, its requests run at once.
+    No scoring API runs here to give a retrained version live traffic, so unless told
+    otherwise a version that passes the gate is promoted on it (``promote_on_gate``).
     """
+    os.environ.setdefault("PLATFORM_ROLLOUT_MODE", "promote_on_gate")
     first = settings().start_date
     last_history = first + timedelta(days=args.days - 1)
     drift_day = last_history + timedelta(days=args.quiet_days + 1)

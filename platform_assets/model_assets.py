@@ -1,4 +1,11 @@
-"""The model lifecycle as assets: train a challenger, then let the gate decide on promotion.
+"""The model lifecycle as assets: train a candidate, then let the offline gate decide what happens to it.
+
+One rollout path: a trained version gets the alias ``candidate``; the gate judges it on
+rows neither contender trained on. A refused version never receives traffic. A passed
+one becomes the live ``challenger`` (shadow, then canary, until the online verdict of
+``rollout_report`` promotes or rolls it back), or, with ``PLATFORM_ROLLOUT_MODE=
+promote_on_gate`` or when there is no champion yet, the champion at once. Every step is
+appended to the version's decision history (``ModelRegistry.record``).
 
 MLflow, LightGBM, scikit-learn and matplotlib are imported inside the assets: every
 step process and every code-location load imports this module, and only the steps
@@ -20,7 +27,8 @@ from platform_assets.metadata import OWNER, markdown_table, table_schema
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.ml.promotion import PromotionConfig, decide, refuse
 from platform_assets.partitions import partition_hint
-from resources.model_registry import CHALLENGER, CHAMPION, ModelRegistry
+from resources.model_registry import CANDIDATE, CHAMPION, GATE, ModelRegistry
+from resources.settings import settings
 from resources.warehouse import Warehouse
 
 PROMOTION_CHECK = "promotion_gate"
@@ -206,10 +214,11 @@ def train_challenger(
         mlflow.log_table(segments.to_pandas(), "segment_performance.json")
 
     client = registry.activate()
-    client.set_registered_model_alias(registry.model_name, CHALLENGER, version)
+    client.set_registered_model_alias(registry.model_name, CANDIDATE, version)
     client.update_model_version(registry.model_name, version, description=card)
     client.set_model_version_tag(registry.model_name, version, "validation_roc_auc", f"{scores['roc_auc']:.4f}")
-    context.log.info(f"Registered {registry.model_name} version {version} as {CHALLENGER}")
+    registry.record(version, "trained", "candidate", f"ROC AUC {scores['roc_auc']:.4f} on its validation rows")
+    context.log.info(f"Registered {registry.model_name} version {version} as {CANDIDATE}")
 
     return dg.MaterializeResult(
         metadata={
@@ -251,14 +260,18 @@ def judge_challenger(
     warehouse: Warehouse,
     registry: ModelRegistry,
 ):
-    """Score challenger and champion on the challenger's validation rows, after checking neither trained on them."""
+    """Score candidate and champion on the candidate's validation rows, after checking neither trained on them.
+
+    A registry that fails to answer fails the run (``RegistryUnavailable``): judged
+    against "no champion", the candidate would face the first-model floor alone.
+    """
     from platform_assets.ml.evaluation import largest_gap, metrics, segment_performance
     from platform_assets.ml.training import TimeSplit, labels
 
     spec = spec_of(dataset)
-    challenger = registry.version(CHALLENGER)
+    challenger = registry.version(CANDIDATE)
     if challenger is None:
-        raise dg.Failure(f"{registry.model_name} has no {CHALLENGER}: materialize its churn_model first")
+        raise dg.Failure(f"{registry.model_name} has no {CANDIDATE}: materialize its churn_model first")
     champion = registry.version(CHAMPION)
     contenders = {"challenger": challenger} | ({"champion": champion} if champion else {})
     splits = {role: registry.split(version.run_id) for role, version in contenders.items()}
@@ -298,20 +311,19 @@ def judge_challenger(
             }
         decision = decide(figures["challenger"], figures.get("champion"), config)
     context.log.info(f"Promotion gate: {decision.summary}")
-
-    client = registry.activate()
-    if decision.promote:
-        registry.promote(challenger.version)
-    for key, value in {"promotion_decision": decision.verdict, "promotion_reason": decision.summary}.items():
-        client.set_model_version_tag(registry.model_name, challenger.version, key, value[:5000])
+    outcome, action = apply_gate(registry, challenger.version, champion, decision)
+    context.log.info(f"v{challenger.version}: {action}")
     champion_now = registry.version(CHAMPION)
     comparison = pl.DataFrame(
         [{"model": role, **{k: v for k, v in f.items() if k in _SHOWN}} for role, f in figures.items()]
     )
     yield dg.MaterializeResult(
         metadata={
-            "decision": decision.verdict,
+            "decision": outcome,
+            "gate": decision.verdict,
             "reason": decision.summary,
+            "action": action,
+            "rollout_mode": settings().rollout_mode,
             "challenger_version": challenger.version,
             "previous_champion_version": champion.version if champion else "none",
             "champion_version": champion_now.version if champion_now else "none",
@@ -319,6 +331,9 @@ def judge_challenger(
             if champion_now
             else "none",
             "comparison": dg.MetadataValue.md(markdown_table(comparison) if figures else "not judged"),
+            "decision_history": dg.MetadataValue.md(
+                markdown_table(pl.DataFrame(ModelRegistry.history(registry.by_number(challenger.version))))
+            ),
             "evaluation_window": _window_text(window, spec),
             "evaluation_rows": window.height,
         }
@@ -328,9 +343,9 @@ def judge_challenger(
         asset_key=context.asset_key,
         passed=decision.verdict != "refused",
         severity=dg.AssetCheckSeverity.ERROR,
-        description=decision.summary,
+        description=f"{decision.summary}. {action}"[:2000],
         metadata={
-            "decision": decision.verdict,
+            "decision": outcome,
             "evaluation_window": _window_text(window, spec),
             **{
                 f"{r}_{k}": float(v)
@@ -339,6 +354,37 @@ def judge_challenger(
                 if k in _SHOWN and k != "version" and v is not None
             },
         },
+    )
+
+
+def apply_gate(registry: ModelRegistry, version: str, champion, decision) -> tuple[str, str]:
+    """What the gate's decision does to the registry, appended to the version's history.
+
+    Returns the outcome (``promoted``, ``challenger``, ``refused`` or ``unchanged``) and what was done.
+    """
+    client = registry.activate()
+    if decision.verdict == "unchanged":
+        return "unchanged", decision.summary
+    passed = decision.promote
+    if not client.get_model_version(registry.model_name, version).tags.get(GATE):
+        # the gate's own verdict, written once: later steps append to the history instead
+        client.set_model_version_tag(registry.model_name, version, GATE, "passed" if passed else "refused")
+        for key, value in {"promotion_decision": decision.verdict, "promotion_reason": decision.summary}.items():
+            client.set_model_version_tag(registry.model_name, version, key, value[:5000])
+    registry.record(version, "gate", "passed" if passed else "refused", decision.summary)
+    if not passed:
+        return "refused", f"v{version} refused by the offline gate: it receives no traffic"
+    mode = settings().rollout_mode
+    if champion is None or mode == "promote_on_gate":
+        why = "first model: no champion to compare online" if champion is None else "rollout mode promote_on_gate"
+        registry.promote(version)
+        registry.record(version, "promotion", "promoted", f"on the offline gate ({why})")
+        return "promoted", f"v{version} promoted on the offline gate ({why})"
+    registry.make_challenger(version)
+    serving = settings().serving_challenger_mode
+    registry.record(version, "rollout", "challenger", f"live challenger ({serving}) until its online verdict")
+    return "challenger", (
+        f"v{version} is the live challenger ({serving}) against champion v{champion.version}, until its online verdict"
     )
 
 
@@ -391,7 +437,7 @@ def model_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
             f"The churn model `{name}`: LightGBM trained on the dbt model `{dataset.training_model}` with the "
             "features its YAML declares, split honestly (by time, or by a declared split column) or refused, "
             "logged to MLflow with its metrics, split, reference profile and model card, and registered as a new "
-            "version with the alias `challenger`. The promotion gate decides whether it becomes champion."
+            "version with the alias `candidate`. The promotion gate decides what becomes of it."
         ),
     )
     def churn_model(
@@ -407,11 +453,13 @@ def model_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
         owners=[OWNER],
         tags={"layer": "ml"},
         description=(
-            f"The promotion gate of `{name}`: scores the challenger and the current champion on the challenger's "
+            f"The promotion gate of `{name}`: scores the candidate and the current champion on the candidate's "
             "validation rows, after checking from the split recorded on each version's MLflow run that neither "
-            "trained on them, and moves the alias `champion` only if the challenger is at least as good (ROC AUC, "
-            "calibration) and fair across declared segments. The decision and its figures are here and on the "
-            "model version."
+            "trained on them. A candidate at least as good (ROC AUC, calibration) and fair across declared segments "
+            "passes: it becomes the live `challenger` (shadow, then canary, until `rollout_report` promotes or rolls "
+            "it back), or the champion at once under `PLATFORM_ROLLOUT_MODE=promote_on_gate` or when there is none. "
+            "A refused one never receives traffic. The decision and its figures are here; every step is appended "
+            "to the version's decision history in MLflow."
         ),
         check_specs=[
             dg.AssetCheckSpec(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,9 +13,23 @@ import dagster as dg
 from pydantic import Field
 
 CHAMPION = "champion"
-CHALLENGER = "challenger"
+CHALLENGER = "challenger"  # a version that passed the gate, live in shadow or canary until its online verdict
+CANDIDATE = "candidate"  # the newest trained version, until the gate has judged it
 PROMOTED_AT = "promoted_at"
 ROLLED_BACK_AT = "rolled_back_at"
+GATE = "gate"  # tag: the offline gate's verdict, "passed" or "refused"; only a passed version gets traffic
+LIVE_SINCE = "live_since"  # tag: when the version became the live challenger (UTC, ISO)
+HISTORY = "decision."  # tags decision.001, decision.002, ...: the version's decisions, appended, never rewritten
+
+
+class RegistryUnavailable(RuntimeError):
+    """The registry failed to answer (not "no such alias"): nothing may be decided on its silence."""
+
+
+def _not_found(error) -> bool:
+    """MLflow's "no such model or alias" (RESOURCE_DOES_NOT_EXIST; INVALID_PARAMETER_VALUE "... not found")."""
+    code = getattr(error, "error_code", "")
+    return code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(error))
 
 
 @dataclass(frozen=True)
@@ -80,14 +95,40 @@ class ModelRegistry(dg.ConfigurableResource):
         return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def version(self, alias: str) -> RegisteredVersion | None:
-        """The model version holding ``alias``, or None."""
+        """The model version holding ``alias``, or None when there is none.
+
+        Any other failure (a registry that is down, a 5xx, a locked database) raises
+        ``RegistryUnavailable``: read as "no champion", it would let the gate promote
+        a challenger against the first-model floor alone.
+        """
         from mlflow.exceptions import MlflowException
 
-        client = self.activate()
         try:
+            client = self.activate()
             return RegisteredVersion.of(client.get_model_version_by_alias(self.model_name, alias))
-        except MlflowException:
-            return None
+        except MlflowException as error:
+            if _not_found(error):
+                return None
+            raise RegistryUnavailable(f"{self.model_name} alias {alias!r}: the registry failed: {error}") from error
+
+    def record(self, version: str, step: str, verdict: str, reason: str) -> None:
+        """Append one decision to a version's history (tags ``decision.NNN``), never rewriting an earlier one."""
+        client = self.activate()
+        tags = client.get_model_version(self.model_name, version).tags
+        number = 1 + sum(1 for key in tags if key.startswith(HISTORY))
+        entry = {"at": _now(), "step": step, "verdict": verdict, "reason": reason[:4000]}
+        client.set_model_version_tag(self.model_name, version, f"{HISTORY}{number:03d}", json.dumps(entry))
+
+    @staticmethod
+    def history(version: RegisteredVersion) -> list[dict]:
+        """A version's decisions, oldest first."""
+        return [json.loads(version.tags[k]) for k in sorted(k for k in version.tags if k.startswith(HISTORY))]
+
+    def make_challenger(self, version: str) -> None:
+        """Give a version that passed the gate live traffic (shadow or canary, as the server is set)."""
+        client = self.activate()
+        client.set_registered_model_alias(self.model_name, CHALLENGER, version)
+        client.set_model_version_tag(self.model_name, version, LIVE_SINCE, _now())
 
     def load(self, version: str):
         """The ``ChurnModel`` of a version (its own logged code), ready to score polars frames."""

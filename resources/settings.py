@@ -167,8 +167,10 @@ class Settings(BaseSettings):
     serving_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often the API looks for a new champion, challenger or feature snapshot."
     )
-    serving_challenger_mode: Literal["off", "shadow", "canary"] = Field(
-        default="shadow", description="What a `challenger` (other than the champion) does with live traffic."
+    serving_challenger_mode: Literal["off", "shadow", "canary", "staged"] = Field(
+        default="staged",
+        description="What the live `challenger` does with traffic: `staged` follows its rollout stage (shadow, "
+        "then canary, as the rollout report advances it); `shadow` or `canary` fix one; `off` gives it none.",
     )
     serving_canary_share: float = Field(
         default=0.1, ge=0.0, le=1.0, description="Share of customers (stable hash of the id) the canary answers."
@@ -191,6 +193,30 @@ class Settings(BaseSettings):
     )
     rollout_auc_tolerance: float = Field(
         default=0.01, ge=0.0, description="ROC AUC the challenger may lose to the champion on matured traffic."
+    )
+    rollout_mode: Literal["online", "promote_on_gate"] = Field(
+        default="online",
+        description="`online`: a version that passed the offline gate goes live as challenger (shadow, canary) and "
+        "the rollout report promotes or rolls it back; `promote_on_gate`: it is promoted straight after the gate "
+        "(for platforms without the scoring API).",
+    )
+    rollout_quality: Literal["matured", "offline_gate"] = Field(
+        default="matured",
+        description="What a promotion rests on for quality: `matured` waits for the paired ROC AUC test on live "
+        "customers whose outcomes matured; `offline_gate` takes the gate's verdict and promotes on operational "
+        "evidence (it still rolls back a challenger significantly worse on matured outcomes).",
+    )
+    rollout_alpha: float = Field(
+        default=0.05, gt=0, lt=1, description="Two-sided level of the rollout's tests (each side one-sided alpha/2)."
+    )
+    rollout_min_customers: int = Field(
+        default=30, ge=10, description="Matured live customers, churned and not each, before ROC AUC is compared."
+    )
+    rollout_max_looks: int = Field(
+        default=30,
+        ge=1,
+        description="Daily quality looks the rollout's alpha is spent over (O'Brien-Fleming-type spending); after "
+        "them the challenger is promoted only on the offline gate's evidence or by a person.",
     )
 
     @property

@@ -15,9 +15,13 @@ import yaml
 from platform_assets.definitions import build_definitions
 from platform_assets.model_assets import PROMOTION_CHECK, champion_model, churn_model
 from platform_assets.predictions import PREDICTIONS, churn_predictions
+from platform_assets.serving.rollout import PROMOTE, apply_action
+from platform_assets.serving.state import live_challenger
 from resources.dbt import DBT_PROJECT_DIR
-from resources.model_registry import CHALLENGER, CHAMPION
+from resources.model_registry import CANDIDATE, CHALLENGER, CHAMPION, ModelRegistry
 from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
+from tests.test_registry import flaky_registry
+from tests.test_ui import _free_port
 
 pytestmark = pytest.mark.world
 
@@ -63,7 +67,8 @@ def _checks(result) -> dict:
 def test_the_pipeline_trains_promotes_and_scores(platform):
     assert platform["built"].success and platform["scored"].success
     registry = platform["defs"].resources["registry"]
-    assert registry.version(CHAMPION).version == registry.version(CHALLENGER).version == "1"
+    assert registry.version(CHAMPION).version == registry.version(CANDIDATE).version == "1"
+    assert registry.version(CHALLENGER) is None  # a first model goes straight to champion: nothing to compare online
     assert _metadata(platform, "champion_model")["decision"] == "promoted"
 
 
@@ -218,14 +223,26 @@ def test_the_gate_refuses_a_worse_model_promotes_a_better_one_and_rollback_resto
     check = _checks(refused)[PROMOTION_CHECK]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert check.description.startswith("refused: challenger v2 refused") and "failed ROC AUC" in check.description
-    assert registry.version(CHAMPION).version == "1" and registry.version(CHALLENGER).version == "2"
+    assert registry.version(CHAMPION).version == "1" and registry.version(CANDIDATE).version == "2"
+    assert registry.version(CHALLENGER) is None  # a refused version never receives traffic
     tags = registry.activate().get_model_version(registry.model_name, "2").tags
     assert tags["promotion_decision"] == "refused" and "ROC AUC" in tags["promotion_reason"]
+    assert live_challenger(registry.by_number("2"), registry.version(CHAMPION)) is None
 
-    promoted = _materialize(platform, [churn_model, champion_model])
-    assert _checks(promoted)[PROMOTION_CHECK].passed
+    passed = _materialize(platform, [churn_model, champion_model])  # the default rollout mode: online
+    assert _checks(passed)[PROMOTION_CHECK].passed
+    gate = _metadata(platform, "champion_model")
+    assert gate["decision"] == "challenger" and gate["champion_version"] == "1"
+    assert registry.version(CHALLENGER).version == "3" and registry.version(CHAMPION).version == "1"
+    assert apply_action(registry, PROMOTE, "2", "a refused version").endswith(
+        "no longer a live challenger: nothing to do"
+    )
+    apply_action(registry, PROMOTE, "3", "won online")  # what the rollout sensor's run does
     assert registry.version(CHAMPION).version == "3"
-    assert _metadata(platform, "champion_model")["previous_champion_version"] == "1"
+    v3 = registry.by_number("3")
+    steps = [(h["step"], h["verdict"]) for h in ModelRegistry.history(v3)]
+    assert steps == [("trained", "candidate"), ("gate", "passed"), ("rollout", "challenger"), ("promotion", "promoted")]
+    assert v3.tags["promotion_decision"] == "passed"  # the gate's own verdict, never rewritten
 
     cli = subprocess.run(
         [str(Path(sys.executable).parent / "churn-platform"), "rollback"],
@@ -252,3 +269,64 @@ def test_the_gate_refuses_a_window_the_champion_trained_on(platform):
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert "not judged:" in check.description and f"overlap what champion v{champion} trained on" in check.description
     assert registry.version(CHAMPION).version == champion
+
+
+def test_a_registry_error_fails_the_gate_and_never_promotes(platform, monkeypatch, tmp_path):
+    """A real MLflow server on the world's registry, behind a proxy that fails the champion alias read with 503."""
+    registry = platform["defs"].resources["registry"]
+    champion, versions = registry.version(CHAMPION).version, _version_count(registry)
+    port = _free_port()
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", registry.tracking_uri]
+    server = subprocess.Popen(
+        [*command, "--default-artifact-root", registry.artifact_location, "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "mlflow.log", "w"),  # noqa: SIM115
+    )
+    try:
+        upstream = f"http://127.0.0.1:{port}"
+        _wait_until_up(upstream + "/health", server)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        with flaky_registry(upstream, lambda path: "alias=champion" in path) as url:
+            flaky = ModelRegistry(
+                tracking_uri=url,
+                artifact_location=registry.artifact_location,
+                experiment=registry.experiment,
+                model_name=registry.model_name,
+            )
+            result = dg.materialize(
+                [champion_model],
+                instance=platform["instance"],
+                resources={**platform["defs"].resources, "registry": flaky},
+                raise_on_error=False,
+            )
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert "RegistryUnavailable" in str(failure.event_specific_data.error)
+    assert registry.version(CHAMPION).version == champion and _version_count(registry) == versions
+
+
+def _version_count(registry) -> int:
+    return len(registry.activate().search_model_versions(f"name = '{registry.model_name}'"))
+
+
+def _wait_until_up(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "mlflow server exited"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer in {seconds} s")

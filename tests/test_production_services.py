@@ -205,7 +205,7 @@ def test_the_demo_graph_runs_on_postgres_and_s3_with_concurrent_partition_runs(t
     )
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "Lake (Delta):        s3://lake/churn" in demo.stdout
-    assert "0 failed" in demo.stdout and "challenger v1 promoted" in demo.stdout
+    assert "0 failed" in demo.stdout and "v1 promoted" in demo.stdout
 
     # Two new days ingested and two earlier days scored, all four runs at once. Each run
     # executes in one process (PLATFORM_RUN_EXECUTOR's default, in_process).
@@ -270,7 +270,7 @@ def test_the_demo_graph_runs_on_postgres_and_s3_with_concurrent_partition_runs(t
     # MLflow: runs and the registered version with its aliases in Postgres, artifacts on S3.
     assert _sql(postgres, "mlflow", "select name, version from model_versions") == [("churn_model", 1)]
     aliases = dict(_sql(postgres, "mlflow", "select alias, version from registered_model_aliases"))
-    assert aliases == {"champion": 1, "challenger": 1}
+    assert aliases == {"champion": 1, "candidate": 1}
     artifact_uris = [uri for (uri,) in _sql(postgres, "mlflow", "select artifact_uri from runs")]
     assert artifact_uris and all(uri.startswith("s3://mlflow/churn/") for uri in artifact_uris)
     client = boto3.client("s3", endpoint_url=s3, region_name=REGION, **_boto_keys())

@@ -21,12 +21,13 @@ class PromotionConfig(dg.Config):
 
 @dataclass(frozen=True)
 class Decision:
-    verdict: str  # "promoted", "refused" or "unchanged"
+    verdict: str  # "passed", "refused" or "unchanged"
     reasons: tuple[str, ...]
 
     @property
     def promote(self) -> bool:
-        return self.verdict == "promoted"
+        """It passed: promoted at once, or made the live challenger (``model_assets.apply_gate``)."""
+        return self.verdict == "passed"
 
     @property
     def summary(self) -> str:
@@ -39,7 +40,7 @@ def refuse(challenger: str, reason: str) -> Decision:
 
 
 def decide(challenger: dict, champion: dict | None, rules: PromotionConfig) -> Decision:
-    """Promote the challenger only if it clears every rule; say which ones it failed.
+    """Pass the challenger only if it clears every rule; say which ones it failed.
 
     ``segment_gap`` None means fairness could not be measured (no declared segment, or
     too few churners): that is said, not counted as a pass.
@@ -72,4 +73,4 @@ def decide(challenger: dict, champion: dict | None, rules: PromotionConfig) -> D
     subject = f"challenger v{challenger['version']}"
     if failed:
         return Decision("refused", (f"{subject} refused", *(f"failed {r}" for r in failed), *unjudged))
-    return Decision("promoted", (f"{subject} promoted", *(f"passed {r}" for r in passed), *unjudged))
+    return Decision("passed", (f"{subject} passed the gate", *(f"passed {r}" for r in passed), *unjudged))

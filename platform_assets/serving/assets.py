@@ -21,17 +21,17 @@ from platform_assets.ml.feature_spec import Dataset
 from platform_assets.model_assets import model_assets
 from platform_assets.monitoring.drift import Thresholds
 from platform_assets.serving.audit import AUDIT_COLUMNS, AUDIT_SCHEMA
+from platform_assets.serving.evidence import paired_customers
 from platform_assets.serving.rollout import ROLLOUT_CHECK, RolloutRules, judge_rollout
-from platform_assets.serving.state import CANARY_ROLLED_BACK
+from platform_assets.serving.state import live_challenger, stage_of
 from platform_assets.serving.store import latest_snapshot_query, online_table, requests_table
 from resources.lake import Lake
-from resources.model_registry import CHALLENGER, CHAMPION, ModelRegistry
+from resources.model_registry import CHALLENGER, CHAMPION, LIVE_SINCE, ModelRegistry
 from resources.settings import settings
 from resources.warehouse import Warehouse
 
 ONLINE_DRIFT = "serving/online_feature_drift"
 ONLINE_DRIFT_CHECK = "online_feature_drift"
-ANSWERED = ("champion", "canary")
 MIN_DRIFT_ROWS = 200
 serving_days = dg.DailyPartitionsDefinition(start_date=settings().start_date.isoformat(), end_offset=1)
 KINDS = {"delta", "polars"}
@@ -216,6 +216,7 @@ def with_outcomes(rows: pl.DataFrame, dataset: Dataset, warehouse: Warehouse, re
 def report_rollout(
     context: dg.AssetExecutionContext, dataset: Dataset, warehouse: Warehouse, registry: ModelRegistry, lake: Lake
 ):
+    """The online verdict of the live challenger: operational on the window, paired quality since it went live."""
     current = settings()
     rules = RolloutRules(
         latency_sla_ms=current.serving_latency_sla_ms,
@@ -223,14 +224,21 @@ def report_rollout(
         min_requests=current.rollout_min_requests,
         auc_tolerance=current.rollout_auc_tolerance,
         window_days=current.rollout_window_days,
+        alpha=current.rollout_alpha,
+        min_customers=current.rollout_min_customers,
+        max_looks=current.rollout_max_looks,
+        quality=current.rollout_quality,
     )
     day = date.fromisoformat(context.partition_key)
     first = day - timedelta(days=rules.window_days - 1)
-    champion, challenger = registry.version(CHAMPION), registry.version(CHALLENGER)
-    live = challenger is not None and champion is not None and challenger.version != champion.version
-    live = live and CANARY_ROLLED_BACK not in challenger.tags
-    if not live:
-        message = "not evaluated: no live challenger (none, already champion, or rolled back)"
+    champion = registry.version(CHAMPION)
+    challenger = live_challenger(registry.version(CHALLENGER), champion)
+    if challenger is None or current.serving_challenger_mode == "off":
+        message = (
+            "not evaluated: no live challenger (none, already champion, refused by the gate, or rolled back)"
+            if challenger is None
+            else "not evaluated: PLATFORM_SERVING_CHALLENGER_MODE is off, so the challenger gets no traffic"
+        )
         yield dg.MaterializeResult(metadata={"action": "wait", "status": message})
         yield dg.AssetCheckResult(
             check_name=ROLLOUT_CHECK,
@@ -240,30 +248,51 @@ def report_rollout(
             metadata={"action": "wait", "partition": day.isoformat()},
         )
         return
-    rows = read_requests(lake, dataset, first, day).filter(pl.col("route") == "id")
+    stage = stage_of(challenger, current.serving_challenger_mode)
+    since = challenger.tags.get(LIVE_SINCE)
+    live_from = min(first, date.fromisoformat(since[:10])) if since else first
+    rows = read_requests(lake, dataset, live_from, day).filter(pl.col("route") == "id")
     rows = (
         with_outcomes(rows, dataset, warehouse, registry)
         if rows.height
         else rows.with_columns(churned=pl.lit(None, pl.Boolean))
     )
+    ours, theirs = pl.col("model_version") == challenger.version, pl.col("model_version") == champion.version
+    window = rows.filter(pl.col("ds") >= first)
     sides = {
-        "champion": rows.filter((pl.col("model_version") == champion.version) & pl.col("role").is_in(ANSWERED)),
-        "challenger": rows.filter((pl.col("model_version") == challenger.version) & (pl.col("role") != "champion")),
+        "champion": window.filter(theirs & (pl.col("role") == "champion")),
+        "challenger": window.filter(ours & (pl.col("role") == ("shadow" if stage == "shadow" else "canary"))),
     }
+    paired = paired_customers(rows.filter(theirs), rows.filter(ours))
+    look = max(1, rows.filter(ours & pl.col("churned").is_not_null())["ds"].n_unique())
     served_days = sides["challenger"]["ds"].unique().len()
-    verdict = judge_rollout(sides["champion"], sides["challenger"], served_days, rules)
+    verdict = judge_rollout(
+        sides["champion"],
+        sides["challenger"],
+        served_days,
+        rules,
+        paired=paired,
+        look=look,
+        stage=stage,
+        staged=current.serving_challenger_mode == "staged",
+    )
     context.log.info(f"Rollout of v{challenger.version} against champion v{champion.version}: {verdict.summary}")
     common = {
         "action": verdict.action,
         "champion_version": champion.version,
         "challenger_version": challenger.version,
+        "stage": stage,
         "window": f"{first}..{day}",
     }
+    history = pl.DataFrame(ModelRegistry.history(challenger) or [{"at": "", "step": "", "verdict": "", "reason": ""}])
     yield dg.MaterializeResult(
         metadata={
             **common,
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in verdict.reasons)),
             "comparison": dg.MetadataValue.md(markdown_table(verdict.figures)),
+            "evidence": dg.MetadataValue.json({k: v for k, v in verdict.evidence.items() if v is not None}),
+            "paired_customers": paired.height,
+            "decision_history": dg.MetadataValue.md(markdown_table(history)),
             "rules": dg.MetadataValue.json(rules.__dict__),
         }
     )

@@ -24,11 +24,26 @@ from platform_assets.ml.feature_spec import FeatureSpec
 from platform_assets.serving.scorer import ServedModel
 from platform_assets.serving.store import FeatureSnapshot
 from resources.lake import Lake
-from resources.model_registry import CHALLENGER, CHAMPION, ModelRegistry, RegisteredVersion
+from resources.model_registry import CHALLENGER, CHAMPION, GATE, ModelRegistry, RegisteredVersion
 
 LOG = logging.getLogger("churn_platform.serving")
 CANARY_ROLLED_BACK = "canary_rolled_back_at"  # tag: the rollout sensor moved this version out of live traffic
-Mode = Literal["off", "shadow", "canary"]
+STAGE = "rollout_stage"  # tag: `shadow` (default) or `canary`, the stage the rollout report advanced it to
+Mode = Literal["off", "shadow", "canary", "staged"]
+
+
+def live_challenger(challenger: RegisteredVersion | None, champion: RegisteredVersion | None):
+    """The challenger if it may take live traffic: it passed the offline gate, is not the champion, not rolled back."""
+    if challenger is None or champion is None or challenger.version == champion.version:
+        return None
+    if CANARY_ROLLED_BACK in challenger.tags or challenger.tags.get(GATE) != "passed":
+        return None
+    return challenger
+
+
+def stage_of(challenger: RegisteredVersion, mode: str) -> str:
+    """The traffic a live challenger gets: the server's fixed mode, or under ``staged`` its rollout stage."""
+    return challenger.tags.get(STAGE, "shadow") if mode == "staged" else mode
 
 
 def canary_bucket(customer_id) -> float:
@@ -47,7 +62,12 @@ class ServingState:
 
     @property
     def key(self) -> tuple:
-        return (self.champion.version, self.challenger.version if self.challenger else None, self.snapshot.version)
+        return (
+            self.champion.version,
+            self.challenger.version if self.challenger else None,
+            self.snapshot.version,
+            self.mode,
+        )
 
     def describe(self) -> dict:
         dates = self.snapshot.frame[self.snapshot.snapshot]
@@ -115,8 +135,9 @@ class StateKeeper:
             self.not_ready = f"no online feature snapshot at {self.lake.uri(self.table)}: materialize online_features"
             return False
         challenger = self._challenger(champion)
+        mode = stage_of(challenger, self.mode) if challenger else "off"
         current = self.state
-        key = (champion.version, challenger.version if challenger else None, snapshot_version)
+        key = (champion.version, challenger.version if challenger else None, snapshot_version, mode)
         if current is not None and current.key == key:
             return False
         snapshot = (
@@ -126,7 +147,6 @@ class StateKeeper:
         )
         served = {v.version: self._served(v, snapshot, current) for v in filter(None, (champion, challenger))}
         self._models = {version: s.model for version, s in served.items()}
-        mode = self.mode if challenger else "off"
         canary_rows = None
         if mode == "canary":
             ids = snapshot.frame[snapshot.entity].to_list()
@@ -145,10 +165,7 @@ class StateKeeper:
     def _challenger(self, champion: RegisteredVersion) -> RegisteredVersion | None:
         if self.mode == "off":
             return None
-        challenger = self.registry.version(CHALLENGER)
-        if challenger is None or challenger.version == champion.version or CANARY_ROLLED_BACK in challenger.tags:
-            return None
-        return challenger
+        return live_challenger(self.registry.version(CHALLENGER), champion)
 
     def _load_snapshot(self, version: int) -> FeatureSnapshot:
         uri, options = self.lake.uri(self.table), self.lake.storage_options or None
