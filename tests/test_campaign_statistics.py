@@ -17,7 +17,7 @@ from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
 from platform_assets.decisions.assignment import CONTACT, HOLDOUT, assign, holdout_draw, plan_holdout
-from platform_assets.decisions.impact import ImpactConfig, judge, measure, summarize
+from platform_assets.decisions.impact import Impact, ImpactConfig, judge, measure, summarize
 from platform_assets.decisions.sequential_test import REDUCTION, sequential_test, spending, strata_counts
 from resources.simulator import SimulatorConfig, simulate, simulate_windows
 from resources.treatment import EFFECT_DAYS
@@ -192,12 +192,16 @@ def campaign_rows(seed: int, days: int, per_day: int, effect: float = 0.0, plann
 
 def declared(rows: pl.DataFrame) -> str | None:
     """What the campaign_effect check declares on these rows: reduction, harm, or nothing."""
+    return judged(rows)[0]
+
+
+def judged(rows: pl.DataFrame) -> tuple[str | None, Impact]:
     impact, _, why_not = summarize(rows, CONFIG)
     assert impact is not None, why_not
     text = judge(impact, why_not)[2]
     decisive = impact.sequential.decisive
     assert (decisive is not None) == text.startswith(("significant reduction", "contact does harm")), text
-    return decisive.declared if decisive else None
+    return (decisive.declared if decisive else None), impact
 
 
 def test_stratifying_by_campaign_removes_the_effect_pooling_invents():
@@ -223,8 +227,9 @@ def test_daily_looks_keep_the_false_positive_rate_at_alpha():
     ever = peeking = 0
     for seed in range(WORLDS):
         rows = campaign_rows(1000 + seed, days=60, per_day=100, planned=3600)
-        ever += declared(rows) is not None  # the verdict is the first look that declared, so "ever"
-        looks = sequential_test(strata_counts(rows), CONFIG.alpha, CONFIG.min_outcomes_per_arm).looks
+        verdict, impact = judged(rows)
+        ever += verdict is not None  # the verdict is the first look that declared, so "ever"
+        looks = impact.sequential.looks
         assert len(looks) == 60 and looks[-1].information > 0.95 and looks[-1].alpha_spent <= CONFIG.alpha
         peeking += any(look.p_value is not None and look.p_value < CONFIG.alpha for look in looks)
     print(f"no effect, 60 looks, {WORLDS} worlds: sequential {ever}, a fixed 0.05 at every look {peeking}")

@@ -230,7 +230,7 @@ def print_figures(figures: dict) -> None:
     if "absolute_reduction" in impact:
         low, high = impact["absolute_reduction_95ci"]
         pooled_low, pooled_high = impact["pooled_absolute_reduction_95ci"]
-        ratio_low, ratio_high = impact["odds_ratio_mh_95ci"]
+        ratio_low, ratio_high = ("unbounded" if v is None else f"{v:.3f}" for v in impact["odds_ratio_mh_95ci"])
         fraction = impact["information_fraction"]
         fraction = f"{fraction:.2f}" if isinstance(fraction, float) else fraction
         print(
@@ -240,7 +240,7 @@ def print_figures(figures: dict) -> None:
             f"(95% CI {pooled_low:+.4f}..{pooled_high:+.4f}), p = {impact['pooled_p_value']:.3g}\n"
             f"  stratified by campaign ({len(impact['strata'])} campaigns): reduction "
             f"{impact['absolute_reduction']:+.4f} (95% CI {low:+.4f}..{high:+.4f}), MH odds ratio "
-            f"{impact['odds_ratio_mh']:.3f} (95% CI {ratio_low:.3f}..{ratio_high:.3f}), CMH p = {impact['p_value']:.3g}\n"
+            f"{impact['odds_ratio_mh']:.3f} (95% CI {ratio_low}..{ratio_high}), CMH p = {impact['p_value']:.3g}\n"
             f"  sequential test: look {impact['look']}, information fraction {fraction}, "
             f"alpha {impact['alpha_at_look']:.2g} at this look, {impact['alpha_spent']:.2g} spent; "
             f"declared at look: {impact['verdict_look']}\n"

@@ -381,6 +381,11 @@ def impact_row(day: date, horizon_days: int, rows: pl.DataFrame, impact: Impact 
     }
 
 
+def _bounds(low: float, high: float) -> dg.MetadataValue:
+    """An interval as JSON; an unbounded or undefined end (an arm without churners) as null."""
+    return dg.MetadataValue.json([v if np.isfinite(v) else None for v in (low, high)])
+
+
 def effect_metadata(impact: Impact) -> dict:
     """Pooled and stratified figures side by side, and where the sequential test stands."""
     from platform_assets.metadata import markdown_table
@@ -393,7 +398,7 @@ def effect_metadata(impact: Impact) -> dict:
         "absolute_reduction": -stratified.difference,
         "absolute_reduction_95ci": dg.MetadataValue.json([-stratified.difference_high, -stratified.difference_low]),
         "odds_ratio_mh": stratified.odds_ratio,
-        "odds_ratio_mh_95ci": dg.MetadataValue.json([stratified.odds_ratio_low, stratified.odds_ratio_high]),
+        "odds_ratio_mh_95ci": _bounds(stratified.odds_ratio_low, stratified.odds_ratio_high),
         "cmh_statistic": stratified.cmh_statistic,
         "p_value": stratified.p_value,
         "strata": dg.MetadataValue.json(list(stratified.campaigns)),
@@ -403,9 +408,7 @@ def effect_metadata(impact: Impact) -> dict:
         "pooled_absolute_reduction": -pooled.difference,
         "pooled_absolute_reduction_95ci": dg.MetadataValue.json([-pooled.difference_high, -pooled.difference_low]),
         "pooled_relative_reduction": pooled.relative_reduction,
-        "pooled_relative_reduction_95ci": dg.MetadataValue.json(
-            [pooled.relative_reduction_low, pooled.relative_reduction_high]
-        ),
+        "pooled_relative_reduction_95ci": _bounds(pooled.relative_reduction_low, pooled.relative_reduction_high),
         "pooled_p_value": pooled.p_value,
         "contacted_outcomes": pooled.contacted,
         "holdout_outcomes": pooled.holdout,

@@ -126,11 +126,11 @@ class Sequential:
 
 def spending(information: float, alpha: float) -> float:
     """O'Brien-Fleming-type alpha spent by information fraction ``information`` (all of it from 1 on)."""
-    from scipy.stats import norm
+    from scipy.special import ndtr, ndtri  # the standard normal's cdf and quantile
 
     if information <= 0:
         return 0.0
-    return float(2 * norm.sf(norm.ppf(1 - alpha / 2) / np.sqrt(min(information, 1.0))))
+    return float(2 * ndtr(-ndtri(1 - alpha / 2) / np.sqrt(min(information, 1.0))))
 
 
 def strata_counts(rows: pl.DataFrame) -> pl.DataFrame:
