@@ -61,6 +61,8 @@ def main() -> None:
         "contacts_per_day": args.contacts,
         "measured_reduction": impact.get("absolute_reduction"),
         "measured_reduction_95ci": impact.get("absolute_reduction_95ci"),
+        "pooled_reduction": impact.get("pooled_absolute_reduction"),
+        "sequential_verdict_look": impact.get("verdict_look"),
         "true_average_reduction": -figures["true_average_effect"],
         "measured_net_saving_eur": impact.get("net_saving_eur"),
         "uplift_model": figures["uplift_model"].get("status"),

@@ -93,7 +93,7 @@ def as_metadata(png: bytes) -> dg.MetadataValue:
 
 
 def effect_over_time(history: pl.DataFrame):
-    """The measured churn difference (contacted - holdout) with its 95% interval, per reporting day."""
+    """The stratified churn difference (contacted - holdout) with its fixed-sample 95% interval, per reporting day."""
     ordered = history.sort("ds")
     figure, axes = _figure()
     middle = ordered["difference"].to_numpy()
@@ -101,6 +101,6 @@ def effect_over_time(history: pl.DataFrame):
     axes.errorbar(ordered["ds"].to_list(), middle, yerr=errors, marker="o", color="#3b6ea5", capsize=3)
     axes.axhline(0.0, color="#c0392b", linestyle="--", linewidth=1)
     axes.set_ylabel("churn difference, contacted - holdout")
-    axes.set_title("Measured campaign effect with 95% CI")
+    axes.set_title("Campaign effect stratified by campaign, fixed-sample 95% CI")
     figure.autofmt_xdate()
     return figure

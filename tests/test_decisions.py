@@ -269,14 +269,22 @@ def test_matured_impact_compares_the_arms_with_an_interval(platform):
     assert meta["contacted_outcomes"] >= 0.95 * log.filter(pl.col("contacted")).height
     low, high = meta["absolute_reduction_95ci"]
     assert low <= meta["absolute_reduction"] <= high
-    assert meta["absolute_reduction"] == pytest.approx(meta["churn_holdout"] - meta["churn_contacted"])
+    assert meta["pooled_absolute_reduction"] == pytest.approx(meta["churn_holdout"] - meta["churn_contacted"])
+    # Only the first campaign day has matured, one campaign id: the stratified figures are the pooled ones.
+    assert len(meta["strata"]) == 1 and meta["strata_left_out"] == "none" and meta["look"] == 1
+    assert meta["absolute_reduction"] == pytest.approx(meta["pooled_absolute_reduction"])
     assert meta["net_saving_eur_low"] <= meta["net_saving_eur"] <= meta["net_saving_eur_high"]
     assert meta["offer_cost_eur"] == pytest.approx(15.0 * meta["contacted_outcomes"])
     assert np.isfinite(meta["npv_eur"]) and meta["reduction_over_time"].startswith("![plot](data:image/png")
     check = checks(result)["campaign_effect"]
-    if meta["p_value"] < 0.05:
-        assert check.passed == (meta["absolute_reduction"] > 0)
-    elif meta["contacted_outcomes"] < CAMPAIGN["planned_contacts"]:
+    seen = {k: v.value for k, v in check.metadata.items()}
+    assert seen["sequential_design"].startswith("Lan-DeMets O'Brien-Fleming-type alpha spending")
+    assert seen["p_value"] == meta["p_value"] and seen["planned_contacts"] == CAMPAIGN["planned_contacts"]
+    assert "look 1 (campaign day" in check.description and "pooled over campaigns" in check.description
+    if seen["declared"] != "none":
+        assert check.passed == seen["declared"].startswith("reduction") == (meta["absolute_reduction"] > 0)
+        assert meta["p_value"] < seen["alpha_at_look"]
+    elif seen["information_fraction"] < 1:
         assert check.passed and check.description.startswith("inconclusive so far")
     else:
         assert not check.passed and "at its planned size (300 contacts)" in check.description

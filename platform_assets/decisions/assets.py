@@ -170,19 +170,22 @@ def retention_campaign(
     tags=TAGS,
     description=(
         "What the campaigns measurably did, once their label horizon has passed: churn of contacted against holdout "
-        "customers, the absolute and relative reduction with a 95% interval and p-value (statsmodels), customers "
-        "retained, retained revenue, offer cost, net saving, ROI, annualized saving and NPV, each with the "
-        "interval's bounds; per campaign, and for the uplift policy against the risk policy on the holdout. "
-        "Without matured outcomes it says when they mature, never a zero."
+        "customers stratified by campaign (Cochran-Mantel-Haenszel test and odds ratio, the campaigns' differences "
+        "combined with inverse-variance weights; statsmodels), beside the pooled two-arm comparison it replaces for "
+        "decisions; customers retained, retained revenue, offer cost, net saving, ROI, annualized saving and NPV, "
+        "each with the interval's bounds; per campaign, and for the uplift policy against the risk policy on the "
+        "holdout. Without matured outcomes it says when they mature, never a zero."
     ),
     metadata={"lake_table": CAMPAIGN_IMPACT},
     check_specs=[
         dg.AssetCheckSpec(
             EFFECT_CHECK,
             asset="campaign_impact",
-            description="ERROR when contact significantly raises churn; WARN when there is no significant "
-            "reduction at the campaign's planned size (or no matured outcome yet), saying which; below the "
-            "planned size an insignificant result passes as inconclusive.",
+            description="Stratified by campaign and sequential over the daily looks (O'Brien-Fleming-type alpha "
+            "spending by matured contacts over planned contacts, a union bound over looks): ERROR when the test "
+            "declares that contact raises churn; WARN when no effect is declared by the campaign's planned size (or "
+            "nothing can be judged yet), saying which; below the planned size an undeclared effect passes as "
+            "inconclusive.",
             partitions_def=daily_partitions,
         )
     ],

@@ -229,13 +229,21 @@ def print_figures(figures: dict) -> None:
     impact = figures["impact"]
     if "absolute_reduction" in impact:
         low, high = impact["absolute_reduction_95ci"]
-        rel_low, rel_high = impact["relative_reduction_95ci"]
+        pooled_low, pooled_high = impact["pooled_absolute_reduction_95ci"]
+        ratio_low, ratio_high = ("unbounded" if v is None else f"{v:.3f}" for v in impact["odds_ratio_mh_95ci"])
+        fraction = impact["information_fraction"]
+        fraction = f"{fraction:.2f}" if isinstance(fraction, float) else fraction
         print(
             f"\nMeasured ({impact['contacted_outcomes']} contacted vs {impact['holdout_outcomes']} holdout outcomes):\n"
-            f"  churn {impact['churn_contacted']:.3f} contacted vs {impact['churn_holdout']:.3f} holdout\n"
-            f"  absolute reduction {impact['absolute_reduction']:+.4f} (95% CI {low:+.4f}..{high:+.4f}), "
-            f"p = {impact['p_value']:.3g}\n"
-            f"  relative reduction {impact['relative_reduction']:+.1%} (95% CI {rel_low:+.1%}..{rel_high:+.1%})\n"
+            f"  pooled over campaigns (not decided on): churn {impact['churn_contacted']:.3f} contacted vs "
+            f"{impact['churn_holdout']:.3f} holdout, reduction {impact['pooled_absolute_reduction']:+.4f} "
+            f"(95% CI {pooled_low:+.4f}..{pooled_high:+.4f}), p = {impact['pooled_p_value']:.3g}\n"
+            f"  stratified by campaign ({len(impact['strata'])} campaigns): reduction "
+            f"{impact['absolute_reduction']:+.4f} (95% CI {low:+.4f}..{high:+.4f}), MH odds ratio "
+            f"{impact['odds_ratio_mh']:.3f} (95% CI {ratio_low}..{ratio_high}), CMH p = {impact['p_value']:.3g}\n"
+            f"  sequential test: look {impact['look']}, information fraction {fraction}, "
+            f"alpha {impact['alpha_at_look']:.2g} at this look, {impact['alpha_spent']:.2g} spent; "
+            f"declared at look: {impact['verdict_look']}\n"
             f"  customers retained {impact['customers_retained']:.1f}, retained revenue "
             f"{impact['retained_revenue_eur']:,.0f} EUR, offer cost {impact['offer_cost_eur']:,.0f} EUR\n"
             f"  net saving {impact['net_saving_eur']:,.0f} EUR (95% CI {impact['net_saving_eur_low']:,.0f}.."

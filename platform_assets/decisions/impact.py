@@ -2,11 +2,14 @@
 
 The comparison is the campaign log's two arms, both drawn from the same ranked set by
 the campaign's hash, joined with the outcome the dataset's outcome model holds for the
-campaign day (churn within the label horizon after it). The interval of the difference
-is Newcomb's hybrid score interval and the p-value the Agresti-Caffo test of
-statsmodels; the money follows from the same interval, so a saving is never reported
-tighter than the churn difference it rests on. Without matured outcomes there is no
-figure, only the day they mature.
+campaign day (churn within the label horizon after it). Campaign ids hold out different
+shares of customers whose base churn differs, so the figures decided on are stratified by
+campaign and the check's test is sequential over its daily looks (``sequential_test``);
+the pooled two-arm comparison (Newcomb's interval, the Agresti-Caffo test of statsmodels)
+is shown beside them and per campaign, where it is exact. The money follows from the
+stratified difference and its interval, so a saving is never reported tighter than the
+churn difference it rests on. Without matured outcomes there is no figure, only the day
+they mature.
 """
 
 from __future__ import annotations
@@ -20,6 +23,18 @@ import polars as pl
 from pydantic import Field
 
 from platform_assets.decisions.campaign import CAMPAIGN_LOG, CONTACT, HOLDOUT
+from platform_assets.decisions.sequential_test import (
+    COUNTS,
+    DESIGN,
+    HARM,
+    Look,
+    Sequential,
+    Stratified,
+    dropped_strata,
+    sequential_test,
+    strata_counts,
+    stratify,
+)
 
 CAMPAIGN_IMPACT = "decisions/campaign_impact"
 EFFECT_CHECK = "campaign_effect"
@@ -86,7 +101,9 @@ def measure(contacted_churned: int, contacted: int, holdout_churned: int, holdou
     )
 
 
-def economics(effect: Effect, customer_value: float, offer_cost: float, days: int, config: ImpactConfig) -> dict:
+def economics(
+    effect: Effect | Stratified, customer_value: float, offer_cost: float, days: int, config: ImpactConfig
+) -> dict:
     """Customers retained, revenue, cost, net saving and ROI (each with the interval's bounds), annualized and NPV."""
     out: dict[str, float] = {"offer_cost_eur": offer_cost, "campaign_days_covered": days}
     for suffix, difference in (
@@ -134,10 +151,38 @@ def matured_log(lake, warehouse, outcome, day: date) -> tuple[pl.DataFrame, str]
     return joined.filter(pl.col("churned").is_not_null()), note
 
 
-def summarize(rows: pl.DataFrame, config: ImpactConfig) -> tuple[Effect | None, dict, str]:
-    """The effect and money over matured log rows, or why there is none."""
-    arms = {arm: rows.filter(pl.col("arm") == arm) for arm in (CONTACT, HOLDOUT)}
-    sizes = {arm: frame.height for arm, frame in arms.items()}
+@dataclass(frozen=True)
+class Impact:
+    """The pooled comparison (shown, never decided on), the stratified effect and the sequential test."""
+
+    pooled: Effect
+    stratified: Stratified
+    sequential: Sequential
+
+
+def days_covered(rows: pl.DataFrame) -> int:
+    """Days from the first to the last campaign day, plus one observed cadence (the median gap)."""
+    days = sorted(set(rows["ds"].to_list()))
+    gaps = np.diff(np.array(days, dtype="datetime64[D]")).astype(int)
+    cadence = int(np.median(gaps)) if len(gaps) else 1
+    return (days[-1] - days[0]).days + cadence
+
+
+def pooled_effect(rows: pl.DataFrame, alpha: float) -> Effect:
+    """Contacted against holdout over every row, as if one campaign."""
+    contacted, holdout = (rows.filter(pl.col("arm") == arm) for arm in (CONTACT, HOLDOUT))
+    return measure(
+        int(contacted["churned"].sum()), contacted.height, int(holdout["churned"].sum()), holdout.height, alpha
+    )
+
+
+def summarize(rows: pl.DataFrame, config: ImpactConfig) -> tuple[Impact | None, dict, str]:
+    """The effect (stratified by campaign, tested sequentially) and money over matured log rows, or why none.
+
+    The money rests on the stratified difference and covers the customers of the campaigns it
+    uses (value and offer cost of their contacted customers); left-out campaigns are named.
+    """
+    sizes = {arm: rows.filter(pl.col("arm") == arm).height for arm in (CONTACT, HOLDOUT)}
     if min(sizes.values()) < config.min_outcomes_per_arm:
         return (
             None,
@@ -147,63 +192,100 @@ def summarize(rows: pl.DataFrame, config: ImpactConfig) -> tuple[Effect | None, 
                 f"(at least {config.min_outcomes_per_arm} per arm needed)"
             ),
         )
-    contacted, holdout = arms[CONTACT], arms[HOLDOUT]
-    effect = measure(
-        int(contacted["churned"].sum()), contacted.height, int(holdout["churned"].sum()), holdout.height, config.alpha
-    )
-    days = sorted(set(rows["ds"].to_list()))
-    gaps = np.diff(np.array(days, dtype="datetime64[D]")).astype(int)
-    cadence = int(np.median(gaps)) if len(gaps) else 1
-    covered = (days[-1] - days[0]).days + cadence
+    counts = strata_counts(rows)
+    by_campaign = counts.group_by("campaign").agg(pl.col(COUNTS).sum()).sort("campaign")
+    campaigns, totals = by_campaign["campaign"].to_list(), by_campaign.select(COUNTS).to_numpy()
+    stratified = stratify(campaigns, totals, config.alpha)
+    if stratified is None:
+        return None, {}, f"no campaign can be compared within itself: {dropped_strata(campaigns, totals)}"
+    if min(stratified.contacted, stratified.holdout) < config.min_outcomes_per_arm:
+        return (
+            None,
+            {},
+            (
+                f"only {stratified.contacted} contacted and {stratified.holdout} holdout outcomes in campaigns "
+                f"with both arms and churn variation (at least {config.min_outcomes_per_arm} per arm needed); "
+                f"{stratified.dropped}"
+            ),
+        )
+    used = rows.filter(pl.col("campaign").is_in(list(stratified.campaigns)))
+    contacted = used.filter(pl.col("arm") == CONTACT)
     money = economics(
-        effect, float(contacted["customer_value"].mean()), float(contacted["offer_cost"].sum()), covered, config
+        stratified,
+        float(contacted["customer_value"].mean()),
+        float(contacted["offer_cost"].sum()),
+        days_covered(used),
+        config,
     )
-    return effect, money, ""
+    sequential = sequential_test(counts, config.alpha, config.min_outcomes_per_arm)
+    return Impact(pooled_effect(rows, config.alpha), stratified, sequential), money, ""
 
 
-def planned_size(rows: pl.DataFrame) -> int | None:
-    """The largest planned contacts among the pooled campaigns: past it, every one of them had its power."""
-    if "planned_contacts" not in rows.columns or rows["planned_contacts"].is_null().all():
-        return None
-    return int(rows["planned_contacts"].max())
+def _figures(impact: Impact) -> str:
+    s, p, look = impact.stratified, impact.pooled, impact.sequential.current
+    tested = f"p = {s.p_value:.3g}" if look.p_value is not None else "not testable at this look"
+    return (
+        f"stratified by campaign ({len(s.campaigns)} campaigns, CMH): churn difference {s.difference:+.3f} "
+        f"(fixed-sample 95% CI {s.difference_low:+.3f}..{s.difference_high:+.3f}), MH odds ratio "
+        f"{s.odds_ratio:.3f}, {tested} on {s.contacted} + {s.holdout} matured outcomes; pooled over campaigns "
+        f"(not decided on): {p.contacted_rate:.3f} contacted vs {p.holdout_rate:.3f} holdout, difference "
+        f"{p.difference:+.3f} (95% CI {p.difference_low:+.3f}..{p.difference_high:+.3f}, p = {p.p_value:.3g})"
+        + (f"; {s.dropped}" if s.dropped else "")
+    )
 
 
-def judge(
-    effect: Effect | None, why_not: str, planned: int | None, alpha: float
-) -> tuple[bool, dg.AssetCheckSeverity, str]:
-    """The campaign_effect check: ERROR on significant harm; WARN on no significant effect at the planned size.
+def _look(look: Look, alpha: float) -> str:
+    information = f"information fraction {look.information:.2f}" if look.information is not None else "no plan"
+    return (
+        f"look {look.number} (campaign day {look.day}, {information}, alpha {look.alpha_at_look:.2g} at this look, "
+        f"{look.alpha_spent:.2g} of {alpha:g} spent so far)"
+    )
 
-    Below the planned size a non-significant result is what the power analysis predicts, so the
-    check passes and says it is inconclusive; significant harm fails it at any size.
+
+def judge(impact: Impact | None, why_not: str) -> tuple[bool, dg.AssetCheckSeverity, str]:
+    """The campaign_effect check on the stratified, sequential test: ERROR on declared harm; WARN on no
+    declared effect once the planned size is reached.
+
+    The verdict is the first look whose p-value fell below its alpha (a stopped group-sequential
+    test), recomputed from the log each day, so a re-run says the same. Before the planned size
+    an undeclared effect is what the power analysis predicts, so the check passes, inconclusive.
     """
-    if effect is None:
+    if impact is None:
         return False, dg.AssetCheckSeverity.WARN, f"not evaluated: {why_not}"
-    text = (
-        f"churn {effect.contacted_rate:.3f} contacted vs {effect.holdout_rate:.3f} holdout: difference "
-        f"{effect.difference:+.3f} (95% CI {effect.difference_low:+.3f}..{effect.difference_high:+.3f}, "
-        f"p = {effect.p_value:.3g}) on {effect.contacted} + {effect.holdout} matured outcomes"
-    )
-    if effect.difference_low > 0 and effect.p_value < alpha:
-        return False, dg.AssetCheckSeverity.ERROR, f"contact does harm: {text}"
-    if effect.p_value >= alpha and planned and effect.contacted < planned:
+    sequential = impact.sequential
+    current, decisive = sequential.current, sequential.decisive
+    text = f"{_figures(impact)}; {DESIGN}, now at {_look(current, sequential.alpha)}"
+    if not current.planned:
+        return False, dg.AssetCheckSeverity.WARN, f"not evaluated sequentially: no planned_contacts logged; {text}"
+    if decisive is not None:
+        when = (
+            f"declared at {_look(decisive, sequential.alpha)}: p = {decisive.p_value:.3g} < "
+            f"{decisive.alpha_at_look:.2g}, MH odds ratio {decisive.odds_ratio:.3f}"
+        )
+        if decisive.declared == HARM:
+            return False, dg.AssetCheckSeverity.ERROR, f"contact does harm, {when}; {text}"
+        return True, dg.AssetCheckSeverity.WARN, f"significant reduction, {when}; {text}"
+    if current.information < 1:
         return (
             True,
             dg.AssetCheckSeverity.WARN,
             (
-                f"inconclusive so far: {text}; {effect.contacted} of the {planned} contacts the power analysis "
-                "planned have matured, so no verdict before then"
+                f"inconclusive so far: {current.contacted} of the {current.planned} contacts the power analysis "
+                f"planned have matured, so no verdict before then; {text}"
             ),
         )
-    if effect.p_value >= alpha:
-        size = f"at its planned size ({planned} contacts)" if planned else "(no planned size logged)"
-        return False, dg.AssetCheckSeverity.WARN, f"no significant effect {size}: {text}"
-    return True, dg.AssetCheckSeverity.WARN, f"significant reduction: {text}"
+    return (
+        False,
+        dg.AssetCheckSeverity.WARN,
+        f"no significant effect at its planned size ({current.planned} contacts), and its alpha is spent; {text}",
+    )
 
 
 IMPACT_SCHEMA = {
     "ds": pl.Date,
     "matured_through": pl.Date,
     "campaign_days": pl.Int64,
+    "campaigns": pl.Int64,
     "contacted": pl.Int64,
     "holdout": pl.Int64,
     "contacted_rate": pl.Float64,
@@ -211,7 +293,15 @@ IMPACT_SCHEMA = {
     "difference": pl.Float64,
     "difference_low": pl.Float64,
     "difference_high": pl.Float64,
+    "odds_ratio": pl.Float64,
     "p_value": pl.Float64,
+    "pooled_difference": pl.Float64,
+    "pooled_p_value": pl.Float64,
+    "look": pl.Int64,
+    "information_fraction": pl.Float64,
+    "alpha_at_look": pl.Float64,
+    "alpha_spent": pl.Float64,
+    "declared": pl.String,
     "net_saving_eur": pl.Float64,
     "net_saving_eur_low": pl.Float64,
     "net_saving_eur_high": pl.Float64,
@@ -221,24 +311,130 @@ IMPACT_SCHEMA = {
 
 
 def per_campaign(rows: pl.DataFrame, config: ImpactConfig) -> pl.DataFrame:
-    """One row per campaign id: the same comparison within it (the arms are fixed within a campaign)."""
+    """One row per campaign id: the two-arm comparison within it (its arms share one holdout share)."""
     out = []
     for (campaign,), group in rows.group_by("campaign", maintain_order=True):
-        effect, money, why_not = summarize(group, config)
+        contacted = group.filter(pl.col("arm") == CONTACT)
+        holdout = group.filter(pl.col("arm") == HOLDOUT)
+        effect, saving, note = None, None, ""
+        if min(contacted.height, holdout.height) < config.min_outcomes_per_arm:
+            note = (
+                f"only {contacted.height} contacted and {holdout.height} holdout outcomes "
+                f"(at least {config.min_outcomes_per_arm} per arm needed)"
+            )
+        else:
+            effect = pooled_effect(group, config.alpha)
+            money = economics(
+                effect,
+                float(contacted["customer_value"].mean()),
+                float(contacted["offer_cost"].sum()),
+                days_covered(group),
+                config,
+            )
+            saving = money["net_saving_eur"]
         out.append(
             {
                 "campaign": campaign,
-                "contacted": group.filter(pl.col("arm") == CONTACT).height,
-                "holdout": group.filter(pl.col("arm") == HOLDOUT).height,
+                "contacted": contacted.height,
+                "holdout": holdout.height,
                 "difference": effect.difference if effect else None,
                 "ci_low": effect.difference_low if effect else None,
                 "ci_high": effect.difference_high if effect else None,
                 "p_value": effect.p_value if effect else None,
-                "net_saving_eur": money.get("net_saving_eur"),
-                "note": why_not,
+                "net_saving_eur": saving,
+                "note": note,
             }
         )
     return pl.DataFrame(out).sort("campaign")
+
+
+def impact_row(day: date, horizon_days: int, rows: pl.DataFrame, impact: Impact | None, money: dict, text: str):
+    """The day's stored row: the stratified figures the check decided on, the pooled ones beside them."""
+    row: dict = {
+        "ds": day,
+        "matured_through": day - timedelta(days=horizon_days),
+        "campaign_days": rows["ds"].n_unique() if rows.height else 0,
+        "status": text,
+    }
+    if impact is None:
+        return row | {"contacted": 0, "holdout": 0}
+    pooled, stratified, look = impact.pooled, impact.stratified, impact.sequential.current
+    return row | {
+        "campaigns": len(stratified.campaigns),
+        "contacted": pooled.contacted,
+        "holdout": pooled.holdout,
+        "contacted_rate": pooled.contacted_rate,
+        "holdout_rate": pooled.holdout_rate,
+        "difference": stratified.difference,
+        "difference_low": stratified.difference_low,
+        "difference_high": stratified.difference_high,
+        "odds_ratio": stratified.odds_ratio,
+        "p_value": stratified.p_value,
+        "pooled_difference": pooled.difference,
+        "pooled_p_value": pooled.p_value,
+        "look": look.number,
+        "information_fraction": look.information,
+        "alpha_at_look": look.alpha_at_look,
+        "alpha_spent": look.alpha_spent,
+        "declared": impact.sequential.decisive.declared if impact.sequential.decisive else None,
+        **{k: money[k] for k in ("net_saving_eur", "net_saving_eur_low", "net_saving_eur_high", "roi")},
+    }
+
+
+def _bounds(low: float, high: float) -> dg.MetadataValue:
+    """An interval as JSON; an unbounded or undefined end (an arm without churners) as null."""
+    return dg.MetadataValue.json([v if np.isfinite(v) else None for v in (low, high)])
+
+
+def effect_metadata(impact: Impact) -> dict:
+    """Pooled and stratified figures side by side, and where the sequential test stands."""
+    from platform_assets.metadata import markdown_table
+
+    pooled, stratified, sequential = impact.pooled, impact.stratified, impact.sequential
+    decisive = sequential.decisive
+    return {
+        "churn_contacted": pooled.contacted_rate,
+        "churn_holdout": pooled.holdout_rate,
+        "absolute_reduction": -stratified.difference,
+        "absolute_reduction_95ci": dg.MetadataValue.json([-stratified.difference_high, -stratified.difference_low]),
+        "odds_ratio_mh": stratified.odds_ratio,
+        "odds_ratio_mh_95ci": _bounds(stratified.odds_ratio_low, stratified.odds_ratio_high),
+        "cmh_statistic": stratified.cmh_statistic,
+        "p_value": stratified.p_value,
+        "strata": dg.MetadataValue.json(list(stratified.campaigns)),
+        "strata_left_out": stratified.dropped or "none",
+        "stratified_contacted_outcomes": stratified.contacted,
+        "stratified_holdout_outcomes": stratified.holdout,
+        "pooled_absolute_reduction": -pooled.difference,
+        "pooled_absolute_reduction_95ci": dg.MetadataValue.json([-pooled.difference_high, -pooled.difference_low]),
+        "pooled_relative_reduction": pooled.relative_reduction,
+        "pooled_relative_reduction_95ci": _bounds(pooled.relative_reduction_low, pooled.relative_reduction_high),
+        "pooled_p_value": pooled.p_value,
+        "contacted_outcomes": pooled.contacted,
+        "holdout_outcomes": pooled.holdout,
+        "estimates": (
+            "absolute_reduction: the campaigns' churn differences combined with inverse-variance weights "
+            "(fixed-sample interval, not widened for repeated looks); p_value: Cochran-Mantel-Haenszel by campaign; "
+            "pooled_*: one table over all campaigns, shown for comparison only (biased when holdout shares and "
+            "base churn differ by campaign)"
+        ),
+        **sequential_metadata(sequential),
+        "verdict_look": decisive.number if decisive else "none declared",
+        "looks": dg.MetadataValue.md(markdown_table(sequential.as_frame().reverse(), 30)),
+    }
+
+
+def sequential_metadata(sequential: Sequential) -> dict:
+    look = sequential.current
+    return {
+        "sequential_design": DESIGN,
+        "look": look.number,
+        "information_fraction": look.information if look.information is not None else "no planned_contacts",
+        "planned_contacts": look.planned if look.planned is not None else "not logged",
+        "alpha_at_look": look.alpha_at_look,
+        "alpha_spent": look.alpha_spent,
+        "alpha": sequential.alpha,
+    }
 
 
 def report_impact(context: dg.AssetExecutionContext, config: ImpactConfig, lake, warehouse, registry, spec):
@@ -250,27 +446,12 @@ def report_impact(context: dg.AssetExecutionContext, config: ImpactConfig, lake,
     day = date.fromisoformat(context.partition_key)
     outcome = spec.outcome
     rows, note = matured_log(lake, warehouse, outcome, day)
-    effect, money, why_not = summarize(rows, config) if rows.height else (None, {}, note)
+    impact, money, why_not = summarize(rows, config) if rows.height else (None, {}, note)
     shares = sorted(set(rows["holdout_share"].round(4).to_list())) if rows.height else []
-    planned = planned_size(rows)
-    passed, severity, text = judge(effect, why_not, planned, config.alpha)
-    row = {
-        "ds": day,
-        "matured_through": day - timedelta(days=outcome.horizon_days),
-        "campaign_days": rows["ds"].n_unique() if rows.height else 0,
-        "contacted": effect.contacted if effect else 0,
-        "holdout": effect.holdout if effect else 0,
-        **(
-            {k: getattr(effect, k) for k in ("contacted_rate", "holdout_rate", "difference", "difference_low")}
-            | {"difference_high": effect.difference_high, "p_value": effect.p_value}
-            if effect
-            else {}
-        ),
-        **{k: money[k] for k in ("net_saving_eur", "net_saving_eur_low", "net_saving_eur_high", "roi") if k in money},
-        "status": text,
-    }
+    passed, severity, text = judge(impact, why_not)
+    row = impact_row(day, outcome.horizon_days, rows, impact, money, text)
     frame = pl.DataFrame([row], schema=IMPACT_SCHEMA)
-    version = lake.replace_days(CAMPAIGN_IMPACT, frame, day, day)
+    version = lake.replace_days(CAMPAIGN_IMPACT, frame, day, day, add_columns=True)
     history = lake.scan(CAMPAIGN_IMPACT).filter(pl.col("difference").is_not_null()).collect()
     context.log.info(f"{day}: {text}")
     metadata: dict = {
@@ -280,23 +461,17 @@ def report_impact(context: dg.AssetExecutionContext, config: ImpactConfig, lake,
         "dagster/uri": lake.uri(CAMPAIGN_IMPACT),
         "delta_version": version,
     }
-    if effect is not None:
+    check_metadata: dict = {"partition": day.isoformat(), "p_value": "not evaluated"}
+    if impact is not None:
         scores, policies = policy_comparison(
-            rows, warehouse, registry, spec, money["offer_cost_eur"] / effect.contacted
+            rows, warehouse, registry, spec, money["offer_cost_eur"] / impact.stratified.contacted
         )
         metadata |= {
-            "churn_contacted": effect.contacted_rate,
-            "churn_holdout": effect.holdout_rate,
-            "absolute_reduction": -effect.difference,
-            "absolute_reduction_95ci": dg.MetadataValue.json([-effect.difference_high, -effect.difference_low]),
-            "relative_reduction": effect.relative_reduction,
-            "relative_reduction_95ci": dg.MetadataValue.json(
-                [effect.relative_reduction_low, effect.relative_reduction_high]
-            ),
-            "p_value": effect.p_value,
-            "contacted_outcomes": effect.contacted,
-            "holdout_outcomes": effect.holdout,
+            **effect_metadata(impact),
             **{k: float(v) for k, v in money.items()},
+            "money_covers": (
+                f"the {impact.stratified.contacted} contacted customers of the campaigns the stratified difference uses"
+            ),
             "holdout_shares": dg.MetadataValue.json(shares),
             "per_campaign": dg.MetadataValue.md(markdown_table(per_campaign(rows, config), 20)),
             "policies": dg.MetadataValue.md(policies),
@@ -306,14 +481,19 @@ def report_impact(context: dg.AssetExecutionContext, config: ImpactConfig, lake,
                 "x 365 / those days: assumes campaigns go on at that cadence and effect"
             ),
         }
-        if len(shares) > 1:
-            metadata["pooling_note"] = (
-                f"holdout shares differ across the pooled campaigns ({shares}); the per-campaign rows are exact"
-            )
         for name in ("uplift", "risk"):
             if scores:
                 metadata[f"{name}_policy_net_saving_eur"] = scores[f"{name}_policy"]["net_saving_eur"]
                 metadata[f"{name}_policy_qini"] = scores[f"qini_{name}"]
+        decisive = impact.sequential.decisive
+        check_metadata |= {
+            "p_value": impact.stratified.p_value,
+            "pooled_p_value": impact.pooled.p_value,
+            "odds_ratio_mh": impact.stratified.odds_ratio,
+            "absolute_reduction": -impact.stratified.difference,
+            **sequential_metadata(impact.sequential),
+            "declared": f"{decisive.declared} at look {decisive.number}" if decisive else "none",
+        }
     else:
         metadata["figures"] = f"none: {why_not}"
     if history.height:
@@ -323,9 +503,5 @@ def report_impact(context: dg.AssetExecutionContext, config: ImpactConfig, lake,
         )
     yield dg.MaterializeResult(metadata=metadata)
     yield dg.AssetCheckResult(
-        check_name=EFFECT_CHECK,
-        passed=passed,
-        severity=severity,
-        description=text,
-        metadata={"partition": day.isoformat(), "p_value": effect.p_value if effect else "not evaluated"},
+        check_name=EFFECT_CHECK, passed=passed, severity=severity, description=text, metadata=check_metadata
     )
