@@ -30,9 +30,10 @@ customer counts only, never on outcomes; a look that cannot be tested (too few o
 still spends its increment. Once ``t`` reaches 1 the alpha is spent: later outcomes are
 reported, not tested again, and a changed programme needs a new plan.
 
-The spending function is one line over scipy's normal distribution, written out here:
-statsmodels and scipy have none, and group-sequential libraries (spotify-confidence) compute
-exact boundaries by recursive integration, which the union bound does not need.
+The spending function (``platform_assets.sequential``, shared with the rollout) is one
+line over scipy's normal distribution: statsmodels and scipy have none, and group-
+sequential libraries (spotify-confidence) compute exact boundaries by recursive
+integration, which the union bound does not need.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import numpy as np
 import polars as pl
 
 from platform_assets.decisions.assignment import CONTACT, HOLDOUT
+from platform_assets.sequential import spending
 
 DESIGN = (
     "Lan-DeMets O'Brien-Fleming-type alpha spending, alpha(t) = 2 - 2 Phi(z_(1-alpha/2) / sqrt(t)), "
@@ -122,15 +124,6 @@ class Sequential:
                 for look in self.looks
             ]
         )
-
-
-def spending(information: float, alpha: float) -> float:
-    """O'Brien-Fleming-type alpha spent by information fraction ``information`` (all of it from 1 on)."""
-    from scipy.special import ndtr, ndtri  # the standard normal's cdf and quantile
-
-    if information <= 0:
-        return 0.0
-    return float(2 * ndtr(-ndtri(1 - alpha / 2) / np.sqrt(min(information, 1.0))))
 
 
 def strata_counts(rows: pl.DataFrame) -> pl.DataFrame:

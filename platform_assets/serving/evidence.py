@@ -27,21 +27,6 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint, test_proportions_2indep
 
 
-def obf_spent(alpha: float, fraction: float) -> float:
-    """Alpha spent by information fraction ``fraction`` (Lan-DeMets O'Brien-Fleming type): alpha at 1."""
-    if fraction <= 0:
-        return 0.0
-    fraction = min(fraction, 1.0)
-    return float(2 - 2 * stats.norm.cdf(stats.norm.ppf(1 - alpha / 2) / np.sqrt(fraction)))
-
-
-def look_alpha(alpha: float, look: int, looks: int) -> float:
-    """The level of look ``look`` of ``looks``: its increment of the spending function (0 past the last)."""
-    if look < 1 or look > looks:
-        return 0.0
-    return obf_spent(alpha, look / looks) - obf_spent(alpha, (look - 1) / looks)
-
-
 @dataclass(frozen=True)
 class ErrorEvidence:
     requests: int

@@ -31,11 +31,11 @@ import polars as pl
 from pydantic import Field
 
 from platform_assets.monitoring.drift import psi
+from platform_assets.sequential import look_alpha
 from platform_assets.serving.evidence import (
     delong,
     error_evidence,
     latency_evidence,
-    look_alpha,
     paired_customers,
 )
 from platform_assets.serving.state import CANARY_ROLLED_BACK, STAGE, live_challenger
