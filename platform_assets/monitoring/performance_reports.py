@@ -23,7 +23,7 @@ from pydantic import Field
 
 from platform_assets.datasets import DEFAULT, dbt_key, spec_of
 from platform_assets.metadata import OWNER, markdown_table, table_schema
-from platform_assets.ml.feature_spec import Dataset, FeatureSpec
+from platform_assets.ml.feature_spec import Dataset, FeatureSpec, LabelledModel
 from platform_assets.partitions import daily_partitions
 from platform_assets.predictions import PREDICTIONS, predictions_asset
 from resources.lake import Lake
@@ -44,7 +44,7 @@ PERFORMANCE_COLUMNS = {
     "calibration_error": ("Float64", "Expected calibration error over score deciles."),
     "brier": ("Float64", "Brier score."),
     "base_rate": ("Float64", "Share of rows whose label was positive."),
-    "rows": ("Float64", "Predictions evaluated (matured, and not trained on)."),
+    "rows": ("Float64", "Predictions evaluated (matured, not treated by a decision, not trained on)."),
     "validation_roc_auc": ("Float64", "The model card's validation ROC AUC."),
     "segment_gap": ("Float64", "Largest ROC AUC gap across the declared segments (empty if not evaluated)."),
 }
@@ -79,7 +79,8 @@ class Matured:
         return {"treated_left_out": self.treated_left_out, "treated_rows": self.treatment}
 
 
-def _treatment(outcome) -> str:
+def _treatment(outcome: LabelledModel) -> str:
+    """What the outcome model declares about treated rows, and what monitoring does with them."""
     if outcome.treated is None:
         return f"not declared: {outcome.name} has no treated column, every matured row is judged"
     if outcome.excludes_treated:
@@ -412,7 +413,9 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
             f"How the `{dataset.registered_model}` predictions of one label horizon ago did, now that their outcome "
             f"has matured in the dbt model `{dataset.outcome_model}`: ROC AUC, PR AUC, calibration error and the "
             "largest ROC AUC gap across declared segments, against the model card's validation figures, on rows "
-            "the model did not train on. One row per day in Delta; the chart shows the trend."
+            "the model did not train on and no decision treated (the outcome model's `treated` column, e.g. "
+            "customers a retention contact acted on within the horizon; dbt var `treated_labels`), counted in "
+            "`treated_left_out`. One row per day in Delta; the chart shows the trend."
         ),
         metadata={
             "lake_table": dataset.lake_table(MODEL_PERFORMANCE),
