@@ -1,10 +1,10 @@
 """The dbt project as assets: staging views, features by snapshot day, and the training set.
 
 The translator maps each dbt source onto the raw asset that writes it, so raw tables,
-dbt models and their tests form one lineage graph (the campaign log, which the
-outcomes read to flag treated labels, is the ``campaign_log`` asset of the decisions
-group). Groups and owners come from the
-dbt groups (``models/groups.yml``), descriptions and column docs from the YAML.
+dbt models and their tests form one lineage graph (the campaign log, which the outcomes
+read to flag treated labels, is the ``campaign_log`` asset of the decisions group).
+Groups and owners come from the dbt groups (``models/groups.yml``), descriptions and
+column docs from the YAML.
 
 Features are built by day: a run over days passes them to dbt as the vars ``first_day``
 and ``last_day``, and the incremental models replace exactly those snapshot days, so a

@@ -163,8 +163,9 @@ def retention_campaign(
 
 # The log as the dbt outcome model reads it (source lake.campaign_log). It is written by
 # retention_campaign, but drawn without that edge: the campaign acts on the predictions of a
-# model trained on labels that leave its earlier contacts out, a loop an asset graph cannot
-# hold; the log of earlier days shapes the labels of later snapshots, never its own day's.
+# model trained on labels that leave the earlier campaigns' contacts out, a loop an asset
+# graph cannot hold. A day's dbt build (daily_pipeline) runs before its campaign (decide_day),
+# so it reads the log of the days before, every contact that can act on a matured label.
 campaign_log = dg.AssetSpec(
     "campaign_log",
     group_name=GROUP,
