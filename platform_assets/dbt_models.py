@@ -1,8 +1,10 @@
 """The dbt project as assets: staging views, features by snapshot day, and the training set.
 
 The translator maps each dbt source onto the raw asset that writes it, so raw tables,
-dbt models and their tests form one lineage graph. Groups and owners come from the
-dbt groups (``models/groups.yml``), descriptions and column docs from the YAML.
+dbt models and their tests form one lineage graph (the campaign log, which the outcomes
+read to flag treated labels, is the ``campaign_log`` asset of the decisions group).
+Groups and owners come from the dbt groups (``models/groups.yml``), descriptions and
+column docs from the YAML.
 
 Features are built by day: a run over days passes them to dbt as the vars ``first_day``
 and ``last_day``, and the incremental models replace exactly those snapshot days, so a
@@ -27,6 +29,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from pydantic import Field
 
 from platform_assets.contracts import CONTRACTS
+from platform_assets.decisions.campaign import CAMPAIGN_LOG
 from platform_assets.ml.feature_spec import datasets
 from platform_assets.partitions import daily_partitions
 from platform_assets.raw import lake_table
@@ -181,6 +184,7 @@ def _build(
     with warehouse.writing(f"run {context.run_id}, dbt build", context.log):
         args, days = plan()
         versions = {f"raw_{t}": lake.version(lake_table(t)) for t in CONTRACTS}
+        versions["campaign_log"] = lake.version(CAMPAIGN_LOG)  # None before the first campaign
         context.log.info(f"Building from lake versions {versions}")
         invocation = dbt.cli(["build", *args], context=context)
         events, failure = [], None

@@ -8,18 +8,31 @@ source's meta, ``first_day`` and ``last_day`` (the build's day vars), and the wh
 table when they are empty (a full build). The filter is on the ``ds`` partition, so
 only those days' files are read. Written by hand because the built-in plugin has no
 filter; it reuses that plugin's table loading (storage options, time travel).
+
+A table that a later stage of the platform writes (the campaign log, written by the
+first campaign) may not exist yet. A source that declares ``missing_table_columns``
+(``{column: arrow type}``, e.g. ``int64``, ``string``, ``bool``, ``date32``) then
+loads as an empty table of those columns, so the models reading it build as if
+nothing had been logged; a source without it fails on a missing table, as before.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
+import pyarrow as pa
 import pyarrow.dataset as pads
 from dbt.adapters.duckdb.plugins.delta import Plugin as DeltaPlugin
+from deltalake import DeltaTable
 
 
 class Plugin(DeltaPlugin):
     def load(self, source_config):
+        columns = source_config.get("missing_table_columns")
+        if columns and not DeltaTable.is_deltatable(
+            source_config["delta_table_path"], storage_options=source_config.get("storage_options") or None
+        ):
+            return pa.table({name: pa.array([], type=pa.type_for_alias(kind)) for name, kind in columns.items()})
         dataset = super().load(source_config)
         first, last = source_config.get("first_day"), source_config.get("last_day")
         if not (first and last):

@@ -4,20 +4,51 @@ import os
 from datetime import timedelta
 
 import dagster as dg
+import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from platform_assets.decisions.campaign import CAMPAIGN_LOG, LOG_SCHEMA
 from platform_assets.definitions import build_definitions
 from tests.conftest import SMALL, build_features, day, ingest, memory_instance, module_home
 
 pytestmark = pytest.mark.world
 
 FEATURES = "select * from customer_features where snapshot_date <= ? order by customer_id, snapshot_date"
+# Campaign days of the customers a campaign targeted, by group, and the training snapshots
+# (62 and 69, the label horizon 30 days) at which a contact acts within the label horizon:
+# a contact acts from the day after the campaign day for 30 days (contact_effect_days).
+TARGETED = {
+    "contacted_69": (69, True, {62, 69}),  # acts from 70, inside (69, 99]
+    "contacted_40": (40, True, {62, 69}),  # acts 41..70: its last day is inside (69, 99]
+    "contacted_39": (39, True, {62}),  # acts 40..69: over before 69's horizon starts
+    "contacted_99": (99, True, set()),  # acts from 100, past 69's horizon (69, 99]
+    "holdout_69": (69, False, set()),  # the holdout arm, never contacted
+}
+
+
+def log_campaigns(lake, active: list[int]) -> dict[str, list[int]]:
+    """Write a campaign log targeting ten of ``active`` per group of TARGETED, as retention_campaign logs them."""
+    groups = {name: active[10 * i : 10 * (i + 1)] for i, name in enumerate(TARGETED)}
+    rows = pl.DataFrame(
+        [
+            {"customer_id": c, "campaign": "retention-test", "arm": "contact" if hit else "holdout", "contacted": hit}
+            | {"ds": day(d)}
+            for name, (d, hit, _) in TARGETED.items()
+            for c in groups[name]
+        ]
+    )
+    log = rows.with_columns(pl.lit(None).alias(c) for c in LOG_SCHEMA if c not in rows.columns)
+    log = log.select([pl.col(c).cast(t) for c, t in LOG_SCHEMA.items()])
+    for (ds,), part in log.group_by("ds"):
+        lake.replace_days(CAMPAIGN_LOG, part, ds, ds)
+    return groups
 
 
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory):
-    """Build features on 70 days, then again once 30 more days have landed."""
+    """Build features on 70 days with no campaign log yet; a campaign log is written; build again once
+    30 more days have landed."""
     with module_home(tmp_path_factory, "dbt", SMALL) as home:
         defs = build_definitions()
         warehouse = defs.resources["warehouse"]
@@ -25,16 +56,28 @@ def builds(tmp_path_factory):
             ingest(defs, instance, day(0), day(69))
             first = build_features(defs, instance, day(0), day(69))
             early = warehouse.query(FEATURES, [day(69)])
+            treated_before = warehouse.query("select count(*) as n from churn_outcomes where treated_within_horizon")
+            both = early.filter(pl.col("snapshot_date").is_in([day(62), day(69)])).group_by("customer_id").len()
+            active = sorted(both.filter(pl.col("len") == 2)["customer_id"].to_list())
+            groups = log_campaigns(defs.resources["lake"], active)
             ingest(defs, instance, day(70), day(99))
             second = build_features(defs, instance, day(70), day(99))
             late = warehouse.query(FEATURES, [day(69)])
             training = warehouse.table("training_set")
+            outcomes = warehouse.query(
+                "select customer_id, snapshot_date, treated_within_horizon from churn_outcomes "
+                "where snapshot_date in (?, ?)",
+                [day(62), day(69)],
+            )
             yield {
                 "first": first,
                 "second": second,
                 "early": early,
                 "late": late,
                 "training": training,
+                "outcomes": outcomes,
+                "treated_before": treated_before["n"].item(),
+                "groups": groups,
                 "instance": instance,
                 "home": home,
                 "env": dict(os.environ),
@@ -71,8 +114,17 @@ def test_features_are_recorded_with_the_lake_versions_they_were_built_from(build
         "raw_promotions",
         "raw_plan_changes",
         "raw_cancellations",
+        "campaign_log",
     }
-    assert all(v >= 1 for v in versions.values())  # two writes each: the first and the second build
+    raw = {k: v for k, v in versions.items() if k != "campaign_log"}
+    assert all(v >= 1 for v in raw.values())  # two writes each: the first and the second build
+    assert versions["campaign_log"] == 3  # created by the first of its four campaign days, one write each
+    first = next(
+        e.materialization
+        for e in builds["first"].get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("customer_features")
+    )
+    assert first.metadata["lake_versions"].value["campaign_log"] is None  # no campaign had run
 
 
 def test_models_are_recorded_with_the_columns_the_warehouse_holds(builds):
@@ -108,3 +160,25 @@ def test_dbt_docs_generate_works_on_the_project(builds, tmp_path):
     columns = catalog["nodes"]["model.churn_platform.customer_features"]["columns"]
     assert {"customer_id", "snapshot_date", "sessions_30d"} <= {c.lower() for c in columns}
     assert (tmp_path / "docs" / "index.html").exists()
+
+
+def test_treated_labels_are_flagged_in_outcomes_and_left_out_of_training(builds):
+    """A customer-day is treated when a contact acts within its label horizon; the holdout never is. Before
+    any campaign (the first build) the log is an empty relation and nothing is treated."""
+    assert builds["first"].success and builds["treated_before"] == 0
+    groups, outcomes, training = builds["groups"], builds["outcomes"], builds["training"]
+    expected = {(c, day(s)) for name, (_, _, snapshots) in TARGETED.items() for c in groups[name] for s in snapshots}
+    flagged = set(outcomes.filter(pl.col("treated_within_horizon")).select("customer_id", "snapshot_date").rows())
+    assert flagged == expected and len(expected) == 20 + 20 + 10
+    # The flagged rows stay in churn_outcomes (campaign_impact compares both arms on them) ...
+    targeted = {c for ids in groups.values() for c in ids}
+    kept = outcomes.filter(pl.col("customer_id").is_in(list(targeted)))
+    assert kept.height == 2 * len(targeted)
+    # ... and are left out of training_set, which keeps every untreated customer-day, the holdout's included.
+    trained = set(
+        training.filter(pl.col("snapshot_date").is_in([day(62), day(69)])).select("customer_id", "snapshot_date").rows()
+    )
+    assert not trained & expected
+    assert {(c, day(s)) for c in groups["holdout_69"] for s in (62, 69)} <= trained
+    assert {(c, day(69)) for c in groups["contacted_39"] + groups["contacted_99"]} <= trained
+    assert trained == set(outcomes.select("customer_id", "snapshot_date").rows()) - expected

@@ -4,19 +4,26 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from platform_assets.datasets import DEFAULT, spec_of
+from platform_assets.dbt_models import dbt_whole_history
+from platform_assets.decisions.assets import retention_campaign
+from platform_assets.decisions.campaign import CAMPAIGN_LOG
 from platform_assets.definitions import build_definitions
 from platform_assets.monitoring.drift_reports import FEATURE_DRIFT, PREDICTION_DRIFT
-from platform_assets.monitoring.performance_reports import BUSINESS_IMPACT, MODEL_PERFORMANCE
+from platform_assets.monitoring.performance_reports import BUSINESS_IMPACT, MODEL_PERFORMANCE, matured
 from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
 pytestmark = pytest.mark.world
 
 SIZE = {"PLATFORM_SIM_CUSTOMERS": "3000", "PLATFORM_SIM_DAYS": "150"}
+# A small campaign on day 119: the highest-value customers, contacted or held out.
+CAMPAIGN = {"ops": {"retention_campaign": {"config": {"max_contacts": 60}}}, **QUIET}
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    """150 days, a promoted model, days 119 and 149 scored and monitored, then day 150 end to end."""
+    """150 days, a promoted model, day 119 scored and monitored, a retention campaign on day 119 (the outcome
+    model rebuilt after it), day 149 scored and monitored, then day 150 end to end."""
     with module_home(tmp_path_factory, "monitoring", SIZE):
         defs = build_definitions()
         with memory_instance() as instance:
@@ -25,15 +32,30 @@ def platform(tmp_path_factory):
             assert train.execute_in_process(
                 instance=instance, tags=range_tags(day(0), day(149)), run_config=QUIET
             ).success
-            runs = {}
-            for n in (119, 149):
-                runs[n] = defs.resolve_job_def("score_day").execute_in_process(
-                    instance=instance, partition_key=day(n).isoformat(), run_config=QUIET
-                )
+            score = defs.resolve_job_def("score_day")
+            runs = {
+                119: score.execute_in_process(instance=instance, partition_key=day(119).isoformat(), run_config=QUIET)
+            }
+            runs["campaign"] = dg.materialize(
+                [retention_campaign],
+                instance=instance,
+                resources=defs.resources,
+                partition_key=day(119).isoformat(),
+                run_config=CAMPAIGN,
+            )
+            runs["outcomes"] = dg.materialize([dbt_whole_history], instance=instance, resources=defs.resources)
+            runs[149] = score.execute_in_process(
+                instance=instance, partition_key=day(149).isoformat(), run_config=QUIET
+            )
             runs[150] = defs.resolve_job_def("daily_pipeline").execute_in_process(
                 instance=instance, partition_key=day(150).isoformat(), run_config=QUIET, raise_on_error=False
             )
-            yield {"defs": defs, "instance": instance, "runs": runs}
+            yield {
+                "defs": defs,
+                "instance": instance,
+                "runs": runs,
+                "log": defs.resources["lake"].read_days(CAMPAIGN_LOG, day(119)),
+            }
 
 
 def checks(result) -> dict:
@@ -104,3 +126,33 @@ def test_a_new_day_runs_end_to_end_and_monitoring_reruns_replace(platform):
     )
     assert again.success
     assert lake.scan(FEATURE_DRIFT).select(pl.len()).collect().item() == before
+
+
+def test_customers_a_campaign_contacted_are_not_judged_and_the_count_is_reported(platform):
+    """The day-119 campaign's contacts act within the horizon of the predictions of 119: their outcomes are the
+    campaign's as much as the model's, so model_performance leaves them out and says so; the holdout is judged."""
+    assert platform["runs"]["campaign"].success and platform["runs"]["outcomes"].success
+    log = platform["log"]
+    contacted = set(log.filter(pl.col("contacted"))["customer_id"])
+    holdout = set(log.filter(~pl.col("contacted"))["customer_id"])
+    assert len(contacted) == 60 and holdout
+    performance = metadata(platform["runs"][149], "model_performance")
+    assert performance["treated_left_out"] == len(contacted)
+    assert "treated_labels: exclude" in performance["treated_rows"]
+    assert f"{len(contacted)} of " in performance["left_out"] and "treated" in performance["left_out"]
+    business = metadata(platform["runs"][149], "business_impact")
+    assert business["treated_left_out"] == len(contacted)
+
+    defs = platform["defs"]
+    registry = defs.resources["registry"].named(DEFAULT.registered_model)
+    judged = matured(defs.resources["lake"], defs.resources["warehouse"], registry, DEFAULT, spec_of(DEFAULT), day(149))
+    assert judged.scored_on == day(119) and judged.treated_left_out == len(contacted)
+    customers = set(judged.rows["customer_id"])
+    assert not customers & contacted and holdout <= customers
+    assert performance["dagster/row_count"] == judged.rows.height
+
+    # The same customer-days are out of the training labels; the holdout's are in.
+    training = defs.resources["warehouse"].query(
+        "select customer_id from training_set where snapshot_date = ?", [day(119)]
+    )
+    assert not set(training["customer_id"]) & contacted and holdout <= set(training["customer_id"])

@@ -13,7 +13,7 @@ import pytest
 
 from platform_assets.automation import Cursor, Evaluation, RetrainPolicy, decide_retraining
 from platform_assets.ml.evaluation import largest_gap, segment_performance
-from platform_assets.ml.feature_spec import FeatureSpec
+from platform_assets.ml.feature_spec import FeatureSpec, labelled
 from platform_assets.ml.promotion import PromotionConfig, decide
 from platform_assets.ml.scoring import top_reasons
 from platform_assets.ml.training import SplitRefused, TimeSplit, split_rows
@@ -224,3 +224,30 @@ def test_the_reference_profile_samples_whole_customers_reproducibly(tmp_path):
     assert sample.sort("customer_id", "snapshot_date").equals(
         reference_rows(warehouse, s, days=5, max_rows=5_000).sort("customer_id", "snapshot_date")
     )
+
+
+# Treated labels: what an outcome model declares about rows a decision treated
+
+
+def outcome_model(treated_meta: dict | None) -> dict:
+    """A hand-made manifest with one outcome model, with a treated column if its meta is given."""
+    columns = {
+        "id": {"config": {"meta": {"role": "entity"}}},
+        "as_of": {"config": {"meta": {"role": "snapshot"}}},
+        "y": {"config": {"meta": {"role": "label", "horizon_days": 30}}},
+    }
+    if treated_meta is not None:
+        columns["contacted_in_horizon"] = {"config": {"meta": treated_meta}}
+    node = {"resource_type": "model", "name": "outcomes", "relation_name": "w.outcomes", "columns": columns}
+    return {"nodes": {"model.p.outcomes": node}}
+
+
+def test_treated_rows_are_excluded_unless_the_outcome_model_says_keep():
+    declared = labelled(outcome_model({"role": "treated"}), "outcomes")
+    assert declared.treated == "contacted_in_horizon" and declared.excludes_treated  # exclude by default
+    kept = labelled(outcome_model({"role": "treated", "treated_labels": "keep"}), "outcomes")
+    assert kept.treated == "contacted_in_horizon" and not kept.excludes_treated
+    undeclared = labelled(outcome_model(None), "outcomes")
+    assert undeclared.treated is None and not undeclared.excludes_treated
+    with pytest.raises(ValueError, match="treated_labels 'drop' is neither of"):
+        labelled(outcome_model({"role": "treated", "treated_labels": "drop"}), "outcomes")

@@ -161,6 +161,27 @@ def retention_campaign(
     )
 
 
+# The log as the dbt outcome model reads it (source lake.campaign_log). It is written by
+# retention_campaign, but drawn without that edge: the campaign acts on the predictions of a
+# model trained on labels that leave the earlier campaigns' contacts out, a loop an asset
+# graph cannot hold. A day's dbt build (daily_pipeline) runs before its campaign (decide_day),
+# so it reads the log of the days before, every contact that can act on a matured label.
+campaign_log = dg.AssetSpec(
+    "campaign_log",
+    group_name=GROUP,
+    kinds={"delta"},
+    owners=[OWNER],
+    tags=TAGS,
+    description=(
+        "The retention campaigns' log (`decisions/campaign_log`, written by `retention_campaign`: both arms, "
+        "whether each customer was contacted) as the dbt source `lake.campaign_log`. `churn_outcomes` flags the "
+        "customer-days a contact acted on within the label horizon (`treated_within_horizon`), which training and "
+        "performance monitoring leave out by default (dbt var `treated_labels`). Empty until the first campaign."
+    ),
+    metadata={"lake_table": CAMPAIGN_LOG, "dagster/column_schema": table_schema(LOG_COLUMNS)},
+)
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     deps=[retention_campaign, dbt_key(DEFAULT.outcome_model)],
@@ -318,6 +339,7 @@ DECISION_ASSETS = [
     review_decisions,
     review_queue,
     retention_campaign,
+    campaign_log,
     campaign_impact,
     uplift_model,
     review_report,

@@ -2,8 +2,10 @@
 
 A column's role is declared in its model's YAML (``config.meta.role``): ``entity``,
 ``snapshot``, ``feature``, ``label`` (with ``horizon_days``), ``segment`` (a column
-fairness is measured across) or ``split`` (``train``/``validation``, for data without a
-time split); a list (``[feature, segment]``) gives a column two roles. A dataset is
+fairness is measured across), ``split`` (``train``/``validation``, for data without a
+time split) or ``treated`` (on an outcome model: true where a decision, such as a
+retention contact, may have changed the label; with ``treated_labels`` ``exclude`` or
+``keep``); a list (``[feature, segment]``) gives a column two roles. A dataset is
 declared once, on its labelled training model (``config.meta.churn_platform``): the
 registered model name, the model scored every day and the model of matured outcomes.
 A data engineer who documents a column or a dataset in dbt changes what is trained,
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-ROLES = ("entity", "snapshot", "feature", "label", "segment", "split")
+ROLES = ("entity", "snapshot", "feature", "label", "segment", "split", "treated")
+TREATED_LABELS = ("exclude", "keep")
 DECLARATION = "churn_platform"
 DECLARED_KEYS = ("registered_model", "scoring_model", "outcome_model")
 DEFAULT_MODEL = "churn_model"
@@ -36,6 +39,13 @@ class LabelledModel:
     label: str
     horizon_days: int
     split: str | None
+    treated: str | None = None
+    treated_labels: str = "exclude"
+
+    @property
+    def excludes_treated(self) -> bool:
+        """Whether rows its ``treated`` column flags are left out of what is judged (``treated_labels: exclude``)."""
+        return self.treated is not None and self.treated_labels == "exclude"
 
 
 @dataclass(frozen=True)
@@ -149,6 +159,22 @@ def _horizon(node: dict, label: str) -> int:
     return horizon
 
 
+def _treated(node: dict, roles: dict[str, list[str]]) -> tuple[str | None, str]:
+    """The column flagging treated rows (none if undeclared) and what to do with them (default ``exclude``)."""
+    treated = roles["treated"]
+    if len(treated) > 1:
+        raise ValueError(f"dbt model {node['name']!r} declares more than one treated column: {treated}")
+    if not treated:
+        return None, "exclude"
+    policy = str(_meta(node["columns"][treated[0]]).get("treated_labels", "exclude"))
+    if policy not in TREATED_LABELS:
+        raise ValueError(
+            f"dbt model {node['name']!r}, treated column {treated[0]!r}: treated_labels {policy!r} is neither of "
+            f"{list(TREATED_LABELS)}"
+        )
+    return treated[0], policy
+
+
 def labelled(manifest: dict, name: str) -> LabelledModel:
     """A model with an entity, a snapshot and a label (training or outcome model)."""
     node = _model(manifest, name)
@@ -157,6 +183,7 @@ def labelled(manifest: dict, name: str) -> LabelledModel:
     split = roles["split"]
     if len(split) > 1:
         raise ValueError(f"dbt model {name!r} declares more than one split column: {split}")
+    treated, treated_labels = _treated(node, roles)
     return LabelledModel(
         name=name,
         relation=node["relation_name"],
@@ -165,6 +192,8 @@ def labelled(manifest: dict, name: str) -> LabelledModel:
         label=label,
         horizon_days=_horizon(node, label),
         split=split[0] if split else None,
+        treated=treated,
+        treated_labels=treated_labels,
     )
 
 

@@ -3,10 +3,16 @@
 Predictions of day P are judged on day P + horizon, against the outcome the dataset's
 declared outcome model (dbt) holds for P; the horizon is its label's ``horizon_days``.
 Rows the scoring model version trained on (from the split recorded on its MLflow run)
-are left out. When too few rows have matured, or a figure is not finite, the checks
+are left out, and so are rows a decision treated: when the outcome model declares a
+``treated`` column (``churn_outcomes.treated_within_horizon``: a retention contact acted
+within the label horizon) and ``treated_labels`` is ``exclude`` (the dbt var's default),
+those customers' outcomes may be the campaign's doing, so they are not the model's to be
+judged on; the holdout arm, never contacted, stays in. How many were left out, and why,
+is in the metadata. When too few rows have matured, or a figure is not finite, the checks
 warn and say so: they never pass on nothing.
 """
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
 
@@ -17,7 +23,7 @@ from pydantic import Field
 
 from platform_assets.datasets import DEFAULT, dbt_key, spec_of
 from platform_assets.metadata import OWNER, markdown_table, table_schema
-from platform_assets.ml.feature_spec import Dataset, FeatureSpec
+from platform_assets.ml.feature_spec import Dataset, FeatureSpec, LabelledModel
 from platform_assets.partitions import daily_partitions
 from platform_assets.predictions import PREDICTIONS, predictions_asset
 from resources.lake import Lake
@@ -38,7 +44,7 @@ PERFORMANCE_COLUMNS = {
     "calibration_error": ("Float64", "Expected calibration error over score deciles."),
     "brier": ("Float64", "Brier score."),
     "base_rate": ("Float64", "Share of rows whose label was positive."),
-    "rows": ("Float64", "Predictions evaluated (matured, and not trained on)."),
+    "rows": ("Float64", "Predictions evaluated (matured, not treated by a decision, not trained on)."),
     "validation_roc_auc": ("Float64", "The model card's validation ROC AUC."),
     "segment_gap": ("Float64", "Largest ROC AUC gap across the declared segments (empty if not evaluated)."),
 }
@@ -54,20 +60,52 @@ class PerformanceConfig(dg.Config):
     history_days: int = Field(default=60, description="Days of history shown in the chart.")
 
 
+@dataclass(frozen=True)
+class Matured:
+    """The matured predictions of one day to judge, and what was left out of them.
+
+    ``note`` says what was left out or missing (empty when nothing was); ``treated_left_out``
+    counts the matured rows left out because a decision treated them, ``treatment`` says
+    what the outcome model declares about treated rows and what became of them.
+    """
+
+    scored_on: date
+    rows: pl.DataFrame
+    note: str
+    treatment: str
+    treated_left_out: int = 0
+
+    def treated_metadata(self) -> dict:
+        return {"treated_left_out": self.treated_left_out, "treated_rows": self.treatment}
+
+
+def _treatment(outcome: LabelledModel) -> str:
+    """What the outcome model declares about treated rows, and what monitoring does with them."""
+    if outcome.treated is None:
+        return f"not declared: {outcome.name} has no treated column, every matured row is judged"
+    if outcome.excludes_treated:
+        return (
+            f"left out ({outcome.name}.{outcome.treated}, treated_labels: exclude): a decision acted within their "
+            "label horizon, so their outcome may be its doing; the holdout arm stays in"
+        )
+    return f"judged with the rest ({outcome.name}.{outcome.treated}, treated_labels: keep)"
+
+
 def matured(
     lake: Lake, warehouse: Warehouse, registry: ModelRegistry, dataset: Dataset, spec: FeatureSpec, day: date
-) -> tuple[date, pl.DataFrame, str]:
+) -> Matured:
     """Predictions made a label horizon before ``day`` with their outcome (column ``churned``), minus the rows
-    the scoring version trained on; and a note of what was left out or missing (empty when the frame is empty)."""
+    a decision treated (unless the dataset keeps them) and the rows the scoring version trained on."""
     from platform_assets.ml.training import TimeSplit
 
     outcome = spec.outcome
     scored_on = day - timedelta(days=outcome.horizon_days)
+    treatment = _treatment(outcome)
     table = dataset.lake_table(PREDICTIONS)
     predictions = lake.read_days(table, scored_on) if lake.exists(table) else pl.DataFrame()
     if predictions.is_empty():
-        return scored_on, predictions, f"no predictions from {scored_on}"
-    keep = [c for c in (outcome.split,) if c]
+        return Matured(scored_on, predictions, f"no predictions from {scored_on}", treatment)
+    keep = [c for c in (outcome.split, outcome.treated) if c]
     outcomes = warehouse.query(
         f"select {', '.join([outcome.entity, outcome.label, *keep])} from {outcome.relation} "
         f"where {outcome.snapshot} = ?",
@@ -75,25 +113,38 @@ def matured(
     ).rename({outcome.entity: spec.entity, outcome.label: OUTCOME})
     joined = predictions.join(outcomes, on=spec.entity, how="inner")
     if joined.is_empty():
-        return (
+        return Matured(
             scored_on,
             joined,
             (
                 f"no matured outcome for the {predictions.height} predictions of {scored_on} in {outcome.name} "
                 f"(its label matures {outcome.horizon_days} days later)"
             ),
+            treatment,
         )
+    notes, treated = [], 0
+    if outcome.excludes_treated:
+        untreated = joined.filter(~pl.col(outcome.treated).fill_null(False))
+        treated = joined.height - untreated.height
+        if treated:
+            notes.append(
+                f"{treated} of {joined.height} matured rows left out: treated ({outcome.name}.{outcome.treated})"
+            )
+        if untreated.is_empty():
+            return Matured(scored_on, untreated, "; ".join(notes), treatment, treated)
+        joined = untreated
     version = registry.by_number(joined["model_version"][0])
     recorded = registry.split(version.run_id)
     if recorded is None:
-        return scored_on, joined.clear(), f"v{version.version} recorded no split: its training rows are unknown"
+        note = f"v{version.version} recorded no split: its training rows are unknown"
+        return Matured(scored_on, joined.clear(), note, treatment, treated)
     split = TimeSplit.from_json(recorded)
     unseen = joined.filter(~split.trained_on(spec.snapshot, joined.columns))
     left_out = joined.height - unseen.height
-    note = (
-        f"{left_out} of {joined.height} matured rows left out: v{version.version} trained on them" if left_out else ""
-    )
-    return scored_on, unseen.with_columns(pl.col(OUTCOME).cast(pl.Boolean)), note
+    if left_out:
+        notes.append(f"{left_out} of {joined.height} matured rows left out: v{version.version} trained on them")
+    rows = unseen.with_columns(pl.col(OUTCOME).cast(pl.Boolean))
+    return Matured(scored_on, rows, "; ".join(notes), treatment, treated)
 
 
 def _unevaluable(scores: dict, rows: int, config: PerformanceConfig) -> str | None:
@@ -134,7 +185,8 @@ def report_performance(
     day = date.fromisoformat(context.partition_key)
     spec = spec_of(dataset)
     table = dataset.lake_table(MODEL_PERFORMANCE)
-    scored_on, outcomes, note = matured(lake, warehouse, registry, dataset, spec, day)
+    found = matured(lake, warehouse, registry, dataset, spec, day)
+    scored_on, outcomes, note = found.scored_on, found.rows, found.note
     scores = (
         metrics(outcomes[OUTCOME].cast(pl.Int64).to_numpy(), outcomes["churn_probability"].to_numpy())
         if not outcomes.is_empty()
@@ -145,7 +197,12 @@ def report_performance(
         message = f"not evaluated: {why_not}" + (f" ({note})" if note and note != why_not else "")
         context.log.warning(f"{day}: predictions of {scored_on}: {message}")
         yield dg.MaterializeResult(
-            metadata={"evaluated_predictions_of": scored_on.isoformat(), "dagster/row_count": 0, "status": message}
+            metadata={
+                "evaluated_predictions_of": scored_on.isoformat(),
+                "dagster/row_count": 0,
+                "status": message,
+                **found.treated_metadata(),
+            }
         )
         for name in (PERFORMANCE_CHECK, FAIRNESS_CHECK):
             yield dg.AssetCheckResult(
@@ -197,6 +254,7 @@ def report_performance(
             },
             "validation_roc_auc": validation.get("roc_auc", float("nan")),
             "left_out": note or "none",
+            **found.treated_metadata(),
             "segments": dg.MetadataValue.md(markdown_table(segments, 40) if segments.height else gap["reason"]),
             "roc_auc_over_time": as_metadata(
                 png_bytes(metric_over_time(history, "roc_auc", "ROC AUC of matured predictions", [floor]))
@@ -284,7 +342,8 @@ def report_business_impact(
     if today.is_empty():
         raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
     expected = campaign_value(today["churn_probability"].to_numpy(), config)
-    scored_on, outcomes, note = matured(lake, warehouse, registry, dataset, spec, day)
+    found = matured(lake, warehouse, registry, dataset, spec, day)
+    scored_on, outcomes, note = found.scored_on, found.rows, found.note
     realized = {"scored_on": scored_on, "lift_top_decile": None, "realized_saving": None, "random_saving": None}
     if not outcomes.is_empty():
         y = outcomes[OUTCOME].cast(pl.Int64).to_numpy()
@@ -328,6 +387,7 @@ def report_business_impact(
                 png_bytes(metric_over_time(history, "expected_saving", "Expected saving of the daily campaign (EUR)"))
             ),
             "matured_note": note or "none",
+            **found.treated_metadata(),
             "dagster/uri": lake.uri(table),
             "delta_version": delta_version,
         }
@@ -353,7 +413,9 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
             f"How the `{dataset.registered_model}` predictions of one label horizon ago did, now that their outcome "
             f"has matured in the dbt model `{dataset.outcome_model}`: ROC AUC, PR AUC, calibration error and the "
             "largest ROC AUC gap across declared segments, against the model card's validation figures, on rows "
-            "the model did not train on. One row per day in Delta; the chart shows the trend."
+            "the model did not train on and no decision treated (the outcome model's `treated` column, e.g. "
+            "customers a retention contact acted on within the horizon; dbt var `treated_labels`), counted in "
+            "`treated_left_out`. One row per day in Delta; the chart shows the trend."
         ),
         metadata={
             "lake_table": dataset.lake_table(MODEL_PERFORMANCE),

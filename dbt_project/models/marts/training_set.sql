@@ -1,6 +1,9 @@
 -- Features on snapshot days spread through history, with the label from churn_outcomes:
 -- did the customer cancel within the horizon after the snapshot? Only snapshots whose
 -- horizon has fully passed are kept, every N days back from the newest of them, after a warm-up.
+-- With treated_labels `exclude` (the default) a customer-day whose label a retention contact
+-- may have changed (churn_outcomes.treated_within_horizon) is left out: the model learns from
+-- the clean sample, the untreated customers and the campaigns' holdout arm.
 {% set horizon = var('label_horizon_days') %}
 with snapshots as (
     select snapshot_date
@@ -18,3 +21,6 @@ select
 from {{ ref('customer_features') }} as f
 inner join snapshots as s on f.snapshot_date = s.snapshot_date
 inner join {{ ref('churn_outcomes') }} as o on f.customer_id = o.customer_id and f.snapshot_date = o.snapshot_date
+{% if treated_labels() == 'exclude' %}
+    where not o.treated_within_horizon
+{% endif %}
