@@ -521,6 +521,11 @@ def test_a_challenger_that_fails_to_load_is_reported_and_skipped_while_swaps_go_
         metrics = server.client.get("/metrics").text
         assert _metric(metrics, "churn_serving_model_load_failures_total", model_version=broken, role="challenger") == 1
         assert server.log.read_text().count(f"challenger v{broken} of") == 1
+
+        world.set_alias(CHAMPION, broken)  # a champion that fails to load: the current state stays, and says so
+        state = server.wait_for(lambda s: (s.get("champion_error") or {}).get("version") == broken, "champion error")
+        assert state["status"] == "ready" and state["champion_version"] == world.copy, state
+        assert server.score(customer_id=world.customers[4]).json()["results"][0]["model_version"] == world.copy
     finally:
         world.set_alias(CHAMPION, world.champion)
         world.set_alias(CHALLENGER, world.champion)
@@ -772,6 +777,13 @@ def test_canary_rows_carry_their_own_latency_and_each_answer_has_its_silent_pair
         world.set_alias(CHALLENGER, world.copy)
     canary.wait_for(lambda s: s["champion_version"] == world.copy and s["challenger_version"] is None, "v2 again")
 
+    latency = audit.group_by("request_id", "role").agg(
+        pl.col("latency_ms").max().alias("most"), pl.col("latency_ms").min().alias("least")
+    )
+    for request_id in requests:
+        of = {r["role"]: r for r in latency.filter(pl.col("request_id") == request_id).iter_rows(named=True)}
+        assert of["canary"]["most"] < of["champion"]["least"], of  # today: the canary's includes the champion's
+
     assert audit.height == 3 * 200 * 2 and set(audit["status"]) == {"ok"}
     pairs = audit.group_by("request_id", "customer_id").agg(
         pl.col("model_version").sort().alias("versions"), pl.col("role").sort().alias("roles")
@@ -785,13 +797,6 @@ def test_canary_rows_carry_their_own_latency_and_each_answer_has_its_silent_pair
     assert set(zip(canary_rows["request_id"], canary_rows["customer_id"], strict=True)) == set(
         zip(shadowed["request_id"], shadowed["customer_id"], strict=True)
     )
-
-    latency = audit.group_by("request_id", "role").agg(
-        pl.col("latency_ms").max().alias("most"), pl.col("latency_ms").min().alias("least")
-    )
-    for request_id in requests:
-        of = {r["role"]: r for r in latency.filter(pl.col("request_id") == request_id).iter_rows(named=True)}
-        assert of["canary"]["most"] < of["champion"]["least"], of  # today: the canary's includes the champion's
 
     def mean(text: str, version: str) -> tuple[float, float]:
         labels = {"model_version": version, "route": "/v1/score"}

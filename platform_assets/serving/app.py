@@ -192,7 +192,13 @@ class ShadowScorer:
             LOG.warning(f"a shadow scoring was still running {seconds:g} s into shutdown: abandoned, not audited")
 
     def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
+        while True:
+            try:  # once closing, an empty queue ends the thread even if the end marker found it full
+                job = self._queue.get(timeout=None if self._deadline is None else 0.1)
+            except queue.Empty:
+                return
+            if job is None:
+                return
             if self._deadline is not None and time.monotonic() > self._deadline:
                 self.metrics.shadow_dropped.inc()
                 continue
