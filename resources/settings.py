@@ -179,6 +179,22 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="Longest an audit row waits in memory before its micro-batch is written."
     )
     serving_audit_batch_rows: int = Field(default=5000, ge=1, description="Audit rows that trigger a write at once.")
+    serving_audit_queue_rows: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most audit rows a worker holds in memory (queued, or kept after a failed write); past it a "
+        "scoring request gets 503 with Retry-After instead of a score without its audit row.",
+    )
+    serving_audit_max_unwritten_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long audit rows may wait for a write that keeps failing (or hangs) before /readyz answers 503.",
+    )
+    serving_shadow_drain_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="At shutdown, after the answers' audit rows are written: time left for queued shadow scorings.",
+    )
     serving_latency_sla_ms: float = Field(
         default=5.0, gt=0, description="Latency SLA: a canary whose p95 passes it is rolled back."
     )

@@ -11,6 +11,7 @@ version trained on, so live ROC AUC is measurable.
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -153,13 +154,14 @@ class World:
     def audit(self) -> pl.DataFrame:
         return self.lake.scan(SERVING_REQUESTS).collect() if self.lake.exists(SERVING_REQUESTS) else pl.DataFrame()
 
-    def server(self, tmp: Path, **settings) -> Server:
+    def server(self, tmp: Path, env: dict | None = None, **settings) -> Server:
         env = {
             **os.environ,
             "PLATFORM_HOME": str(self.home),
             "PLATFORM_SERVING_POLL_SECONDS": "0.3",
             "PLATFORM_SERVING_AUDIT_FLUSH_SECONDS": "0.3",
             **{f"PLATFORM_SERVING_{k.upper()}": str(v) for k, v in settings.items()},
+            **(env or {}),
         }
         env.pop("DAGSTER_HOME", None)
         return Server(env, tmp / f"server-{len(list(tmp.glob('server-*')))}.log").start()
@@ -170,6 +172,34 @@ def _register_copy(world: World, version: str) -> str:
     client = world.registry.activate()
     source = client.get_model_version(world.registry.model_name, version)
     return str(client.create_model_version(world.registry.model_name, source.source, source.run_id).version)
+
+
+def _register_broken(world: World, tmp: Path) -> str:
+    """The champion's logged model copied, its booster deleted, and the copy registered as a new version of the
+    real registry: its metadata and reference profile are there, loading it fails."""
+    import mlflow
+
+    client = world.registry.activate()
+    source = client.get_model_version(world.registry.model_name, world.champion)
+    copied = mlflow.artifacts.download_artifacts(
+        f"models:/{world.registry.model_name}/{world.champion}", dst_path=str(tmp / "broken-model")
+    )
+    (booster,) = Path(copied).rglob("booster.txt")
+    booster.unlink()
+    return str(client.create_model_version(world.registry.model_name, copied, source.run_id).version)
+
+
+def _metric(text: str, name: str, **labels) -> float:
+    """A sample of Prometheus text (labels in any order), 0 when the series is absent."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        series, _, value = line.rpartition(" ")
+        head, _, rest = series.partition("{")
+        found = dict(pair.split("=", 1) for pair in rest.rstrip("}").split(",")) if rest else {}
+        if head == name and {k: v.strip('"') for k, v in found.items()} == labels:
+            return float(value)
+    return 0.0
 
 
 def _register_booster(world: World, name: str, params: dict, rounds: int, shuffled: bool = False) -> str:
@@ -466,6 +496,46 @@ def test_shadow_scores_are_audited_but_never_returned(world, server):
         world.set_alias(CHALLENGER, world.champion)
 
 
+def test_a_challenger_that_fails_to_load_is_reported_and_skipped_while_swaps_go_on(world, server, tmp_path):
+    broken = _register_broken(world, tmp_path)
+    world.set_alias(CHALLENGER, broken)
+    try:
+        state = server.wait_for(
+            lambda s: (s.get("challenger_error") or {}).get("version") == broken, "the broken challenger reported"
+        )
+        assert state["status"] == "ready" and state["challenger_version"] is None, state
+        assert "booster" in state["challenger_error"]["error"], state
+        metrics = server.client.get("/metrics").text
+        assert _metric(metrics, "churn_serving_model_load_failures_total", model_version=broken, role="challenger") == 1
+        assert _metric(metrics, "churn_serving_challenger_skipped") == 1
+
+        before = state["feature_snapshot_version"]
+        published = world.publish(world.as_of)  # a new snapshot takes effect beside the broken challenger
+        server.wait_for(lambda s: s["feature_snapshot_version"] == published > before, "the new snapshot")
+        world.set_alias(CHAMPION, world.copy)  # and so does a champion change
+        state = server.wait_for(lambda s: s["champion_version"] == world.copy, "champion v2 beside it")
+        assert state["challenger_error"]["version"] == broken and state["challenger_version"] is None
+        response = server.score(customer_id=world.customers[3])
+        assert response.status_code == 200 and response.json()["results"][0]["model_version"] == world.copy
+        time.sleep(1.5)  # five more polls: the failure is remembered, not loaded and logged again each time
+        metrics = server.client.get("/metrics").text
+        assert _metric(metrics, "churn_serving_model_load_failures_total", model_version=broken, role="challenger") == 1
+        assert server.log.read_text().count(f"challenger v{broken} of") == 1
+
+        world.set_alias(CHAMPION, broken)  # a champion that fails to load: the current state stays, and says so
+        state = server.wait_for(lambda s: (s.get("champion_error") or {}).get("version") == broken, "champion error")
+        assert state["status"] == "ready" and state["champion_version"] == world.copy, state
+        assert server.score(customer_id=world.customers[4]).json()["results"][0]["model_version"] == world.copy
+    finally:
+        world.set_alias(CHAMPION, world.champion)
+        world.set_alias(CHALLENGER, world.champion)
+    state = server.wait_for(lambda s: s["champion_version"] == world.champion, "champion v1 again")
+    assert (
+        state["challenger_error"] is None
+        and _metric(server.client.get("/metrics").text, "churn_serving_challenger_skipped") == 0
+    )
+
+
 def test_after_sigterm_the_audit_holds_exactly_one_row_per_answer_with_the_version_that_answered(world, server):
     for customer in world.customers[100:140]:
         assert server.score(customer_id=customer).status_code == 200
@@ -495,6 +565,75 @@ def test_after_sigterm_the_audit_holds_exactly_one_row_per_answer_with_the_versi
     first = answered.filter(pl.col("route") == "id").row(0, named=True)
     assert first["feature_snapshot_version"] is not None and first["features"].startswith("{")
     assert first["ds"] == datetime.now(UTC).date() or first["ds"] == first["requested_at"].date()
+
+
+def test_a_failing_audit_writer_fails_readiness_and_a_full_log_answers_503_not_a_score(world, tmp_path):
+    """The audit table's folder is a file (a lake the writer cannot write): writes fail, rows are kept, /readyz
+    turns 503 past the bound, a full log refuses requests; once the lake is writable the kept rows are written."""
+    lake = tmp_path / "lake"
+    shutil.copytree(world.lake.uri(ONLINE_FEATURES), lake / ONLINE_FEATURES)
+    blocker = lake / SERVING_REQUESTS
+    blocker.write_text("not a Delta table")
+    env = {"PLATFORM_LAKE_ROOT": str(lake)}
+    server = world.server(tmp_path, env, challenger_mode="off", audit_queue_rows=30, audit_max_unwritten_seconds=1)
+    try:
+        for customer in world.customers[:10]:
+            assert server.score(customer_id=customer).status_code == 200
+        state = server.wait_for(lambda s: s["status"] != "ready", "an unhealthy audit log")
+        readiness = server.client.get("/readyz")
+        assert readiness.status_code == 503 and "audit rows unwritten" in state["reason"], state
+        assert "last error" in state["reason"] and state["champion_version"] == world.champion
+        metrics = server.client.get("/metrics").text
+        assert _metric(metrics, "churn_serving_audit_write_failures_total") >= 1
+        assert _metric(metrics, "churn_serving_audit_healthy") == 0
+
+        answered, refused = 10, None
+        for customer in world.customers[10:60]:
+            response = server.score(customer_id=customer)
+            if response.status_code != 200:
+                refused = response
+                break
+            answered += 1
+        assert answered == 30, answered  # the 30 rows the log may hold, then back-pressure
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1", refused.text
+        assert "results" not in refused.json() and "audit log" in refused.json()["detail"]
+        metrics = server.client.get("/metrics").text
+        refusals = {"kind": "audit", "model_version": world.champion, "route": "/v1/score"}
+        assert _metric(metrics, "churn_serving_errors_total", **refusals) == 1
+        assert _metric(metrics, "churn_serving_audit_rows_held") == 30
+
+        blocker.unlink()  # the lake writable again: the kept rows go out with the next micro-batch
+        server.wait_for(lambda s: s["status"] == "ready", "the audit log recovered")
+        assert server.score(customer_id=world.customers[60]).status_code == 200
+    finally:
+        code = server.stop()
+    assert code in (0, -signal.SIGTERM)
+    audit = pl.read_delta(str(lake / SERVING_REQUESTS))
+    expected = {(rid, str(c)) for rid, rows in server.ledger for c, _, _ in rows}
+    assert len(expected) == 31 and set(zip(audit["request_id"], audit["customer_id"], strict=True)) == expected
+    assert audit.height == 31  # every answer once: kept rows written, none lost, none twice
+
+
+def test_on_sigterm_the_answers_are_written_before_a_slow_shadow_queue_drains(world, tmp_path):
+    """A slow shadow challenger with a long backlog at SIGTERM: the answers are written first, and the shadow
+    drain is bounded, so the stop is clean and quick (today's order drained the backlog first)."""
+    world.set_alias(CHALLENGER, world.slow)  # hundreds of 255-leaf trees: seconds per 1000-row shadow job
+    server = world.server(
+        tmp_path, challenger_mode="shadow", audit_flush_seconds=600, audit_batch_rows=100_000, shadow_drain_seconds=1
+    )
+    try:
+        server.wait_for(lambda s: s["challenger_version"] == world.slow, "shadow v4")
+        for _ in range(8):
+            assert server.score(customer_ids=world.customers[:1000]).status_code == 200
+    finally:
+        world.set_alias(CHALLENGER, world.champion)
+        code = server.stop(timeout=20)
+    assert code in (0, -signal.SIGTERM), f"the server did not stop cleanly within 20 s (exit {code})"
+    log = server.log.read_text()
+    assert log.index("audit answers flushed") < log.index("audit log flushed")
+    ids = [rid for rid, _ in server.ledger]
+    answered = world.audit().filter(pl.col("request_id").is_in(ids) & (pl.col("role") == "champion"))
+    assert answered.height == 8 * 1000 and answered["request_id"].n_unique() == 8
 
 
 # Canary rollout: the report judges, the sensor acts, the server follows without restart.
@@ -607,6 +746,66 @@ def test_a_better_canary_that_won_over_the_window_is_promoted(world, canary, mon
     assert "rollout" in world.registry.by_number(world.copy).tags["promotion_reason"]
     canary.wait_for(lambda s: s["champion_version"] == world.copy and s["challenger_version"] is None, "v2 promoted")
     assert _canary_roles(canary, world.customers[:200]) == {"champion": {world.copy}}
+
+
+def test_canary_rows_carry_their_own_latency_and_each_answer_has_its_silent_pair(world, canary):
+    """A slow champion (v4) and a fast canary (v1) in 200-customer batches: each version's rows carry its own
+    time (the canary is not charged the champion's scoring), and every customer has one row per version."""
+    world.set_alias(CHAMPION, world.slow)
+    world.set_alias(CHALLENGER, world.champion)
+    try:
+        canary.wait_for(
+            lambda s: s["champion_version"] == world.slow and s["challenger_version"] == world.champion, "v1 on v4"
+        )
+        histogram = "churn_serving_request_seconds"
+        before = canary.client.get("/metrics").text
+        requests = []
+        for _ in range(3):
+            response = canary.score(customer_ids=world.customers[:200])
+            assert response.status_code == 200, response.text
+            assert {r["role"] for r in response.json()["results"]} == {"champion", "canary"}
+            requests.append(response.json()["request_id"])
+        after = canary.client.get("/metrics").text
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            audit = world.audit().filter(pl.col("request_id").is_in(requests))
+            if audit.height >= 3 * 200 * 2:
+                break
+            time.sleep(0.5)
+    finally:
+        world.set_alias(CHAMPION, world.copy)
+        world.set_alias(CHALLENGER, world.copy)
+    canary.wait_for(lambda s: s["champion_version"] == world.copy and s["challenger_version"] is None, "v2 again")
+
+    latency = audit.group_by("request_id", "role").agg(
+        pl.col("latency_ms").max().alias("most"), pl.col("latency_ms").min().alias("least")
+    )
+    for request_id in requests:
+        of = {r["role"]: r for r in latency.filter(pl.col("request_id") == request_id).iter_rows(named=True)}
+        assert of["canary"]["most"] < of["champion"]["least"], of  # today: the canary's includes the champion's
+
+    assert audit.height == 3 * 200 * 2 and set(audit["status"]) == {"ok"}
+    pairs = audit.group_by("request_id", "customer_id").agg(
+        pl.col("model_version").sort().alias("versions"), pl.col("role").sort().alias("roles")
+    )
+    assert pairs.height == 3 * 200
+    assert set(map(tuple, pairs["versions"].to_list())) == {tuple(sorted([world.slow, world.champion]))}
+    assert set(map(tuple, pairs["roles"].to_list())) == {("champion", "shadow"), ("canary", "shadow")}
+    canary_rows = audit.filter(pl.col("role") == "canary")
+    shadowed = audit.filter((pl.col("role") == "shadow") & (pl.col("model_version") == world.slow))
+    assert canary_rows.height == shadowed.height > 0
+    assert set(zip(canary_rows["request_id"], canary_rows["customer_id"], strict=True)) == set(
+        zip(shadowed["request_id"], shadowed["customer_id"], strict=True)
+    )
+
+    def mean(text: str, version: str) -> tuple[float, float]:
+        labels = {"model_version": version, "route": "/v1/score"}
+        return _metric(text, f"{histogram}_sum", **labels), _metric(text, f"{histogram}_count", **labels)
+
+    (slow_sum, slow_n), (fast_sum, fast_n) = [
+        tuple(a - b for a, b in zip(mean(after, v), mean(before, v), strict=True)) for v in (world.slow, world.champion)
+    ]
+    assert slow_n == fast_n == 3 and fast_sum / fast_n < slow_sum / slow_n
 
 
 def test_schemathesis_finds_no_server_error(world, canary, tmp_path):

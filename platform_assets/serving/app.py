@@ -3,9 +3,15 @@
 ``POST /v1/score`` scores customers by id (features looked up in the online snapshot)
 or explicit feature values (what-if, validated against the champion's declared
 features). ``/healthz`` says the process lives, ``/readyz`` that a champion and a
-snapshot are loaded, ``/metrics`` is Prometheus text. An admission limit bounds the
-requests a worker holds: past it the answer is an immediate 503, so overload costs
-clients a retry instead of unbounded latency.
+snapshot are loaded and the audit log writes, ``/metrics`` is Prometheus text. An
+admission limit bounds the requests a worker holds: past it the answer is an immediate
+503, so overload costs clients a retry instead of unbounded latency. A request whose
+audit rows the log cannot take (full, or its writer dead) is a 503 with Retry-After too:
+no score leaves without its audit row.
+
+On shutdown the answers already queued are written first; shadow scorings still queued
+then get ``PLATFORM_SERVING_SHADOW_DRAIN_SECONDS`` to finish (the rest are dropped and
+counted), and their rows are written last.
 
 The scoring endpoint is a plain ``def``: FastAPI runs it in its thread pool, and
 LightGBM releases the GIL while it predicts, so two requests score on two cores.
@@ -15,6 +21,7 @@ Run it with ``churn-platform serve`` (``create_app`` is uvicorn's factory).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -24,7 +31,8 @@ import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, datetime
 
 import numpy as np
 import polars as pl
@@ -35,7 +43,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field
 
-from platform_assets.serving.audit import AuditLog, now
+from platform_assets.serving.audit import AuditFull, AuditLog, now
 from platform_assets.serving.inputs import (
     CustomerId,
     ScoreRequest,
@@ -93,7 +101,8 @@ class Metrics:
         )
         self.latency = Histogram(
             "churn_serving_request_seconds",
-            "Server time of a request, arrival to response body.",
+            "Server time of a request per version that scored it: the shared part (arrival to features looked up) "
+            "plus that version's own scoring (a request no version scored: its whole time, as the champion's).",
             labels,
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
@@ -111,7 +120,9 @@ class Metrics:
             "churn_serving_scored_rows", "Rows scored by role.", ["model_version", "role"], registry=self.registry
         )
         self.shadow_dropped = Counter(
-            "churn_serving_shadow_dropped", "Shadow scorings skipped: their queue was full.", registry=self.registry
+            "churn_serving_shadow_dropped",
+            "Shadow scorings skipped: their queue or the audit log was full, or shutdown's drain time was over.",
+            registry=self.registry,
         )
         self.in_flight = Gauge(
             "churn_serving_in_flight", "Requests admitted and not yet answered.", registry=self.registry
@@ -151,15 +162,17 @@ class AdmissionLimit:
 
 
 class ShadowScorer:
-    """Scores answered rows again with the challenger, on one thread of its own, into the audit only.
+    """Scores answered rows again with the other version, on one thread of its own, into the audit only.
 
-    A bounded queue: when the challenger cannot keep up, shadow scorings are dropped
-    (and counted), never the answers.
+    A bounded queue: when the shadow model cannot keep up, shadow scorings are dropped
+    (and counted), never the answers. A job is ``(model, matrix, rows, shared_seconds)``:
+    the rows as audited for the answer, and the request's shared time before scoring.
     """
 
     def __init__(self, audit: AuditLog, reasons: int, metrics: Metrics, capacity: int = 1000):
         self.audit, self.reasons, self.metrics = audit, reasons, metrics
         self._queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self._deadline: float | None = None  # set on close: jobs still queued after it are dropped
         self._thread = threading.Thread(target=self._run, name="shadow-scorer", daemon=True)
         self._thread.start()
 
@@ -169,21 +182,54 @@ class ShadowScorer:
         except queue.Full:
             self.metrics.shadow_dropped.inc()
 
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+    def close(self, seconds: float) -> None:
+        """Score what is queued for at most ``seconds`` more, drop the rest; a job stuck past it is abandoned."""
+        self._deadline = time.monotonic() + seconds
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=seconds)
+        self._thread.join(timeout=max(self._deadline - time.monotonic(), 0.0) + 1.0)
+        if self._thread.is_alive():
+            LOG.warning(f"a shadow scoring was still running {seconds:g} s into shutdown: abandoned, not audited")
 
     def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
-            model, matrix, rows = job
+        while True:
+            try:  # once closing, an empty queue ends the thread even if the end marker found it full
+                job = self._queue.get(timeout=None if self._deadline is None else 0.1)
+            except queue.Empty:
+                return
+            if job is None:
+                return
+            if self._deadline is not None and time.monotonic() > self._deadline:
+                self.metrics.shadow_dropped.inc()
+                continue
+            model, matrix, rows, shared = job
             started = time.perf_counter()
             try:
                 scores, error = model.score(matrix, self.reasons), None
             except Exception as failure:
                 scores, error = None, f"{type(failure).__name__}: {failure}"
-            rows.update(model_version=model.version, role="shadow")
-            self.audit.record(_audit_rows(rows, scores, error, (time.perf_counter() - started) * 1000))
-            self.metrics.scored.labels(model.version, "shadow").inc(len(rows["request_id"]))
+            seconds = shared + time.perf_counter() - started
+            n = len(rows["request_id"])
+            rows = rows | {"model_version": [model.version] * n, "role": ["shadow"] * n}
+            if self.audit.record(_audit_rows(rows, scores, error, seconds * 1000), required=False):
+                self.metrics.scored.labels(model.version, "shadow").inc(n)
+            else:
+                self.metrics.shadow_dropped.inc()
+
+
+@dataclass
+class _Request:
+    """One scoring request's identity, its timings, and what it records once answered."""
+
+    id: str
+    arrived: datetime
+    started: float
+    audit: list[dict] = field(default_factory=list)  # recorded together, or the request is refused
+    shadow: list[tuple] = field(default_factory=list)  # submitted once its rows are recorded
+    seconds: dict[str, float] = field(default_factory=dict)  # per version: shared time plus its own scoring
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
 
 
 def _audit_rows(rows: dict, scores: Scores | None, error: str | None, latency_ms: float) -> dict:
@@ -219,6 +265,19 @@ def _request_rows(
     }
 
 
+def _paired(state: ServingState, answered: ServedModel) -> ServedModel | None:
+    """The version that scores an answered row silently: with a live challenger (shadow or canary), the other one."""
+    if state.challenger is None or state.mode == "off":
+        return None
+    return state.champion if answered.version == state.challenger.version else state.challenger
+
+
+def _audit_refused(reason: str) -> HTTPException:
+    return HTTPException(
+        503, f"not answered: the audit log cannot take its rows ({reason}); retry shortly", headers={"Retry-After": "1"}
+    )
+
+
 def _results(ids: list, scores: Scores, model: ServedModel, role: str, dates, snapshot: int | None) -> list[dict]:
     reasons = scores.reasons or [None] * len(ids)
     return [
@@ -251,19 +310,24 @@ class Scoring:
         state = self.keeper.state
         if state is None:
             raise HTTPException(503, f"not ready: {self.keeper.not_ready}")
-        request_id, arrived, started = uuid.uuid4().hex, now(), time.perf_counter()
+        request = _Request(uuid.uuid4().hex, now(), time.perf_counter())
         version = state.champion.version
         status = 200
         try:
+            if refusal := self.audit.refusal():
+                raise _audit_refused(refusal)
             if body.features is not None:
-                results = self._by_values(state, body.features, request_id, arrived, started)
-                return {"request_id": request_id, "results": results}
-            ids = [body.customer_id] if body.customer_id is not None else body.customer_ids
-            results, unknown = self._by_ids(state, ids, body.customer_ids is not None, request_id, arrived, started)
-            return {"request_id": request_id, "results": results, "unknown_customer_ids": unknown}
+                answer = {"request_id": request.id, "results": self._by_values(state, body.features, request)}
+            else:
+                ids = [body.customer_id] if body.customer_id is not None else body.customer_ids
+                results, unknown = self._by_ids(state, ids, body.customer_ids is not None, request)
+                answer = {"request_id": request.id, "results": results, "unknown_customer_ids": unknown}
+            self._commit(request)
+            return answer
         except HTTPException as refused:
             status = refused.status_code
-            self.metrics.errors.labels(SCORE_ROUTE, version, "not_found" if status == 404 else "invalid").inc()
+            kind = {404: "not_found", 503: "audit"}.get(status, "invalid")
+            self.metrics.errors.labels(SCORE_ROUTE, version, kind).inc()
             raise
         except InvalidFeatures:
             status = 422
@@ -275,11 +339,20 @@ class Scoring:
             raise
         finally:
             self.metrics.requests.labels(SCORE_ROUTE, version, str(status)).inc()
-            self.metrics.latency.labels(SCORE_ROUTE, version).observe(time.perf_counter() - started)
+            for scored, seconds in (request.seconds or {version: request.elapsed()}).items():
+                self.metrics.latency.labels(SCORE_ROUTE, scored).observe(seconds)
 
-    def _by_ids(
-        self, state: ServingState, ids: list, batch: bool, request_id: str, arrived, started: float
-    ) -> tuple[list[dict], list]:
+    def _commit(self, request: _Request) -> None:
+        """Queue the request's audit rows, all or none (a 503 if they do not fit), then its shadow jobs."""
+        if request.audit:
+            try:
+                self.audit.record(*request.audit)
+            except AuditFull as full:
+                raise _audit_refused(str(full)) from None
+        for job in request.shadow:
+            self.shadow.submit(job)
+
+    def _by_ids(self, state: ServingState, ids: list, batch: bool, request: _Request) -> tuple[list[dict], list]:
         """Results of the known ids, in request order, and the unknown ids: a 404 only for a single id."""
         if not ids or len(ids) > self.max_batch:
             raise InvalidFeatures(
@@ -287,14 +360,15 @@ class Scoring:
             )
         snapshot = state.snapshot
         positions, missing = snapshot.positions(ids)
+        shared = request.elapsed()  # the part every version's answer waits for: arrival to features looked up
         if missing:
-            rows = _request_rows(request_id, arrived, "id", state.champion, missing, [None] * len(missing))
+            rows = _request_rows(request.id, request.arrived, "id", state.champion, missing, [None] * len(missing))
             rows.update(feature_snapshot_version=[snapshot.version] * len(missing))
-            self.audit.record(
-                _audit_rows(rows, None, "unknown customer", (time.perf_counter() - started) * 1000)
-                | {"status": ["not_found"] * len(missing)}
+            request.audit.append(
+                _audit_rows(rows, None, "unknown customer", shared * 1000) | {"status": ["not_found"] * len(missing)}
             )
             if not batch:
+                self._commit(request)
                 shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
                 raise HTTPException(
                     404,
@@ -311,7 +385,7 @@ class Scoring:
             picked = np.flatnonzero(mask)
             model = state.challenger if role == "canary" else state.champion
             rows_at = positions[picked]
-            scores, role_used, model = self._score_rows(state, model, role, rows_at, request_id, arrived)
+            scores, role_used, model, seconds = self._score_rows(state, model, role, rows_at, request, shared)
             dates = [snapshot.dates[r] for r in rows_at]
             chosen = [ids[i] for i in picked]
             for i, result in zip(
@@ -319,8 +393,8 @@ class Scoring:
             ):
                 results[i] = result
             rows = _request_rows(
-                request_id,
-                arrived,
+                request.id,
+                request.arrived,
                 "id",
                 model,
                 chosen,
@@ -329,33 +403,43 @@ class Scoring:
                 [date.fromisoformat(d) for d in dates],
             )
             rows["role"] = [role_used] * len(chosen)
-            self.audit.record(_audit_rows(rows, scores, None, (time.perf_counter() - started) * 1000))
-            if state.mode == "shadow" and state.challenger is not None:
-                self.shadow.submit((state.challenger, state.challenger.matrix[rows_at], dict(rows)))
+            request.audit.append(_audit_rows(rows, scores, None, seconds * 1000))
+            other = _paired(state, model) if role_used == role else None  # a fallback's pair is the canary's error
+            if other is not None:
+                request.shadow.append((other, other.matrix[rows_at], rows, shared))
         return results, missing
 
-    def _score_rows(self, state: ServingState, model: ServedModel, role: str, rows_at: np.ndarray, request_id, arrived):
-        """Scores by the role's model; a failing canary falls back to the champion (its error is audited)."""
+    def _score_rows(
+        self, state: ServingState, model: ServedModel, role: str, rows_at: np.ndarray, request: _Request, shared: float
+    ) -> tuple[Scores, str, ServedModel, float]:
+        """Scores by the role's model, and its time (shared plus its own scoring); a failing canary falls back to
+        the champion (its error is audited)."""
+        started = time.perf_counter()
         if role != "canary":
             scores = model.score(model.matrix[rows_at], self.reasons)
+            seconds = shared + time.perf_counter() - started
+            request.seconds[model.version] = request.seconds.get(model.version, shared) + seconds - shared
             self.metrics.scored.labels(model.version, role).inc(len(rows_at))
-            return scores, role, model
-        started = time.perf_counter()
+            return scores, role, model, seconds
         try:
             scores = model.score(model.matrix[rows_at], self.reasons)
+            seconds = shared + time.perf_counter() - started
+            request.seconds[model.version] = seconds
             self.metrics.scored.labels(model.version, role).inc(len(rows_at))
-            return scores, role, model
+            return scores, role, model, seconds
         except Exception as failure:
+            seconds = shared + time.perf_counter() - started
+            request.seconds[model.version] = seconds
             snapshot = state.snapshot
             ids = snapshot.frame[snapshot.entity].gather(rows_at).to_list()
-            rows = _request_rows(request_id, arrived, "id", model, ids, [None] * len(ids), snapshot.version)
+            rows = _request_rows(request.id, request.arrived, "id", model, ids, [None] * len(ids), snapshot.version)
             rows["role"] = ["canary"] * len(ids)
             error = f"{type(failure).__name__}: {failure}"
-            self.audit.record(_audit_rows(rows, None, error, (time.perf_counter() - started) * 1000))
+            request.audit.append(_audit_rows(rows, None, error, seconds * 1000))
             self.metrics.errors.labels(SCORE_ROUTE, model.version, "canary").inc()
-            return self._score_rows(state, state.champion, "champion", rows_at, request_id, arrived)
+            return self._score_rows(state, state.champion, "champion", rows_at, request, shared)
 
-    def _by_values(self, state: ServingState, features, request_id: str, arrived, started: float) -> list[dict]:
+    def _by_values(self, state: ServingState, features, request: _Request) -> list[dict]:
         model = state.champion
         given = [features] if isinstance(features, dict) else features
         if not given or len(given) > self.max_batch:
@@ -382,15 +466,18 @@ class Scoring:
             raise InvalidFeatures(errors)
         schema = {name: state.snapshot.frame.schema[name] for name in model.features}
         frame = pl.DataFrame(rows, schema=schema)
-        matrix = model.encode(frame)
-        scores = model.score(matrix, self.reasons)
+        shared = request.elapsed()  # arrival to values validated
+        started = time.perf_counter()
+        scores = model.score(model.encode(frame), self.reasons)
+        seconds = shared + time.perf_counter() - started
+        request.seconds[model.version] = seconds
         self.metrics.scored.labels(model.version, "champion").inc(frame.height)
         values = frame.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
-        audit_rows = _request_rows(request_id, arrived, "values", model, [None] * frame.height, values)
-        self.audit.record(_audit_rows(audit_rows, scores, None, (time.perf_counter() - started) * 1000))
-        challenger = state.challenger
-        if state.mode == "shadow" and challenger is not None and challenger.features == model.features:
-            self.shadow.submit((challenger, challenger.encode(frame), dict(audit_rows)))
+        audit_rows = _request_rows(request.id, request.arrived, "values", model, [None] * frame.height, values)
+        request.audit.append(_audit_rows(audit_rows, scores, None, seconds * 1000))
+        challenger = _paired(state, model)
+        if challenger is not None and challenger.features == model.features:
+            request.shadow.append((challenger, challenger.encode(frame), audit_rows, shared))
         return _results([None] * frame.height, scores, model, "champion", None, None)
 
     def validator(self, model: ServedModel, snapshot: FeatureSnapshot) -> tuple[type[BaseModel], dict]:
@@ -427,6 +514,7 @@ def create_app(settings=None, dataset=None) -> FastAPI:
         settings.serving_challenger_mode,
         settings.serving_canary_share,
         settings.serving_poll_seconds,
+        metrics.registry,
     )
     audit = AuditLog(
         lake,
@@ -434,6 +522,8 @@ def create_app(settings=None, dataset=None) -> FastAPI:
         settings.serving_audit_flush_seconds,
         settings.serving_audit_batch_rows,
         metrics.registry,
+        max_rows=settings.serving_audit_queue_rows,
+        max_unwritten_seconds=settings.serving_audit_max_unwritten_seconds,
     )
     shadow = ShadowScorer(audit, settings.serving_reasons, metrics)
     scoring = Scoring(keeper, audit, shadow, metrics, settings)
@@ -446,7 +536,9 @@ def create_app(settings=None, dataset=None) -> FastAPI:
             yield
         finally:  # uvicorn gets here on SIGTERM, after the requests in flight are answered
             keeper.stop()
-            shadow.close()
+            audit.flush()  # the answers first, whatever the shadow queue holds
+            LOG.info("audit answers flushed")
+            shadow.close(settings.serving_shadow_drain_seconds)
             audit.close()
             LOG.info("audit log flushed")
 
@@ -489,7 +581,7 @@ def create_app(settings=None, dataset=None) -> FastAPI:
             404: {"description": "The one `customer_id` asked for is not in the online snapshot."},
             413: {"description": f"Body larger than {settings.serving_max_body_bytes} bytes."},
             422: {"description": "Not strict JSON (NaN, Infinity), a mistyped id, or a what-if value out of bounds."},
-            503: {"description": "Not ready, or overloaded (admission limit): retry."},
+            503: {"description": "Not ready, overloaded (admission limit), or the audit log full: retry."},
         },
     )
     def score(body: ScoreRequest) -> Response:
@@ -503,10 +595,14 @@ def create_app(settings=None, dataset=None) -> FastAPI:
     @app.get("/readyz")
     def readyz() -> Response:
         state = keeper.state
+        loading = {"challenger_error": keeper.challenger_error, "champion_error": keeper.champion_error}
         if state is None:
-            return JSONResponse(status_code=503, content={"status": "not ready", "reason": keeper.not_ready})
+            return JSONResponse(status_code=503, content={"status": "not ready", "reason": keeper.not_ready, **loading})
         metrics.snapshot.set(state.snapshot.version)
-        return JSONResponse({"status": "ready", **state.describe(), "canary_share": settings.serving_canary_share})
+        served = {**state.describe(), "canary_share": settings.serving_canary_share, **loading}
+        if problem := audit.problem:
+            return JSONResponse(status_code=503, content={"status": "not ready", "reason": problem, **served})
+        return JSONResponse({"status": "ready", **served})
 
     @app.get("/metrics")
     def prometheus() -> Response:

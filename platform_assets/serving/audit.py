@@ -7,8 +7,26 @@ uvicorn runs on SIGTERM) stops the thread and writes what is left, so a clean st
 loses nothing. A crash (SIGKILL, power loss) loses the rows still in memory: at most
 the last ``flush_seconds`` of traffic, or ``batch_rows`` rows.
 
+The writer is supervised, and the log is bounded, so no score goes out without its row:
+
+- a failed append is retried (a few attempts with backoff), and rows that still could
+  not be written are kept and written with the next micro-batch. A Delta append that
+  failed did not commit (its files are not in the log), so writing it again neither loses
+  nor duplicates rows; the one exception is a commit that succeeded while its answer was
+  lost (an object store timing out after the write), whose rows are then written twice;
+- rows the writer cannot even build into a frame (a bug) are dropped, logged and counted
+  (``churn_serving_audit_rows_dropped``); they never stop the thread;
+- at most ``max_rows`` rows are held in memory (queued, or kept after a failed write).
+  A request whose rows do not fit is refused (the API answers 503 with Retry-After) rather
+  than answered without its audit; shadow rows that do not fit are dropped and counted;
+- ``problem`` says why the log is unhealthy: the writer thread died (counted in
+  ``churn_serving_audit_writer_deaths``), or rows have waited longer than
+  ``max_unwritten_seconds`` for a write that keeps failing or hangs. ``/readyz`` then
+  answers 503 with it, so a load balancer sends traffic elsewhere.
+
 One row per customer and model that scored it: the answer (role ``champion`` or
-``canary``) and, when a shadow challenger runs, its silent score (role ``shadow``).
+``canary``) and, when a challenger is live, the other model's silent score of the same
+customer (role ``shadow``), so the two can be compared on the same customers.
 Lookups store the snapshot version and date with the feature values they read;
 what-if requests store the values sent.
 """
@@ -22,12 +40,14 @@ import time
 from datetime import UTC, datetime
 
 import polars as pl
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from tenacity import Retrying, stop_after_attempt, wait_exponential
 
 from platform_assets.ml.scoring import REASONS
 from resources.lake import Lake
 
 LOG = logging.getLogger("churn_platform.serving")
+WRITE_ATTEMPTS = 3  # per micro-batch; rows still unwritten wait for the next one
 AUDIT_SCHEMA = {
     "request_id": pl.String,
     "requested_at": pl.Datetime("us", "UTC"),
@@ -58,66 +78,225 @@ AUDIT_COLUMNS = {
     "features": "The feature values used, as JSON.",
     "model_name": "Registered model.",
     "model_version": "Version that scored the row.",
-    "role": "`champion` or `canary` (answered), `shadow` (scored silently, never returned).",
+    "role": "`champion` or `canary`: the version that answered; `shadow`: the other version's silent score of "
+    "the same customer, never returned (the challenger's in shadow mode and for the champion's customers in "
+    "canary mode, the champion's for the canary's customers). With a live challenger each scored customer of "
+    "a request has one row per version, one answered and one `shadow` (unless the shadow was dropped, counted "
+    "in `churn_serving_shadow_dropped`), so the two versions compare on the same customers.",
     "status": "`ok`, `not_found` (unknown customer) or `error`.",
     "error": "What failed, when status is not ok.",
     "churn_probability": "Score.",
     "risk_band": "low, medium or high.",
     "needs_review": "In the uncertain band.",
     "top_reasons": "Top SHAP reasons returned (null when reasons are off).",
-    "latency_ms": "Server time from arrival to the scores (answering roles), or the shadow model's own time.",
+    "latency_ms": "This version's server time: the request's shared part (arrival to features looked up or "
+    "validated) plus its own scoring of its rows, never another version's (a canary in a batch is not charged "
+    "the champion's part); for `shadow` rows, what the answer would have taken.",
     "ds": "Day of the request (UTC), the partition.",
 }
 
 
-class AuditLog:
-    """Collects rows from request threads and writes them in micro-batches from one thread."""
+class AuditFull(Exception):
+    """The log cannot take a request's rows (full, or its writer dead): the request must not be answered."""
 
-    def __init__(self, lake: Lake, table: str, flush_seconds: float, batch_rows: int, metrics: CollectorRegistry):
+
+class AuditLog:
+    """Collects rows from request threads and writes them in micro-batches from one supervised thread."""
+
+    def __init__(
+        self,
+        lake: Lake,
+        table: str,
+        flush_seconds: float,
+        batch_rows: int,
+        metrics: CollectorRegistry,
+        max_rows: int = 100_000,
+        max_unwritten_seconds: float = 30.0,
+    ):
         self.lake, self.table = lake, table
         self.flush_seconds, self.batch_rows = flush_seconds, batch_rows
-        self._queue: queue.SimpleQueue[dict | None] = queue.SimpleQueue()
+        self.max_rows, self.max_unwritten_seconds = max_rows, max_unwritten_seconds
+        self._queue: queue.SimpleQueue[dict | threading.Event | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._held = 0  # rows queued or kept after a failed write
+        self._kept: list[pl.DataFrame] = []  # built, not yet written (the writer's own)
+        self._closed = False
+        self._died: str | None = None
+        self._unwritten_since: float | None = None  # a write is pending since (failing or in progress)
+        self._last_error = ""
         self._written = Counter("churn_serving_audit_rows_written", "Audit rows committed to Delta.", registry=metrics)
-        self._failed = Counter("churn_serving_audit_write_failures", "Audit writes that failed.", registry=metrics)
+        self._failed = Counter(
+            "churn_serving_audit_write_failures", "Audit append attempts that failed.", registry=metrics
+        )
+        self._dropped = Counter(
+            "churn_serving_audit_rows_dropped",
+            "Audit rows lost: malformed, or still unwritten when the log closed.",
+            registry=metrics,
+        )
+        self._refused = Counter(
+            "churn_serving_audit_rows_refused",
+            "Rows the log refused (full, writer dead, or closed): `answer` rows were not answered (503), "
+            "`shadow` rows were dropped.",
+            ["kind"],
+            registry=metrics,
+        )
+        self._deaths = Counter("churn_serving_audit_writer_deaths", "Audit writer threads that died.", registry=metrics)
+        Gauge(
+            "churn_serving_audit_rows_held", "Audit rows in memory: queued or waiting for a write.", registry=metrics
+        ).set_function(lambda: self._held)
+        Gauge(
+            "churn_serving_audit_healthy", "1 while the audit log writes (0: /readyz answers 503).", registry=metrics
+        ).set_function(lambda: float(self.problem is None))
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
-    def record(self, columns: dict[str, list]) -> None:
-        """Queue rows given as columns (every list the same length); never blocks, never writes."""
-        self._queue.put(columns)
+    def record(self, *batches: dict[str, list], required: bool = True) -> bool:
+        """Queue rows given as columns (every list the same length), all batches or none; never blocks.
+
+        A ``required`` batch (an answer's) that does not fit raises ``AuditFull``; another
+        (a shadow's) is dropped and False returned.
+        """
+        rows = sum(len(b["request_id"]) for b in batches)
+        with self._lock:
+            refusal = self._refusal(rows)
+            if refusal is None:
+                self._held += rows
+                for batch in batches:
+                    self._queue.put(batch)
+                return True
+        self._refused.labels("answer" if required else "shadow").inc(rows)
+        if required:
+            raise AuditFull(refusal)
+        return False
+
+    def refusal(self, rows: int = 1) -> str | None:
+        """Why ``rows`` more rows would be refused now, or None (a cheap check before scoring)."""
+        with self._lock:
+            return self._refusal(rows)
+
+    def _refusal(self, rows: int) -> str | None:
+        if self._closed:
+            return "the audit log is closed (shutting down)"
+        if self._died:
+            return self._died
+        if self._held + rows > self.max_rows:
+            behind = f"; writes failing: {self._last_error}" if self._unwritten_since is not None else ""
+            return f"the audit log holds {self._held} rows, at most {self.max_rows}{behind}"
+        return None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the log is unhealthy (``/readyz`` answers 503 with it), or None."""
+        if self._died:
+            return self._died
+        if not self._thread.is_alive() and not self._closed:
+            return "the audit writer thread is not running"
+        since = self._unwritten_since
+        if since is not None and time.monotonic() - since > self.max_unwritten_seconds:
+            error = f"; last error: {self._last_error}" if self._last_error else " (a write in progress)"
+            return (
+                f"audit rows unwritten for {time.monotonic() - since:.1f} s (bound {self.max_unwritten_seconds:g} s), "
+                f"{self._held} rows held{error}"
+            )
+        return None
+
+    def flush(self) -> bool:
+        """Write everything queued until now (with the usual retries); False if the writer is gone."""
+        done = threading.Event()
+        self._queue.put(done)
+        while not done.wait(0.1):
+            if not self._thread.is_alive():
+                return False
+        return not self._kept
 
     def close(self) -> None:
-        """Write everything queued, then stop the writer."""
+        """Refuse new rows, write everything queued, then stop the writer."""
+        with self._lock:
+            self._closed = True
         self._queue.put(None)
         self._thread.join()
+        if self._held:
+            LOG.error(f"{self._held} audit rows could not be written before the log closed and are lost")
+            self._dropped.inc(self._held)
 
     def _run(self) -> None:
+        try:
+            self._drain()
+        except BaseException as error:  # supervised: say so (/readyz, metrics) instead of dying silently
+            self._died = f"the audit writer died: {type(error).__name__}: {error}"
+            self._deaths.inc()
+            LOG.exception(self._died)
+
+    def _drain(self) -> None:
         pending: list[dict] = []
         rows, deadline, closing = 0, time.monotonic() + self.flush_seconds, False
         while not closing:
+            flushes = []
             try:
                 item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
                 if item is None:
                     closing = True
+                elif isinstance(item, threading.Event):
+                    flushes.append(item)
                 else:
                     pending.append(item)
                     rows += len(item["request_id"])
             except queue.Empty:
                 pass
-            if pending and (closing or rows >= self.batch_rows or time.monotonic() >= deadline):
+            due = closing or flushes or rows >= self.batch_rows or time.monotonic() >= deadline
+            if due and (pending or self._kept):
                 self._write(pending)
                 pending, rows = [], 0
+            for flushed in flushes:
+                flushed.set()
             if time.monotonic() >= deadline:
                 deadline = time.monotonic() + self.flush_seconds
 
     def _write(self, batches: list[dict]) -> None:
-        frame = pl.concat([pl.DataFrame(b, schema=AUDIT_SCHEMA) for b in batches], how="vertical")
+        """Append the kept rows and these batches in one commit; on failure keep them all for the next."""
+        for batch in batches:
+            try:
+                self._kept.append(pl.DataFrame(batch, schema=AUDIT_SCHEMA))
+            except Exception:
+                rows = len(batch["request_id"])
+                LOG.exception(f"{rows} audit rows could not be built into a frame and are dropped")
+                self._dropped.inc(rows)
+                self._release(rows)
+        if not self._kept:
+            return
+        frame = pl.concat(self._kept, how="vertical") if len(self._kept) > 1 else self._kept[0]
+        self._kept = [frame]
+        if self._unwritten_since is None:
+            self._unwritten_since = time.monotonic()
+        retrying = Retrying(
+            stop=stop_after_attempt(WRITE_ATTEMPTS), wait=wait_exponential(multiplier=0.2, max=2), reraise=True
+        )
+        try:
+            retrying(self._append, frame)
+        except Exception as error:
+            first = not self._last_error
+            self._last_error = f"{type(error).__name__}: {error}"
+            (LOG.error if first else LOG.debug)(
+                f"audit write of {frame.height} rows to {self.table} failed {WRITE_ATTEMPTS} times; "
+                f"kept for the next micro-batch: {self._last_error}"
+            )
+            return
+        if self._last_error:
+            LOG.warning(f"audit writes to {self.table} recovered ({frame.height} rows written)")
+        self._kept, self._unwritten_since, self._last_error = [], None, ""
+        self._written.inc(frame.height)
+        self._release(frame.height)
+
+    def _append(self, frame: pl.DataFrame) -> None:
         try:
             self.lake.append(self.table, frame.to_arrow())
-            self._written.inc(frame.height)
-        except Exception:  # the server keeps answering; the failure is logged and counted
-            LOG.exception(f"audit write of {frame.height} rows to {self.table} failed")
+        except Exception:
             self._failed.inc()
+            raise
+
+    def _release(self, rows: int) -> None:
+        with self._lock:
+            self._held -= rows
 
 
 def now() -> datetime:

@@ -7,6 +7,14 @@ aliases and the online table's Delta version every ``poll_seconds``; when either
 builds the next state beside the current one (loading only what changed) and swaps one
 reference. A request takes the state once when it starts, so it is answered by one
 consistent state, old or new, and no request waits for a swap or fails during one.
+
+Champion and challenger load separately. A challenger that fails to load is reported
+(``/readyz``'s ``challenger_error``, the ``churn_serving_model_load_failures`` metric, one
+log line) and served as if there were none, while champion and snapshot swaps go on; the
+failure is remembered for that version, so its artifacts are not fetched again every poll,
+until the alias moves (to another version, or away and back). A champion that fails to
+load keeps the current state, retried every poll, and ``/readyz`` says so
+(``champion_error``, or 503 when nothing is served yet).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from platform_assets.ml.feature_spec import FeatureSpec
 from platform_assets.serving.scorer import ServedModel
@@ -94,12 +103,27 @@ class StateKeeper:
         mode: Mode,
         canary_share: float,
         poll_seconds: float,
+        metrics: CollectorRegistry | None = None,
     ):
         self.registry, self.lake, self.table, self.spec = registry, lake, table, spec
         self.mode, self.canary_share, self.poll_seconds = mode, canary_share, poll_seconds
         self.state: ServingState | None = None
         self.not_ready = "starting"
+        self.challenger_error: dict | None = None  # the registry's challenger, skipped: it failed to load
+        self.champion_error: dict | None = None  # the registry's champion, not served: it failed to load
         self._models: dict[str, object] = {}
+        metrics = metrics or CollectorRegistry()
+        self._load_failures = Counter(
+            "churn_serving_model_load_failures",
+            "Model versions that failed to load, by role (a challenger counts once per version and alias move).",
+            ["model_version", "role"],
+            registry=metrics,
+        )
+        self._challenger_skipped = Gauge(
+            "churn_serving_challenger_skipped",
+            "1 while the registry's challenger is not served because it failed to load.",
+            registry=metrics,
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="state-poller", daemon=True)
 
@@ -134,33 +158,80 @@ class StateKeeper:
         if snapshot_version is None:
             self.not_ready = f"no online feature snapshot at {self.lake.uri(self.table)}: materialize online_features"
             return False
-        challenger = self._challenger(champion)
+        challenger = self._loadable(self._challenger(champion))
         mode = stage_of(challenger, self.mode) if challenger else "off"
         current = self.state
         key = (champion.version, challenger.version if challenger else None, snapshot_version, mode)
         if current is not None and current.key == key:
+            self.champion_error = None
             return False
         snapshot = (
             current.snapshot
             if current is not None and current.snapshot.version == snapshot_version
             else self._load_snapshot(snapshot_version)
         )
-        served = {v.version: self._served(v, snapshot, current) for v in filter(None, (champion, challenger))}
-        self._models = {version: s.model for version, s in served.items()}
+        try:
+            served_champion = self._served(champion, snapshot, current)
+        except Exception as error:  # keep the current state; the next poll tries again
+            self._champion_failed(champion, error)
+            return False
+        self.champion_error = None
+        served_challenger = None
+        if challenger is not None:
+            try:
+                served_challenger = self._served(challenger, snapshot, current)
+            except Exception as error:  # served as if there were no challenger; remembered for this version
+                self._challenger_failed(challenger, error)
+                challenger = None
+        self._models = {s.version: s.model for s in filter(None, (served_champion, served_challenger))}
+        mode = mode if challenger else "off"
         canary_rows = None
         if mode == "canary":
             ids = snapshot.frame[snapshot.entity].to_list()
             canary_rows = np.fromiter((canary_bucket(i) < self.canary_share for i in ids), bool, len(ids))
         self.state = ServingState(
             snapshot=snapshot,
-            champion=served[champion.version],
-            challenger=served[challenger.version] if challenger else None,
+            champion=served_champion,
+            challenger=served_challenger,
             mode=mode,
             canary_rows=canary_rows,
         )
         self.not_ready = ""
         LOG.info(f"serving {self.state.describe()}")
         return True
+
+    def _loadable(self, challenger: RegisteredVersion | None) -> RegisteredVersion | None:
+        """The challenger to serve: None while it is the version that failed to load. Once the alias
+        leaves that version the failure is forgotten, so the version is tried again if it returns."""
+        failed = self.challenger_error
+        if failed is not None and (challenger is None or challenger.version != failed["version"]):
+            self.challenger_error = None
+            self._challenger_skipped.set(0)
+            return challenger
+        return None if failed is not None else challenger
+
+    def _challenger_failed(self, challenger: RegisteredVersion, error: Exception) -> None:
+        text = f"{type(error).__name__}: {error}"
+        self.challenger_error = {"version": challenger.version, "error": text}
+        self._load_failures.labels(challenger.version, "challenger").inc()
+        self._challenger_skipped.set(1)
+        LOG.error(
+            f"challenger v{challenger.version} of {self.registry.model_name} failed to load and is skipped "
+            f"(served as if there were none) until the {CHALLENGER} alias moves: {text}"
+        )
+
+    def _champion_failed(self, champion: RegisteredVersion, error: Exception) -> None:
+        text = f"{type(error).__name__}: {error}"
+        self._load_failures.labels(champion.version, "champion").inc()
+        first = self.champion_error is None or self.champion_error["version"] != champion.version
+        self.champion_error = {"version": champion.version, "error": text}
+        if self.state is None:
+            self.not_ready = f"champion v{champion.version} failed to load: {text}"
+        kept = f"keeping champion v{self.state.champion.version}" if self.state else "nothing served yet"
+        (LOG.error if first else LOG.debug)(
+            f"champion v{champion.version} of {self.registry.model_name} failed to load ({kept}; "
+            f"retried every poll): {text}"
+        )
 
     def _challenger(self, champion: RegisteredVersion) -> RegisteredVersion | None:
         if self.mode == "off":
