@@ -79,6 +79,7 @@ def main() -> None:
     import numpy as np
     import polars as pl
 
+    from platform_assets.ml.bands import bands_of
     from platform_assets.ml.scoring import DayScorer, ScoringConfig
     from resources.lake import Lake
     from resources.model_registry import CHAMPION
@@ -86,7 +87,8 @@ def main() -> None:
     with contextlib.redirect_stdout(sys.stderr):  # dbt's log, so that stdout is the result alone
         resources, last = train_champion(args.world_days, args.learning_rate)
     registry = resources["registry"]
-    model = registry.load(registry.version(CHAMPION).version)
+    champion = registry.version(CHAMPION)
+    model, bands = registry.load(champion.version), bands_of(registry.reference_profile(champion.run_id))
     columns = ", ".join(f'"{name}"' for name in ["customer_id", "snapshot_date", *model.features])
     day = resources["warehouse"].query(f"select {columns} from customer_features where snapshot_date = ?", [last])
     features = day.sample(args.customers, with_replacement=True, seed=1).with_columns(
@@ -98,7 +100,7 @@ def main() -> None:
     def platform(frame: pl.DataFrame, config: ScoringConfig) -> tuple[float, float, DayScorer]:
         """Seconds of the whole step and of its first pass (predict on every row), and the scorer."""
         started = time.perf_counter()
-        scorer = DayScorer(model, frame, config, ["customer_id", "snapshot_date"], constants)
+        scorer = DayScorer(model, frame, config, bands, ["customer_id", "snapshot_date"], constants)
         predicted = time.perf_counter() - started
         lake.replace_days("predictions/churn_predictions", scorer.batches, last, last)
         return time.perf_counter() - started, predicted, scorer

@@ -45,11 +45,10 @@ class TrainingConfig(dg.Config):
     early_stopping_share: float = Field(
         default=0.15, description="Share of customers held out of the training days to stop boosting early."
     )
-    reference_days: int = Field(
-        default=14, description="Latest days of the scoring model whose distribution drift is measured against."
-    )
     reference_max_rows: int = Field(
-        default=300_000, ge=1000, description="Above this, the reference profile is built from a sample of customers."
+        default=300_000,
+        ge=1000,
+        description="Above this, the reference profile is built from a sample of whole entities.",
     )
     learning_rate: float = 0.05
     num_leaves: int = 15
@@ -97,9 +96,10 @@ def train_challenger(
     """Train on the declared training model, honestly split, and register a challenger."""
     import mlflow
 
+    from platform_assets.ml.bands import fit_bands
     from platform_assets.ml.evaluation import calibration_table, largest_gap, metrics, segment_performance
     from platform_assets.ml.model_card import model_card
-    from platform_assets.ml.profiles import build_profile
+    from platform_assets.ml.profiles import build_profile, reference_rows
     from platform_assets.ml.training import SplitRefused, labels, train
     from platform_assets.plots import as_metadata, calibration, feature_importance, png_bytes
 
@@ -133,12 +133,17 @@ def train_challenger(
     calibration_bins = calibration_table(y, p)
     segments = segment_performance(validation, spec.label, SCORE, list(spec.segments))
     gap = largest_gap(segments, spec.segments)
-    # The reference for drift is the population the model is deployed on: the latest
-    # days of the scoring model, not the validation window, which is a label horizon
-    # old. Two weeks cover the weekly rhythm and the fortnightly campaigns.
-    deployed = reference_rows(warehouse, spec, config.reference_days, config.reference_max_rows)
-    profile = build_profile(deployed, list(spec.features), trained.model.predict_frame(deployed))
-    profile["snapshot"] = f"{deployed[spec.snapshot].min()}..{deployed[spec.snapshot].max()}"
+    # The reference for drift is what the model learned from (its training rows, or its
+    # validation rows if the dataset declares so), never the days it is deployed on: a
+    # reference of the latest scored days would compare those days with themselves.
+    rows_of_reference, reference = reference_rows(
+        frame, trained.split, spec, dataset.drift_reference, config.reference_max_rows
+    )
+    profile = build_profile(rows_of_reference, list(spec.features), trained.model.predict_frame(rows_of_reference))
+    profile["snapshot"] = f"{rows_of_reference[spec.snapshot].min()}..{rows_of_reference[spec.snapshot].max()}"
+    profile["reference"] = reference
+    bands = fit_bands(p, dataset.risk_bands)
+    profile["bands"] = bands.to_dict()
     importance = trained.importance()
     data_versions = _lake_versions(context.instance, dbt_key(dataset.training_model))
     rows = {"train": frame.filter(trained.split.is_train(spec)).height, "validation": validation.height}
@@ -172,6 +177,9 @@ def train_challenger(
                 "validation_snapshots": ",".join(map(str, trained.split.validation)),
                 "split": trained.split.to_json(),
                 "split_description": trained.split.describe(),
+                "drift_reference": reference["kind"],
+                "drift_reference_rows": reference["description"],
+                "risk_bands": json.dumps(bands.to_dict()),
             }
         )
         booster_path, encoding_path = Path(tmp, "booster.txt"), Path(tmp, "encoding.json")
@@ -203,6 +211,8 @@ def train_challenger(
             gap=gap,
             importance=importance,
             rows=rows,
+            reference=reference,
+            bands=bands,
         )
         importance_png = png_bytes(feature_importance(importance))
         calibration_png = png_bytes(calibration(calibration_bins))
@@ -237,6 +247,8 @@ def train_challenger(
             "validation_rows": rows["validation"],
             "validation_window": ", ".join(map(str, trained.split.validation)),
             "split": trained.split.describe(),
+            "drift_reference": reference["description"],
+            "risk_bands": bands.rule,
             "lake_versions": dg.MetadataValue.json(data_versions),
             "feature_importance": as_metadata(importance_png),
             "calibration": as_metadata(calibration_png),
@@ -388,20 +400,6 @@ def apply_gate(registry: ModelRegistry, version: str, champion, decision) -> tup
     )
 
 
-def reference_rows(warehouse: Warehouse, spec, days: int, max_rows: int) -> pl.DataFrame:
-    """The latest ``days`` of the scoring model, or a sample of its entities when that is over ``max_rows``.
-
-    Bin edges and proportions of a few hundred thousand rows are as good as of ten
-    million, at a fraction of the memory and scoring. The sample keeps a fixed share of
-    entities by hash, so the same data gives the same profile.
-    """
-    window = f"{spec.snapshot} > (select max({spec.snapshot}) from {spec.scoring_relation}) - to_days({int(days)})"
-    rows = warehouse.query(f"select count(*) from {spec.scoring_relation} where {window}").item()
-    if rows > max_rows:
-        window += f" and hash({spec.entity}) % {rows} < {max_rows}"
-    return warehouse.query(f"select * from {spec.scoring_relation} where {window}")
-
-
 def validation_rows(warehouse: Warehouse, spec, split) -> pl.DataFrame:
     """The rows of the training model a split validated on, read without the rest of the table."""
     if split.kind == "column":
@@ -436,8 +434,10 @@ def model_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
         description=(
             f"The churn model `{name}`: LightGBM trained on the dbt model `{dataset.training_model}` with the "
             "features its YAML declares, split honestly (by time, or by a declared split column) or refused, "
-            "logged to MLflow with its metrics, split, reference profile and model card, and registered as a new "
-            "version with the alias `candidate`. The promotion gate decides what becomes of it."
+            "logged to MLflow with its metrics, split, reference profile (of its training rows, or of its validation "
+            "rows with `drift_reference: validation`), risk bands (from its validation scores, or declared) and model "
+            "card, and registered as a new version with the alias `candidate`. The promotion gate decides what "
+            "becomes of it."
         ),
     )
     def churn_model(

@@ -10,6 +10,7 @@ import polars as pl
 
 from platform_assets.datasets import DEFAULT, dbt_key, spec_of
 from platform_assets.metadata import OWNER, markdown_table, table_schema
+from platform_assets.ml.bands import bands_of
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.ml.scoring import DayScorer, ScoringConfig
 from platform_assets.model_assets import model_assets
@@ -21,7 +22,7 @@ from resources.warehouse import Warehouse
 PREDICTIONS = "predictions/churn_predictions"
 COLUMNS = {
     "churn_probability": ("Float64", "Probability of the label (e.g. cancelling) within its horizon."),
-    "risk_band": ("String", "low, medium or high, from the probability."),
+    "risk_band": ("String", "low, medium or high: the probability against the scoring version's recorded bands."),
     "top_reasons": (
         "List(Struct)",
         "The three features that moved the score most: name and signed SHAP contribution. "
@@ -72,6 +73,7 @@ def score_day(
     if champion is None:
         raise dg.Failure(f"{registry.model_name} has no {CHAMPION}: materialize churn_model and champion_model first")
     model = registry.load(champion.version)
+    bands = bands_of(registry.reference_profile(champion.run_id))
     columns = ", ".join(f'"{name}"' for name in [spec.entity, spec.snapshot, *model.features])
     features = warehouse.query(f"select {columns} from {spec.scoring_relation} where {spec.snapshot} = ?", [day])
     if features.is_empty():
@@ -84,6 +86,7 @@ def score_day(
         model,
         features,
         config,
+        bands,
         keys=[spec.entity, spec.snapshot],
         constants=[
             pl.lit(registry.model_name).alias("model_name"),
@@ -106,7 +109,12 @@ def score_day(
         f"in {seconds:.2f} s ({features.height / seconds:,.0f} rows/s), reasons for {explained.len()} of them"
     )
 
-    bands = predictions.group_by("risk_band").agg(pl.len().alias("customers")).sort("risk_band")
+    shares = (
+        predictions.group_by("risk_band")
+        .agg(pl.len().alias("rows"))
+        .with_columns((pl.col("rows") / predictions.height).round(4).alias("share"))
+        .sort("risk_band")
+    )
     why = explained.value_counts(sort=True, name="rows")
     top = scorer.highest.sort("churn_probability", descending=True).select(
         spec.entity,
@@ -139,13 +147,12 @@ def score_day(
             "dagster/uri": lake.uri(table),
             "rows_per_second": round(features.height / seconds),
             "scoring_seconds": round(seconds, 2),
-            "risk_bands": dg.MetadataValue.md(markdown_table(bands)),
+            "risk_bands": dg.MetadataValue.md(markdown_table(shares)),
+            "band_rule": bands.rule,
             "highest_risk": dg.MetadataValue.md(markdown_table(top)),
             "score_distribution": as_metadata(
                 png_bytes(
-                    score_distribution(
-                        probability, [config.medium_risk_from, config.high_risk_from], f"Churn probability on {day}"
-                    )
+                    score_distribution(probability, [bands.medium_from, bands.high_from], f"Churn probability on {day}")
                 )
             ),
         }
@@ -173,8 +180,8 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
         description=(
             f"Daily predictions of `{dataset.registered_model}` for every row of the dbt model "
             f"`{dataset.scoring_model}` on the day, scored by the MLflow `champion` on the same features as "
-            "training: probability, risk band, a review flag for uncertain scores, top three reasons (exact SHAP "
-            "contributions) for the rows someone acts on (high and medium risk, review, a configurable top share; "
+            "training: probability, risk band and review flag (by the bands recorded with the version), the top "
+            "three reasons (exact SHAP contributions) for the rows someone acts on (high and medium risk, review, a configurable top share; "
             "every row with `reasons_for: all`) and why, the model version and run, and the feature versions. "
             "One Delta partition per day."
         ),

@@ -1,16 +1,24 @@
 """Training and scoring work on any dbt model that declares its column roles."""
 
+import json
 import shutil
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import polars as pl
 import pytest
 from dagster_dbt import DbtCliResource
 
+from platform_assets.ml.bands import bands_of, fit_bands
 from platform_assets.ml.evaluation import metrics
 from platform_assets.ml.feature_spec import discover
+from platform_assets.ml.profiles import build_profile, reference_rows
+from platform_assets.ml.scoring import DayScorer, ScoringConfig
 from platform_assets.ml.training import SCORE, SplitRefused, labels, train
+from platform_assets.monitoring.drift import Thresholds, feature_drift, judge_features, reference_overlap
+from platform_assets.serving.scorer import ServedModel
+from platform_assets.serving.store import FeatureSnapshot
 
 pytestmark = pytest.mark.world
 
@@ -112,8 +120,8 @@ def test_a_horizon_0_label_is_refused(machines):
         _parse_with_label_meta(machines, "{meta: {role: label, horizon_days: 0}}")
 
 
-def test_a_declared_split_column_trains_without_a_time_dimension(machines):
-    """One snapshot, split by a hash of the entity declared in SQL and YAML: trains and validates on unseen machines."""
+def _declare_holdout(machines: Path) -> None:
+    """One snapshot, split by a hash of the entity declared in SQL and YAML."""
     sql = machines / "models" / "machine_health.sql"
     sql.write_text(
         sql.read_text().replace(
@@ -131,9 +139,58 @@ def test_a_declared_split_column_trains_without_a_time_dimension(machines):
             "        config: {meta: {role: split}}\n      - name: vibration_mm_s\n",
         )
     )
+
+
+def test_a_declared_split_column_trains_without_a_time_dimension(machines):
+    """One snapshot, split by a hash of the entity declared in SQL and YAML: trains and validates on unseen machines."""
+    _declare_holdout(machines)
     spec, frame = build_and_load(machines)
     assert spec.split == "holdout" and frame["as_of"].n_unique() == 1
     trained = train(frame, spec, PARAMS, max_rounds=100, early_stopping_rounds=10)
     assert trained.split.kind == "column"
     assert set(trained.validation["holdout"]) == {"validation"}
     assert trained.validation["machine_id"].is_in(frame.filter(frame["holdout"] == "train")["machine_id"]).sum() == 0
+
+
+def test_drift_on_a_one_snapshot_dataset_is_not_the_day_compared_with_itself(machines):
+    """The reference is the training side of the split; the scored day holds those rows, so it is not compared."""
+    _declare_holdout(machines)
+    spec, frame = build_and_load(machines)
+    trained = train(frame, spec, PARAMS, max_rounds=100, early_stopping_rounds=10)
+    rows, record = reference_rows(frame, trained.split, spec, "training", 300_000)
+    assert set(rows["holdout"]) == {"train"} and rows.height == frame.filter(frame["holdout"] == "train").height
+    profile = build_profile(rows, list(spec.features), trained.model.predict_frame(rows)) | {"reference": record}
+    day = frame["as_of"].cast(pl.Date)[0]  # the partition day the report judges
+    # The figures alone would pass, day after day: the day holds the reference's own rows.
+    figures = judge_features(feature_drift(profile, frame, list(spec.features)), Thresholds())
+    assert figures.severity == "ok" and figures.report["psi"].max() < 0.01
+    assert reference_overlap(profile, day) == (
+        "this day is part of the reference (training rows): not a drift comparison (the reference is the training "
+        f"rows (split holdout = train): {rows.height} rows of {day})"
+    )
+
+
+def test_bands_where_most_rows_are_positive_follow_the_validation_scores_in_batch_and_online(machines):
+    """87% of the machines fail: a fixed cut at 0.3 calls nearly all of them high risk and explains them all."""
+    sql = machines / "models" / "machine_health.sql"
+    sql.write_text(sql.read_text().replace("> 0.95 as failed_within_30d", "> 0.45 as failed_within_30d"))
+    spec, frame = build_and_load(machines)
+    assert frame["failed_within_30d"].mean() > 0.8
+    trained = train(frame, spec, PARAMS, max_rounds=300, early_stopping_rounds=20)
+    profile = json.loads(
+        json.dumps({"features": {}, "bands": fit_bands(trained.validation[SCORE].to_numpy()).to_dict()})
+    )
+    latest = frame.filter(pl.col("as_of") == pl.col("as_of").max())  # a validation day
+    assert (trained.model.predict_frame(latest) >= 0.3).mean() > 0.9
+
+    keys = [spec.entity, spec.snapshot]
+    batch = DayScorer(trained.model, latest, ScoringConfig(), bands_of(profile), keys=keys, constants=[]).scores
+    shares = dict(batch["risk_band"].value_counts(normalize=True).iter_rows())
+    assert shares == pytest.approx({"high": 0.05, "medium": 0.15, "low": 0.80}, abs=0.04)
+    explained = batch["explained_because"].is_not_null().mean()
+    assert explained == pytest.approx(0.20, abs=0.05)  # the reasons follow the bands
+
+    snapshot = FeatureSnapshot.of(1, latest.select(*keys, *spec.features), *keys)
+    served = ServedModel.of("machines", "1", "run", trained.model, snapshot, profile)
+    assert served.score(served.matrix, 3).risk_band == batch["risk_band"].to_list()
+    assert served.score(served.matrix, 0).needs_review == batch["needs_review"].to_list()

@@ -116,9 +116,22 @@ def test_mlflow_holds_the_run_the_version_and_its_profile(platform):
     profile = json.loads(Path(client.download_artifacts(run.info.run_id, "reference_profile.json")).read_text())
     assert set(profile["features"]) == set(run.data.tags["features"].split(","))
     assert profile["features"]["plan"]["kind"] == "categorical" and profile["score"]["kind"] == "numeric"
-    assert profile["snapshot"] == f"{day(136)}..{LAST}"  # the population the model is deployed on
+    # The reference is the rows the model was validated on (declared in dbt), not the latest days it scores.
+    split = json.loads(run.data.tags["split"])
+    assert profile["snapshot"] == f"{split['validation'][0]}..{split['validation'][-1]}"
+    assert profile["reference"]["kind"] == run.data.tags["drift_reference"] == "validation"
+    assert profile["reference"]["snapshots"] == split["validation"]
+    assert run.data.tags["drift_reference_rows"] == profile["reference"]["description"]
+    assert profile["reference"]["description"].startswith("the validation rows (the time split's validation days): ")
+    # The bands training_set declares in dbt, recorded with the version.
+    assert profile["bands"] == json.loads(run.data.tags["risk_bands"])
+    assert (profile["bands"]["medium_from"], profile["bands"]["high_from"]) == (0.1, 0.3)
+    assert "Drift reference: the validation rows" in version.description
+    assert "Risk bands: declared in dbt: medium from 0.1, high from 0.3" in version.description
     assert sum(profile["features"]["sessions_30d"]["proportions"]) == pytest.approx(1.0)
     assert "Model card" in version.description
+    assert "one per `customer_id` (Customer key) and snapshot day" in version.description
+    assert "retention teams" not in version.description
 
 
 def _day_predictions(platform) -> pl.DataFrame:
@@ -158,6 +171,7 @@ def test_reasons_only_where_someone_acts_by_default(platform):
     metadata = _metadata(platform, "churn_predictions")
     assert metadata["rows_with_reasons"] == explained.height
     assert "`reasons_for: actionable`" in metadata["reasons_for"] and "medium risk" in metadata["reasons_for"]
+    assert metadata["band_rule"].startswith("declared in dbt: medium from 0.1, high from 0.3")
 
 
 def test_shap_contributions_plus_expected_value_equal_the_raw_score(platform):

@@ -9,8 +9,10 @@ from platform_assets.dbt_models import dbt_whole_history
 from platform_assets.decisions.assets import retention_campaign
 from platform_assets.decisions.campaign import CAMPAIGN_LOG
 from platform_assets.definitions import build_definitions
+from platform_assets.ml.training import TimeSplit
 from platform_assets.monitoring.drift_reports import FEATURE_DRIFT, PREDICTION_DRIFT
 from platform_assets.monitoring.performance_reports import BUSINESS_IMPACT, MODEL_PERFORMANCE, matured
+from resources.model_registry import CHAMPION
 from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
 pytestmark = pytest.mark.world
@@ -78,13 +80,34 @@ def test_feature_drift_is_reported_per_feature_against_the_model_reference(platf
     features = metadata(result, "feature_drift_report")
     assert rows.height == features["dagster/row_count"] == 22
     assert set(rows["model_version"]) == {"1"} and set(rows["level"]) <= {"ok", "warn", "error"}
-    assert rows["psi"].max() < 0.1  # the day lies inside the model's own reference window
+    assert rows["psi"].max() < 0.1  # 30 days after the validation rows it is compared with
     assert "| feature | level | psi |" in features["drift"]
     assert features["psi_history"].startswith("![plot](data:image/png;base64,")
     check = checks(result)["feature_drift"]
     assert check.passed and check.metadata["partition"].value == day(149).isoformat()
     assert checks(result)["prediction_drift"].passed
     assert platform["defs"].resources["lake"].read_days(PREDICTION_DRIFT, day(149)).height == 1
+
+
+def test_the_validation_day_is_not_failed_against_a_reference_of_later_days(platform):
+    """Day 119 validated the model. Its reference was the latest two weeks (days 136..149), after it, and it
+    failed at ERROR; now the reference is the rows the model was validated on (training_set declares
+    drift_reference: validation), so day 119 is part of it and says so, and later days are compared with it."""
+    registry = platform["defs"].resources["registry"]
+    version = registry.version(CHAMPION)
+    split = TimeSplit.from_json(registry.split(version.run_id))
+    assert day(119) in split.validation
+    profile = registry.reference_profile(version.run_id)
+    assert profile["reference"]["kind"] == registry.activate().get_run(version.run_id).data.tags["drift_reference"]
+    assert profile["reference"]["kind"] == "validation"
+    assert profile["reference"]["snapshots"] == [str(d) for d in split.validation]
+    for name in ("feature_drift", "prediction_drift"):
+        check = checks(platform["runs"][119])[name]
+        assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+        assert check.description.startswith(
+            "this day is part of the reference (validation rows): not a drift comparison"
+        )
+    assert metadata(platform["runs"][149], "feature_drift_report")["comparison"] == "against the reference"
 
 
 def test_matured_predictions_are_scored_against_the_model_card(platform):

@@ -93,7 +93,7 @@ def _checks(home: Path, key: str) -> dict:
     try:
         with dg.DagsterInstance.get() as instance:
             found = {}
-            for name in ("performance_decay", "fairness", "feature_drift", "promotion_gate"):
+            for name in ("performance_decay", "fairness", "feature_drift", "prediction_drift", "promotion_gate"):
                 check = dg.AssetCheckKey(dg.AssetKey([PREFIX, key]), name)
                 records = instance.event_log_storage.get_asset_check_execution_history(check, limit=1)
                 if records:
@@ -213,6 +213,13 @@ def test_predictions_carry_reasons(onboarded):
     )
     assert set(named["top_reasons"].drop_nulls()) <= features
     assert predictions["churn_probability"].is_between(0, 1).all()
+    # No bands declared: the top 5% of the validation scores are high risk, the next 15% medium. The
+    # validation customers' scores are those validation scores, so their shares are the rule's.
+    assert _latest(onboarded["home"], "churn_model")["risk_bands"].startswith("from the validation scores (")
+    holdout = _table(onboarded["home"], "telco_churn").select("customer_id", "holdout")
+    validation = predictions.join(holdout, on="customer_id").filter(pl.col("holdout") == "validation")
+    shares = dict(validation["risk_band"].value_counts(normalize=True).iter_rows())
+    assert shares == pytest.approx({"high": 0.05, "medium": 0.15, "low": 0.80}, abs=0.01)
 
 
 @pytest.mark.slow
@@ -222,6 +229,11 @@ def test_drift_and_performance_reports_have_finite_figures(onboarded):
     assert np.isfinite(drift["psi"].to_numpy()).all() and np.isfinite(drift["effect_size"].to_numpy()).all()
     scores = _lake(onboarded["home"], "monitoring/prediction_drift")
     assert scores.height == 1 and np.isfinite(scores["psi"][0])
+    # One snapshot: the reference is its training rows, so the day is part of it and is not compared.
+    check = _checks(onboarded["home"], "feature_drift_report")["feature_drift"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description.startswith("this day is part of the reference (training rows): not a drift comparison")
+    assert set(drift["level"]) == set(scores["level"]) == {"in reference"}
 
     performance = _lake(onboarded["home"], "monitoring/model_performance")
     assert performance.height == 1 and performance["scored_on"][0].isoformat() == "2026-06-01"

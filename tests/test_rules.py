@@ -3,7 +3,6 @@
 These run in milliseconds; the end-to-end tests show the same rules inside the assets.
 """
 
-import dataclasses
 from datetime import date, timedelta
 
 import dagster as dg
@@ -201,29 +200,110 @@ def test_snapshot_dates_outside_the_partitions_say_what_to_set():
     assert partition_hint(start, start + timedelta(days=5)) is None
 
 
-def test_the_reference_profile_samples_whole_customers_reproducibly(tmp_path):
+def test_the_reference_profile_samples_whole_customers_reproducibly():
     """Past the row cap the drift reference keeps a fixed share of customers, the same each time."""
-    import duckdb
+    from platform_assets.ml.profiles import sample_entities
 
-    from platform_assets.model_assets import reference_rows
-    from resources.warehouse import Warehouse
+    frame = pl.DataFrame({"id": np.repeat(np.arange(4000), 20), "as_of": np.tile(np.arange(20), 4000)})
+    assert sample_entities(frame, "id", 1_000_000).height == 80_000
+    sample = sample_entities(frame, "id", 20_000)
+    assert 16_000 <= sample.height <= 24_000
+    assert (sample.group_by("id").len()["len"] == 20).all()  # whole customers, every one of their rows
+    shuffled = frame.sample(fraction=1.0, shuffle=True, seed=3)
+    assert sample.sort("id", "as_of").equals(sample_entities(shuffled, "id", 20_000).sort("id", "as_of"))
 
-    path = tmp_path / "w.duckdb"
-    with duckdb.connect(str(path)) as con:
-        con.execute(
-            "create table features as select c as customer_id, date '2026-03-01' + cast(d as integer) as snapshot_date, c * d as x "
-            "from range(4000) as a(c), range(20) as b(d)"
-        )
-    warehouse = Warehouse(path=str(path))
-    s = dataclasses.replace(spec(), entity="customer_id", snapshot="snapshot_date", scoring_relation="features")
-    whole = reference_rows(warehouse, s, days=5, max_rows=1_000_000)
-    assert whole.height == 20_000 and whole["snapshot_date"].min() == date(2026, 3, 16)
-    sample = reference_rows(warehouse, s, days=5, max_rows=5_000)
-    assert 4_000 <= sample.height <= 6_000
-    assert (sample.group_by("customer_id").len()["len"] == 5).all()  # whole customers, every day of the window
-    assert sample.sort("customer_id", "snapshot_date").equals(
-        reference_rows(warehouse, s, days=5, max_rows=5_000).sort("customer_id", "snapshot_date")
+
+# The drift reference: what the model learned from, and a day that is part of it
+
+
+def _one_snapshot() -> tuple[pl.DataFrame, TimeSplit]:
+    """One snapshot day, split by a column: 80 train rows, 20 validation rows."""
+    frame = pl.DataFrame(
+        {
+            "id": range(100),
+            "as_of": [D0] * 100,
+            "x": np.arange(100.0),
+            "y": [i % 3 == 0 for i in range(100)],
+            "holdout": ["validation" if i % 5 == 0 else "train" for i in range(100)],
+        }
     )
+    return frame, TimeSplit.by_column(frame, spec(split="holdout"))
+
+
+def test_the_reference_is_the_training_rows_and_names_its_days():
+    from platform_assets.ml.profiles import reference_rows
+
+    frame, split = _one_snapshot()
+    rows, record = reference_rows(frame, split, spec(split="holdout"), "training", 1_000)
+    assert set(rows["holdout"]) == {"train"} and rows.height == record["rows"] == 80
+    assert record["kind"] == "training" and record["snapshots"] == [str(D0)]
+    assert record["description"] == f"the training rows (split holdout = train): 80 rows of {D0}"
+    validation, record = reference_rows(frame, split, spec(split="holdout"), "validation", 1_000)
+    assert set(validation["holdout"]) == {"validation"} and record["kind"] == "validation"
+
+    timed = pl.DataFrame({"id": [1, 2] * 8, "as_of": [d for d in days(0, 7, 14, 21, 28, 35, 42, 49) for _ in (1, 2)]})
+    time_split = TimeSplit.latest(timed["as_of"].to_list(), validation=2, horizon_days=14)
+    rows, record = reference_rows(timed.with_columns(x=pl.lit(1.0)), time_split, spec(), "training", 1_000)
+    assert record["snapshots"] == [str(d) for d in days(0, 7, 14, 21, 28)]  # the training days, not the latest
+    assert "the time split's training days" in record["description"]
+
+
+def test_a_day_that_is_part_of_the_reference_is_not_compared():
+    from platform_assets.ml.profiles import reference_rows
+    from platform_assets.monitoring.drift import reference_overlap
+
+    frame, split = _one_snapshot()
+    _, record = reference_rows(frame, split, spec(split="holdout"), "training", 1_000)
+    reason = reference_overlap({"reference": record}, D0)
+    assert reason.startswith("this day is part of the reference (training rows): not a drift comparison")
+    assert reference_overlap({"reference": record}, D0 + timedelta(days=1)) is None
+    assert reference_overlap({"snapshot": f"{D0}..{D0}"}, D0) is None  # an older profile recorded no rows
+
+
+# Risk bands: from the validated scores, the same for the batch and the online API
+
+
+def test_bands_from_validation_scores_follow_the_shares_where_most_rows_are_positive():
+    from platform_assets.ml.bands import fit_bands
+
+    scores = np.random.default_rng(5).beta(8, 1.5, 20_000)  # 84% of scores above 0.7: most rows positive
+    assert (scores >= 0.3).mean() > 0.99  # fixed cuts would call nearly everyone high risk
+    bands = fit_bands(scores)
+    band, review = bands.assign(scores)
+    shares = np.bincount(band, minlength=3) / scores.size
+    np.testing.assert_allclose(shares, [0.80, 0.15, 0.05], atol=0.002)
+    assert review.mean() == pytest.approx(0.04, abs=0.002)
+    assert bands.review_from < bands.high_from < bands.review_to  # the review band straddles the high cut
+    assert bands.rule.startswith("from the validation scores (20000 rows): top 5% high")
+    fresh = np.random.default_rng(6).beta(8, 1.5, 5_000)  # a later day like the validation rows
+    assert (bands.assign(fresh)[0] == 2).mean() == pytest.approx(0.05, abs=0.015)
+
+
+def test_declared_bands_are_checked_and_fixed_cuts_ignore_the_scores():
+    from platform_assets.ml.bands import UNRECORDED, RiskBands, bands_of, declared_rule, fit_bands
+
+    shares = declared_rule({"high_share": 0.1, "medium_share": 0.2}, "here")
+    assert dict(shares) == {"high_share": 0.1, "medium_share": 0.2, "review_share": 0.04}
+    band, _ = fit_bands(np.linspace(0, 1, 10_001), shares).assign(np.linspace(0, 1, 10_001))
+    np.testing.assert_allclose(np.bincount(band) / band.size, [0.7, 0.2, 0.1], atol=0.001)
+
+    fixed = fit_bands(np.array([0.9, 0.95]), declared_rule({"medium_from": 0.1, "high_from": 0.3}, "here"))
+    assert (fixed.medium_from, fixed.high_from, fixed.review_from, fixed.review_to) == pytest.approx(
+        (0.1, 0.3, 0.25, 0.35)
+    )
+    assert fixed.rule == "declared in dbt: medium from 0.1, high from 0.3, review 0.25 to 0.35"
+    assert bands_of({"bands": fixed.to_dict()}) == fixed and bands_of({}) is UNRECORDED
+    assert RiskBands.from_dict(fixed.to_dict()) == fixed
+    for bad, message in (
+        ({"high_share": 0.1, "high_from": 0.3}, "mixes shares"),
+        ({"top": 0.1}, "unknown risk_bands keys"),
+        ({"high_from": 0.3}, "need both medium_from and high_from"),
+        ({"medium_from": 0.5, "high_from": 0.3}, "medium_from <= high_from"),
+        ({"high_share": 0.6, "medium_share": 0.5}, "high_share \\+ medium_share <= 1"),
+        ({"high_share": "a lot"}, "must be numbers"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            declared_rule(bad, "here")
 
 
 # Treated labels: what an outcome model declares about rows a decision treated

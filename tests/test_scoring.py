@@ -8,6 +8,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
+from platform_assets.ml.bands import RiskBands, bands_of
 from platform_assets.ml.pyfunc_model import ChurnModel, encode
 from platform_assets.ml.scoring import DayScorer, ScoringConfig, top_reasons
 from resources.lake import Lake
@@ -16,15 +17,9 @@ DAY = date(2026, 5, 4)
 TABLE = "predictions/churn_predictions"
 PLANS = ["basic", "plus", "pro"]
 FEATURES = ["tenure", "sessions", "tickets", "spend", "plan"]
-# Thresholds chosen so that every trigger explains rows no earlier trigger does.
-CONFIG = {
-    "medium_risk_from": 0.5,
-    "high_risk_from": 0.6,
-    "review_from": 0.15,
-    "review_to": 0.2,
-    "reasons_top_share": 0.2,
-    "chunk_rows": 700,
-}
+# Cuts chosen so that every trigger explains rows no earlier trigger does.
+BANDS = RiskBands(medium_from=0.5, high_from=0.6, review_from=0.15, review_to=0.2, rule="cuts of this test")
+CONFIG = {"reasons_top_share": 0.2, "chunk_rows": 700}
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +55,19 @@ def day_features() -> pl.DataFrame:
     return _features(np.random.default_rng(11), 3000)
 
 
-def _scorer(model, features, **config) -> DayScorer:
+def _scorer(model, features, bands: RiskBands = BANDS, **config) -> DayScorer:
     return DayScorer(
         model,
         features,
         ScoringConfig(**config),
+        bands,
         keys=["customer_id", "snapshot_date"],
         constants=[pl.lit("1").alias("model_version"), pl.lit(DAY).alias("ds")],
     )
 
 
-def _score(model, features, lake: Lake, **config) -> tuple[DayScorer, pl.DataFrame]:
-    scorer = _scorer(model, features, **config)
+def _score(model, features, lake: Lake, bands: RiskBands = BANDS, **config) -> tuple[DayScorer, pl.DataFrame]:
+    scorer = _scorer(model, features, bands, **config)
     lake.replace_days(TABLE, scorer.batches, DAY, DAY, add_columns=True)  # as churn_predictions does
     return scorer, lake.read_days(TABLE, DAY).sort("customer_id")
 
@@ -137,8 +133,8 @@ def test_a_crash_mid_stream_leaves_the_previous_day_whole(model, day_features, t
 
 
 def test_no_row_due_gets_no_reasons_and_still_writes(model, day_features, tmp_path):
-    quiet = {"medium_risk_from": 1.0, "high_risk_from": 1.0, "review_from": 1.0, "review_to": 1.0}
-    scorer, stored = _score(model, day_features, Lake(root=str(tmp_path)), **quiet)
+    quiet = RiskBands(medium_from=1.0, high_from=1.0, review_from=1.0, review_to=1.0, rule="no row is due")
+    scorer, stored = _score(model, day_features, Lake(root=str(tmp_path)), quiet)
     assert stored.height == day_features.height
     assert stored["top_reasons"].null_count() == stored["explained_because"].null_count() == stored.height
     assert scorer.highest.height == 10 and scorer.highest["top_reasons"].null_count() == 10
@@ -150,3 +146,27 @@ def test_a_table_written_before_explained_because_existed_gains_it(model, day_fe
     lake.replace_days(TABLE, older, DAY, DAY)
     _, stored = _score(model, day_features, lake, **CONFIG)
     assert stored.height == day_features.height and stored["explained_because"].is_not_null().any()
+
+
+def test_the_online_scorer_bands_as_the_batch_by_the_bands_recorded_in_the_profile(model, day_features):
+    """Bands from the validation scores, recorded in the profile as training logs it, read back by both."""
+    import json
+
+    from platform_assets.ml.bands import fit_bands
+    from platform_assets.ml.profiles import build_profile
+    from platform_assets.serving.scorer import ServedModel
+    from platform_assets.serving.store import FeatureSnapshot
+
+    validation = _features(np.random.default_rng(12), 2000)
+    bands = fit_bands(model.predict_frame(validation))
+    profile = build_profile(validation, FEATURES, model.predict_frame(validation)) | {"bands": bands.to_dict()}
+    profile = json.loads(json.dumps(profile))  # as MLflow stores and returns it
+    batch = _scorer(model, day_features, bands_of(profile)).scores
+    snapshot = FeatureSnapshot.of(1, day_features, "customer_id", "snapshot_date")
+    served = ServedModel.of("churn_model", "1", "run", model, snapshot, profile)
+    for reasons in (0, 3):  # with reasons the online probability comes from the SHAP sum
+        online = served.score(served.matrix, reasons)
+        assert online.risk_band == batch["risk_band"].to_list()
+        assert online.needs_review == batch["needs_review"].to_list()
+    shares = batch["risk_band"].value_counts(normalize=True).sort("risk_band")
+    assert dict(shares.iter_rows()) == pytest.approx({"high": 0.05, "medium": 0.15, "low": 0.8}, abs=0.03)

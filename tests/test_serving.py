@@ -32,6 +32,7 @@ import pytest
 
 from platform_assets.datasets import DEFAULT
 from platform_assets.definitions import build_definitions
+from platform_assets.ml.bands import bands_of
 from platform_assets.ml.scoring import top_reasons
 from platform_assets.ml.training import TimeSplit
 from platform_assets.serving.assets import serving_assets
@@ -296,6 +297,9 @@ def test_scores_by_id_and_by_values_as_the_batch_scores_them(world, server):
     expected = float(model.predict_frame(row)[0])
     assert result["churn_probability"] == pytest.approx(expected, rel=1e-12)
     assert result["top_reasons"] == top_reasons(model.contributions(row), model.features, 3).to_list()[0]
+    # The bands recorded with the version (training_set declares 0.1, 0.3 and review 0.25..0.35), as the batch.
+    bands = bands_of(world.registry.reference_profile(world.registry.by_number(world.champion).run_id))
+    assert (bands.medium_from, bands.high_from, bands.review_from, bands.review_to) == (0.1, 0.3, 0.25, 0.35)
     band = "high" if expected >= 0.3 else "medium" if expected >= 0.1 else "low"
     assert result["risk_band"] == band and result["needs_review"] == (0.25 <= expected < 0.35)
 

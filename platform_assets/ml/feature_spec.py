@@ -7,7 +7,10 @@ time split) or ``treated`` (on an outcome model: true where a decision, such as 
 retention contact, may have changed the label; with ``treated_labels`` ``exclude`` or
 ``keep``); a list (``[feature, segment]``) gives a column two roles. A dataset is
 declared once, on its labelled training model (``config.meta.churn_platform``): the
-registered model name, the model scored every day and the model of matured outcomes.
+registered model name, the model scored every day, the model of matured outcomes, and
+optionally which rows drift is measured against (``drift_reference``: ``training``, the
+default, or ``validation``) and how scores are banded (``risk_bands``, see
+``platform_assets.ml.bands``).
 A data engineer who documents a column or a dataset in dbt changes what is trained,
 scored and monitored, without touching Python.
 """
@@ -20,10 +23,13 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from platform_assets.ml.bands import declared_rule
+
 ROLES = ("entity", "snapshot", "feature", "label", "segment", "split", "treated")
 TREATED_LABELS = ("exclude", "keep")
 DECLARATION = "churn_platform"
-DECLARED_KEYS = ("registered_model", "scoring_model", "outcome_model")
+DECLARED_KEYS = ("registered_model", "scoring_model", "outcome_model", "drift_reference", "risk_bands")
+DRIFT_REFERENCES = ("training", "validation")
 DEFAULT_MODEL = "churn_model"
 SPLIT_VALUES = ("train", "validation")
 
@@ -63,6 +69,7 @@ class FeatureSpec:
     segments: tuple[str, ...] = ()
     split: str | None = None
     outcome: LabelledModel | None = None
+    description: str = ""  # the training model's, for the model card
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,8 @@ class Dataset:
     training_model: str
     scoring_model: str
     outcome_model: str
+    drift_reference: str = "training"  # which rows of the split the drift reference profiles
+    risk_bands: tuple[tuple[str, float], ...] = ()  # the declared rule (bands.declared_rule); () the default
 
     @property
     def prefix(self) -> tuple[str, ...]:
@@ -230,6 +239,7 @@ def discover(
         segments=tuple(dict.fromkeys([*scoring_roles["segment"], *training_roles["segment"]])),
         split=trained.split,
         outcome=labelled(manifest, outcome_model) if outcome_model else trained,
+        description=training.get("description", ""),
     )
 
 
@@ -247,12 +257,17 @@ def datasets(manifest_path: Path) -> list[Dataset]:
         name = declared.get("registered_model")
         if not name or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(name)):
             raise ValueError(f"{where}: registered_model must be a name of letters, digits and _, got {name!r}")
+        reference = declared.get("drift_reference", "training")
+        if reference not in DRIFT_REFERENCES:
+            raise ValueError(f"{where}: drift_reference {reference!r} is neither of {list(DRIFT_REFERENCES)}")
         found.append(
             Dataset(
                 registered_model=name,
                 training_model=node["name"],
                 scoring_model=declared.get("scoring_model", node["name"]),
                 outcome_model=declared.get("outcome_model", node["name"]),
+                drift_reference=reference,
+                risk_bands=declared_rule(declared.get("risk_bands"), where),
             )
         )
     names = [d.registered_model for d in found]

@@ -21,6 +21,8 @@ def model_card(
     gap: dict,
     importance: pl.DataFrame,
     rows: dict[str, int],
+    reference: dict,
+    bands,
 ) -> str:
     def fmt(value: float) -> str:
         return f"{value:.3f}"
@@ -32,20 +34,27 @@ def model_card(
         if gap.get("segment")
         else f"Not evaluated: {gap['reason']}."
     )
+    entity = _described(spec.entity, spec.descriptions.get(spec.entity))
+    label = _described(spec.label, spec.descriptions.get(spec.label))
     return f"""# Model card: {model_name} {f"v{version}" if version else ""}
 
 ## Purpose
-Ranks active customers by their probability of cancelling within the label horizon after a
-snapshot day, so retention teams can contact the most at-risk customers first. Scores come
-with their top reasons and a review flag for uncertain cases. Not for decisions about
-individuals without human review, and not for pricing.
+Ranks the rows of `{spec.scoring_relation}`, one per {entity} and snapshot day, by the
+predicted probability that {label} is true ({spec.label_horizon_days} days after the snapshot), so
+that whoever acts on them can look at the highest risk first.{f" Learned from: {spec.description}" if spec.description else ""}
+Scores come with their top reasons and a review flag for uncertain cases. Not for
+decisions about individuals without human review.
 
 ## Training data
 - Training relation: `{spec.training_relation}` ({rows["train"]} training rows, {rows["validation"]} validation rows)
 - Split: {split.describe()}
-- Early stopping on customers held out of the training days
+- Early stopping on `{spec.entity}` values held out of the training rows
 - Lake versions the features were built from: `{data_versions}`
 - MLflow run: `{run_id}`
+
+## Monitoring reference and risk bands
+- Drift reference: {reference["description"]}. A day that is part of it is reported as such, not compared.
+- Risk bands: {bands.rule}. High and medium risk and the review band get reasons.
 
 ## Features ({len(spec.features)}, declared in dbt)
 {", ".join(f"`{f}`" for f in spec.features)}
@@ -61,7 +70,7 @@ Most important: {top}.
 | Brier score | {fmt(metrics["brier"])} |
 | lift in the top decile | {fmt(metrics["lift_top_decile"])} |
 | expected calibration error | {fmt(metrics["calibration_error"])} |
-| churn rate | {fmt(metrics["base_rate"])} |
+| positive rate (`{spec.label}`) | {fmt(metrics["base_rate"])} |
 
 ## Calibration (by score decile)
 {markdown_table(calibration, 10)}
@@ -73,9 +82,15 @@ Most important: {top}.
 
 ## Limitations
 - Learned from the history in the lake; behaviour that changes (new channels, prices, product usage) degrades it, which the drift and performance checks watch.
-- Categories unseen in training (a new acquisition channel) are treated as missing.
-- Probabilities are calibrated on the validation window; the churn rate of later periods may differ.
+- Categories unseen in training are treated as missing.
+- Probabilities are calibrated on the validation window; the positive rate of later periods may differ.
 
 ## Owner
 {OWNER}
 """
+
+
+def _described(column: str, description: str | None) -> str:
+    """A column named with its dbt description, when it has one."""
+    text = (description or "").strip().rstrip(".")
+    return f"`{column}` ({text})" if text else f"`{column}`"

@@ -22,16 +22,14 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
+from platform_assets.ml.bands import RiskBands
+
 REASONS = pl.List(pl.Struct({"feature": pl.String, "contribution": pl.Float64}))
 
 
 class ScoringConfig(dg.Config):
-    """How ``churn_predictions`` bands its scores and which rows it explains."""
+    """Which rows ``churn_predictions`` explains; the risk bands are the scoring version's own (``RiskBands``)."""
 
-    medium_risk_from: float = Field(default=0.1, description="Probability from which a customer is medium risk.")
-    high_risk_from: float = Field(default=0.3, description="Probability from which a customer is high risk.")
-    review_from: float = Field(default=0.25, description="Lower end of the uncertain band sent to human review.")
-    review_to: float = Field(default=0.35, description="Upper end of the uncertain band sent to human review.")
     reasons: int = Field(default=3, description="How many top reasons to keep per prediction.")
     reasons_for: Literal["actionable", "all"] = Field(
         default="actionable",
@@ -82,29 +80,22 @@ def top_share_floor(probability: np.ndarray, share: float) -> float:
 BANDS = ("low", "medium", "high")
 
 
-def risk_bands(probability: np.ndarray, config: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Risk band of each probability (its position in ``BANDS``) and review flag: plain numpy, cheap on one row
-    (the online API) as on a day (``classify``)."""
-    band = np.select([probability >= config.high_risk_from, probability >= config.medium_risk_from], [2, 1], 0)
-    return band, (probability >= config.review_from) & (probability < config.review_to)
-
-
-def classify(probability: np.ndarray, config: ScoringConfig) -> pl.DataFrame:
+def classify(probability: np.ndarray, config: ScoringConfig, bands: RiskBands) -> pl.DataFrame:
     """Band, review flag and why a row gets reasons (null: it does not), from the probabilities alone."""
     p = pl.col("churn_probability")
     why = (
         pl.when(pl.lit(config.reasons_for == "all"))
         .then(pl.lit("all"))
-        .when(p >= config.high_risk_from)
+        .when(p >= bands.high_from)
         .then(pl.lit("high risk"))
-        .when(p >= config.medium_risk_from)
+        .when(p >= bands.medium_from)
         .then(pl.lit("medium risk"))
         .when(pl.col("needs_review"))
         .then(pl.lit("review"))
         .when(p >= top_share_floor(probability, config.reasons_top_share))
         .then(pl.lit("top share"))
     )
-    band, review = risk_bands(probability, config)
+    band, review = bands.assign(probability)
     return pl.DataFrame(
         {"churn_probability": probability, "risk_band": pl.Series(BANDS).gather(band), "needs_review": review}
     ).with_columns(why.cast(pl.String).alias("explained_because"))
@@ -113,8 +104,9 @@ def classify(probability: np.ndarray, config: ScoringConfig) -> pl.DataFrame:
 class DayScorer:
     """One day's rows scored by one model: pass one on construction, pass two per ``batches()``.
 
-    ``keys`` are the columns copied from the features to the output (entity, snapshot);
-    ``constants`` are literal columns appended to every row (model version, provenance).
+    ``bands`` are the version's recorded risk bands; ``keys`` are the columns copied from the
+    features to the output (entity, snapshot); ``constants`` are literal columns appended to
+    every row (model version, provenance).
     """
 
     def __init__(
@@ -122,15 +114,16 @@ class DayScorer:
         model,
         features: pl.DataFrame,
         config: ScoringConfig,
+        bands: RiskBands,
         keys: list[str],
         constants: list[pl.Expr],
     ):
-        self.model, self.features, self.config = model, features, config
+        self.model, self.features, self.config, self.bands = model, features, config, bands
         self.keys, self.constants = keys, constants
         probability = np.concatenate(
             [model.predict_frame(chunk) for chunk in features.iter_slices(config.chunk_rows)] or [np.empty(0)]
         )
-        self.scores = classify(probability, config)
+        self.scores = classify(probability, config, bands)
         # TreeSHAP's base value is the model's, the same on every row: rows without reasons carry it too.
         self.expected_value = float(model.contributions(features.head(1))[0, -1]) if features.height else None
         self.highest = self.scores.head(0)

@@ -13,6 +13,7 @@ matter.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import dagster as dg
 import numpy as np
@@ -24,6 +25,24 @@ from scipy.stats import chisquare, ks_2samp, wasserstein_distance
 from platform_assets.ml.profiles import MISSING, bin_proportions, category_shares
 
 EPSILON = 1e-4  # floor for an empty bin's share in PSI
+IN_REFERENCE = "in reference"  # the level of a figure on a day that is part of the reference
+
+
+def reference_overlap(reference: dict, day: date) -> str | None:
+    """Why ``day`` cannot be compared with the reference, when it is part of it; None when it is not.
+
+    A day whose rows the reference profiles (a training day, or the one snapshot of a
+    dataset split by a column) would be compared with itself: its figures are near zero
+    whatever happens, so a check on them would pass because it compared nothing. A
+    profile logged before references were recorded says nothing, and is compared.
+    """
+    recorded = reference.get("reference")
+    if not recorded or day.isoformat() not in recorded["snapshots"]:
+        return None
+    return (
+        f"this day is part of the reference ({recorded['kind']} rows): not a drift comparison "
+        f"(the reference is {recorded['description']})"
+    )
 
 
 def psi(reference: np.ndarray, current: np.ndarray) -> float:

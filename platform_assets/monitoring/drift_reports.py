@@ -1,7 +1,10 @@
 """Daily drift reports: each day's features and scores against the scoring model's reference.
 
-The reference is the profile frozen with the model version that scored the day, so
-a report never rereads training data and always compares with what that model saw.
+The reference is the profile frozen with the model version that scored the day (of its
+training rows, or of its validation rows when the dataset declares so), so a report
+never rereads training data and always compares with what that model learned from. A
+day that is part of the reference is not compared: its check warns and says so, and its
+figures are kept for information with the level ``in reference``.
 Each report appends its rows to a Delta table (one partition per day) for history,
 and its check fails with ERROR when drift crosses the configured thresholds.
 """
@@ -36,7 +39,7 @@ FEATURE_DRIFT_COLUMNS = {
     "reference_mean": ("Float64", "Mean in the reference window."),
     "current_mean": ("Float64", "Mean on the day."),
     "new_categories": ("String", "Categories never seen in the reference."),
-    "level": ("String", "ok, warn or error against the thresholds."),
+    "level": ("String", "ok, warn or error against the thresholds; `in reference` on a day the reference holds."),
     "model_version": ("String", "Model version whose reference was used."),
     "ds": ("Date", "Partition day."),
 }
@@ -49,7 +52,7 @@ PREDICTION_DRIFT_COLUMNS = {
     "current_mean": ("Float64", "Mean score of the day."),
     "rows": ("Int64", "Customers scored."),
     "model_version": ("String", "Model version that scored."),
-    "level": ("String", "ok, warn or error."),
+    "level": ("String", "ok, warn or error; `in reference` on a day the reference holds."),
     "ds": ("Date", "Partition day."),
 }
 PREDICTION_DRIFT_CHECK = "prediction_drift"
@@ -57,6 +60,12 @@ PREDICTION_DRIFT_CHECK = "prediction_drift"
 
 class DriftConfig(Thresholds):
     history_days: int = Field(default=30, description="Days of history shown in the charts.")
+
+
+def _reference_text(reference: dict) -> str:
+    """Which rows a profile describes, as recorded with it (older profiles: their snapshot days only)."""
+    recorded = reference.get("reference")
+    return recorded["description"] if recorded else f"snapshots {reference.get('snapshot', 'unknown')}"
 
 
 def scored_day(lake: Lake, dataset: Dataset, day: date) -> pl.DataFrame:
@@ -83,7 +92,7 @@ def report_feature_drift(
     lake: Lake,
 ):
     """The day's features of the scoring model against the scoring version's reference profile."""
-    from platform_assets.monitoring.drift import feature_drift, judge_features
+    from platform_assets.monitoring.drift import IN_REFERENCE, feature_drift, judge_features, reference_overlap
     from platform_assets.plots import as_metadata, drift_heatmap, png_bytes
 
     day = date.fromisoformat(context.partition_key)
@@ -93,14 +102,22 @@ def report_feature_drift(
     reference = registry.reference_profile(version.run_id)
     features = warehouse.query(f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day])
     verdict = judge_features(feature_drift(reference, features, list(spec.features)), config)
-    report = verdict.report.with_columns(pl.lit(version.version).alias("model_version"), pl.lit(day).alias("ds")).sort(
-        "psi", descending=True
-    )
+    overlap = reference_overlap(reference, day)
+    report = verdict.report.with_columns(
+        *([pl.lit(IN_REFERENCE).alias("level")] if overlap else []),
+        pl.lit(version.version).alias("model_version"),
+        pl.lit(day).alias("ds"),
+    ).sort("psi", descending=True)
     delta_version = lake.replace_days(table, report, day, day)
     drifted = verdict.drifted.sort("psi", descending=True)
+    max_psi = f"max PSI {report['psi'].max():.3f} on {report['feature'][0]}"
+    if overlap:
+        severity, description = IN_REFERENCE, f"{overlap}; figures for information only ({max_psi})"
+    else:
+        severity, description = verdict.severity, "; ".join(verdict.reasons)
     context.log.info(
         f"{day}: {drifted.height} of {report.height} features drifted against v{version.version} "
-        f"(max PSI {report['psi'].max():.3f} on {report['feature'][0]}): {verdict.severity}"
+        f"({max_psi}): {severity}"
     )
     history = _history(lake, table, day, config.history_days)
     shown = report.select(
@@ -122,6 +139,8 @@ def report_feature_drift(
             "max_psi": float(report["psi"].max()),
             "reference_model_version": version.version,
             "reference_snapshot": reference.get("snapshot", "unknown"),
+            "reference": _reference_text(reference),
+            "comparison": overlap or "against the reference",
             "drift": dg.MetadataValue.md(markdown_table(shown, 50)),
             "psi_history": as_metadata(
                 png_bytes(drift_heatmap(history, "feature", "psi", config.psi_warn, config.psi_error))
@@ -132,12 +151,13 @@ def report_feature_drift(
     )
     yield dg.AssetCheckResult(
         check_name=FEATURE_DRIFT_CHECK,
-        passed=verdict.severity == "ok",
-        severity=dg.AssetCheckSeverity.ERROR if verdict.severity == "error" else dg.AssetCheckSeverity.WARN,
-        description="; ".join(verdict.reasons),
+        passed=severity == "ok",
+        severity=dg.AssetCheckSeverity.ERROR if severity == "error" else dg.AssetCheckSeverity.WARN,
+        description=description[:2000],
         metadata={
             "partition": day.isoformat(),
             "model_version": version.version,
+            "reference": _reference_text(reference),
             "drifted_features": dg.MetadataValue.json(drifted["feature"].to_list()),
             "drifted_share": verdict.share,
             "max_psi": float(report["psi"].max()),
@@ -153,7 +173,7 @@ def report_prediction_drift(
     context: dg.AssetExecutionContext, config: DriftConfig, dataset: Dataset, registry: ModelRegistry, lake: Lake
 ):
     """The day's scores against the scores frozen with the version that made them."""
-    from platform_assets.monitoring.drift import numeric_drift
+    from platform_assets.monitoring.drift import IN_REFERENCE, numeric_drift, reference_overlap
     from platform_assets.plots import as_metadata, metric_over_time, png_bytes
 
     day = date.fromisoformat(context.partition_key)
@@ -162,12 +182,18 @@ def report_prediction_drift(
     version = registry.by_number(predictions["model_version"][0])
     reference = registry.reference_profile(version.run_id)
     stats = numeric_drift(reference["score"], predictions["churn_probability"])
+    overlap = reference_overlap(reference, day)
     row = pl.DataFrame(
         [{**stats, "rows": predictions.height, "model_version": version.version, "ds": day}]
-    ).with_columns(level=config.level(pl.col("psi"), pl.lit(0.0)))
+    ).with_columns(level=pl.lit(IN_REFERENCE) if overlap else config.level(pl.col("psi"), pl.lit(0.0)))
     delta_version = lake.replace_days(table, row, day, day)
     level = row["level"][0]
-    context.log.info(f"{day}: score PSI {stats['psi']:.3f} against v{version.version} ({level})")
+    figures = (
+        f"score PSI {stats['psi']:.3f} (warn {config.psi_warn}, error {config.psi_error}); "
+        f"mean score {stats['current_mean']:.3f} vs {stats['reference_mean']:.3f}"
+    )
+    description = f"{overlap}; figures for information only ({figures})" if overlap else figures
+    context.log.info(f"{day}: {description} against v{version.version} ({level})")
     history = _history(lake, table, day, config.history_days)
     yield dg.MaterializeResult(
         metadata={
@@ -177,6 +203,8 @@ def report_prediction_drift(
             "mean_score": stats["current_mean"],
             "reference_mean_score": stats["reference_mean"],
             "reference_model_version": version.version,
+            "reference": _reference_text(reference),
+            "comparison": overlap or "against the reference",
             "psi_history": as_metadata(
                 png_bytes(metric_over_time(history, "psi", "Score PSI", [config.psi_warn, config.psi_error]))
             ),
@@ -188,8 +216,7 @@ def report_prediction_drift(
         check_name=PREDICTION_DRIFT_CHECK,
         passed=level == "ok",
         severity=dg.AssetCheckSeverity.ERROR if level == "error" else dg.AssetCheckSeverity.WARN,
-        description=f"score PSI {stats['psi']:.3f} (warn {config.psi_warn}, error {config.psi_error}); "
-        f"mean score {stats['current_mean']:.3f} vs {stats['reference_mean']:.3f}",
+        description=description[:2000],
         metadata={
             "partition": day.isoformat(),
             "model_version": version.version,
@@ -215,7 +242,8 @@ def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
         tags={"layer": "monitoring"},
         description=(
             f"Feature drift of the day's rows of `{dataset.scoring_model}` against the reference profile of the "
-            f"`{dataset.registered_model}` version that scored them: PSI per feature (reference deciles, empty bins "
+            f"`{dataset.registered_model}` version that scored them (its training rows, or its validation rows "
+            "with `drift_reference: validation`): PSI per feature (reference deciles, empty bins "
             "floored at 1e-4), an effect size (Wasserstein over the reference std; Jensen-Shannon for categories), "
             "KS or chi-square p-values, and the share of drifted features. History in Delta; today as a table, the "
             "last 30 days as a chart."
@@ -229,7 +257,7 @@ def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
                 FEATURE_DRIFT_CHECK,
                 asset=feature_key,
                 description="ERROR when any feature's PSI or effect size passes its error bound or too many "
-                "features drift; WARN on any drift.",
+                "features drift; WARN on any drift, and on a day that is part of the reference (not a comparison).",
                 **_DRIFT_CHECK_SPEC,
             )
         ],
@@ -266,7 +294,8 @@ def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
             dg.AssetCheckSpec(
                 PREDICTION_DRIFT_CHECK,
                 asset=prediction_key,
-                description="WARN when the score PSI passes psi_warn, ERROR above psi_error.",
+                description="WARN when the score PSI passes psi_warn, ERROR above psi_error; WARN on a day that is "
+                "part of the reference (not a comparison).",
                 **_DRIFT_CHECK_SPEC,
             )
         ],

@@ -1,9 +1,9 @@
 """One model version ready to answer: its booster, its encoding, and the online store encoded for it.
 
-Scores go through the batch's own rules (``platform_assets.ml.scoring``): ``risk_bands``
-bands the probabilities and flags the review band, ``reason_order`` picks the SHAP
-reasons, with the thresholds of ``ScoringConfig``; so a customer gets the same band and
-reasons online as in the day's predictions. Both are plain numpy: a polars frame per
+Scores go through the batch's own rules: the version's recorded ``RiskBands`` (read from
+its reference profile, as ``churn_predictions`` reads them) band the probabilities and flag
+the review band, and ``reason_order`` picks the SHAP reasons; so a customer gets the same
+band and reasons online as in the day's predictions. Both are plain numpy: a polars frame per
 request would cost more (about 1 ms here) than the prediction itself. Single rows run LightGBM with one thread:
 with its default threads a one-row call pays OpenMP's start-up (p95 8 ms instead of
 0.1 ms here).
@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from platform_assets.ml.scoring import BANDS, ScoringConfig, reason_order, risk_bands
+from platform_assets.ml.bands import UNRECORDED, RiskBands, bands_of
+from platform_assets.ml.scoring import BANDS, reason_order
 from platform_assets.serving.inputs import Bounds, declared_bounds
 from platform_assets.serving.store import FeatureSnapshot
-
-SCORING = ScoringConfig()
 
 
 @dataclass(frozen=True)
@@ -44,11 +43,12 @@ class ServedModel:
     matrix: np.ndarray = field(repr=False)
     snapshot_version: int = -1
     bounds: dict[str, Bounds] = field(default_factory=dict, repr=False)  # what-if ranges, from the profile
+    bands: RiskBands = field(default=UNRECORDED, repr=False)  # the version's risk bands, from the profile too
 
     @classmethod
     def of(cls, name: str, version: str, run_id: str, model, snapshot: FeatureSnapshot, profile: dict) -> ServedModel:
         matrix = model.matrix(snapshot.frame)
-        return cls(name, version, run_id, model, matrix, snapshot.version, declared_bounds(profile))
+        return cls(name, version, run_id, model, matrix, snapshot.version, declared_bounds(profile), bands_of(profile))
 
     @property
     def features(self) -> list[str]:
@@ -73,7 +73,7 @@ class ServedModel:
             ]
         else:
             probability, explained = booster.predict(matrix, num_threads=threads), None
-        band, review = risk_bands(probability, SCORING)
+        band, review = self.bands.assign(probability)
         return Scores(
             probability=probability.tolist(),
             risk_band=[BANDS[b] for b in band.tolist()],
