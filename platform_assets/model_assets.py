@@ -51,17 +51,20 @@ class TrainingConfig(dg.Config):
     reference_max_rows: int = Field(
         default=300_000, ge=1000, description="Above this, the reference profile is built from a sample of customers."
     )
-    learning_rate: float = 0.05
-    num_leaves: int = 15
-    max_depth: int = 6
-    min_data_in_leaf: int = 200
-    feature_fraction: float = 0.9
-    bagging_fraction: float = 0.8
-    bagging_freq: int = 1
-    lambda_l2: float = 1.0
-    max_rounds: int = 1000
-    early_stopping_rounds: int = 50
-    seed: int = 7
+    # LightGBM's own parameter names (docs/onboarding.md lists them with what they trade).
+    learning_rate: float = Field(default=0.05, description="Shrinkage of each tree's contribution.")
+    num_leaves: int = Field(default=15, description="Most leaves per tree.")
+    max_depth: int = Field(default=6, description="Deepest a tree may grow.")
+    min_data_in_leaf: int = Field(default=200, description="Fewest training rows in a leaf.")
+    feature_fraction: float = Field(default=0.9, description="Share of features each tree may use.")
+    bagging_fraction: float = Field(default=0.8, description="Share of rows each bagging round draws.")
+    bagging_freq: int = Field(default=1, description="Draw the rows again every this many trees (0: no bagging).")
+    lambda_l2: float = Field(default=1.0, description="L2 regularization of leaf values.")
+    max_rounds: int = Field(default=1000, description="Most boosting rounds (trees).")
+    early_stopping_rounds: int = Field(
+        default=50, description="Stop after this many rounds without a better log loss on the early-stopping rows."
+    )
+    seed: int = Field(default=7, description="Seed of LightGBM's draws (training is deterministic).")
 
     def lightgbm_params(self) -> dict:
         names = ("learning_rate", "num_leaves", "max_depth", "min_data_in_leaf", "feature_fraction", "bagging_fraction")
