@@ -4,7 +4,9 @@ These run in milliseconds; the end-to-end tests show the same rules inside the a
 """
 
 import dataclasses
+import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -12,13 +14,14 @@ import polars as pl
 import pytest
 
 from platform_assets.automation import Cursor, Evaluation, RetrainPolicy, decide_retraining
-from platform_assets.ml.evaluation import largest_gap, segment_performance
-from platform_assets.ml.feature_spec import FeatureSpec, labelled
+from platform_assets.datasets import refuse_days_before_the_partitions
+from platform_assets.ml.evaluation import judge_fairness, largest_gap, segment_performance
+from platform_assets.ml.feature_spec import Dataset, FeatureSpec, labelled, load_manifest, sources_read
 from platform_assets.ml.promotion import PromotionConfig, decide
 from platform_assets.ml.scoring import top_reasons
 from platform_assets.ml.training import SplitRefused, TimeSplit, split_rows
-from platform_assets.monitoring.performance_reports import judge_fairness
-from platform_assets.partitions import daily_partitions, partition_hint
+from platform_assets.model_assets import gate_fairness_check
+from platform_assets.partitions import daily_partitions, matured_partitions, partition_hint
 
 D0 = date(2026, 3, 2)
 
@@ -136,17 +139,66 @@ def test_an_unmeasured_segment_gap_is_said_not_passed():
 
 def test_fairness_without_segments_is_not_a_gap_of_zero():
     scored = pl.DataFrame({"y": [0, 1] * 60, "p": np.linspace(0, 1, 120), "plan": ["a"] * 120})
-    assert largest_gap(segment_performance(scored, "y", "p", []), [])["gap"] is None
-    none_measurable = largest_gap(segment_performance(scored, "y", "p", ["plan"], min_positives=100), ["plan"])
-    assert none_measurable["gap"] is None and "no value of plan had enough churners" in none_measurable["reason"]
-    passed, text = judge_fairness(largest_gap(segment_performance(scored, "y", "p", []), []), 0.15)
+    assert largest_gap(segment_performance(scored, "y", "p", [], min_per_class=10), [], 10)["gap"] is None
+    passed, text = judge_fairness(
+        largest_gap(segment_performance(scored, "y", "p", [], min_per_class=10), [], 10), 0.15
+    )
     assert (
         not passed and text == "not evaluated: no segment column declared (config.meta.role: segment in the dbt YAML)"
     )
+    alone = largest_gap(segment_performance(scored, "y", "p", ["plan"], min_per_class=10), ["plan"], 10)
+    assert alone["gap"] is None  # one measured value has nothing to differ from: not a gap of 0
+    assert alone["reason"].startswith("no two values of plan had at least 10 churners and 10 non-churners")
     ranked = scored.with_columns(pl.Series("y", [0] * 60 + [1] * 60))  # ROC AUC 1 for plan a
     two = pl.concat([ranked, ranked.with_columns(pl.lit("b").alias("plan"), (1 - pl.col("p")).alias("p"))])
-    passed, text = judge_fairness(largest_gap(segment_performance(two, "y", "p", ["plan"], 10), ["plan"]), 0.15)
+    segments = segment_performance(two, "y", "p", ["plan"], min_per_class=10)
+    passed, text = judge_fairness(largest_gap(segments, ["plan"], 10), 0.15)
     assert not passed and text == "largest ROC AUC gap 1.000 across plan (best a, worst b; bound 0.15)"
+
+
+def test_a_segment_value_needs_the_minimum_of_churners_and_of_non_churners():
+    """Four declared segments on a small table: no value has enough of both outcomes, so fairness is
+    not evaluated, and the message says what the rule counts."""
+    rng = np.random.default_rng(3)
+    n = 400
+    frame = pl.DataFrame(
+        {
+            "y": rng.random(n) < 0.08,  # about 32 churners in all
+            "p": rng.random(n),
+            "department": rng.choice(["sales", "it", "hr"], n),
+            "gender": rng.choice(["f", "m"], n),
+            "level": rng.choice(["junior", "senior"], n),
+            "site": rng.choice(["north", "south"], n),
+        }
+    )
+    declared = ["department", "gender", "level", "site"]
+    gap = largest_gap(segment_performance(frame, "y", "p", declared, min_per_class=50), declared, 50)
+    assert gap["gap"] is None
+    assert gap["reason"] == (
+        "no two values of any of department, gender, level, site had at least 50 churners and 50 non-churners "
+        "each to compare (PLATFORM_FAIRNESS_MIN_PER_CLASS)"
+    )
+    # Many churners but few non-churners is as unmeasurable as the reverse.
+    mostly_churned = pl.DataFrame({"y": [1] * 90 + [0] * 10, "p": np.linspace(0, 1, 100), "site": ["a", "b"] * 50})
+    assert segment_performance(mostly_churned, "y", "p", ["site"], min_per_class=20).is_empty()
+    assert segment_performance(mostly_churned, "y", "p", ["site"], min_per_class=5).height == 2
+
+
+def test_the_gate_passes_an_unmeasured_fairness_but_says_it_was_not_evaluated():
+    """What the gate's fairness check (``gate_fairness``) and its metadata say when no segment could be measured."""
+    reason = "no two values of department had at least 50 churners and 50 non-churners each to compare"
+    gap = {"gap": None, "segment": None, "best": None, "worst": None, "reason": reason}
+    challenger = figures("2", 0.76, gap=None) | {"segment_reason": reason}
+    decision = decide(challenger, figures("1", 0.75), RULES)
+    assert decision.verdict == "passed"
+    assert f"segment gap not evaluated ({reason})" in decision.reasons
+    check = gate_fairness_check(dg.AssetKey("champion_model"), "2", gap, RULES, ("department",))
+    assert check.check_name == "gate_fairness" and not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description == f"challenger v2: not evaluated: {reason}"
+    assert check.metadata["segment_gap"].value == "not evaluated"
+    measured = {"gap": 0.04, "segment": "department", "best": "it", "worst": "hr", "reason": None}
+    assert gate_fairness_check(dg.AssetKey("champion_model"), "2", measured, RULES, ("department",)).passed
 
 
 # The retraining decision
@@ -199,6 +251,81 @@ def test_snapshot_dates_outside_the_partitions_say_what_to_set():
     early = partition_hint(start - timedelta(days=10), start + timedelta(days=5))
     assert f"set PLATFORM_START_DATE={start - timedelta(days=10)}" in early
     assert partition_hint(start, start + timedelta(days=5)) is None
+
+
+def _one_model_manifest(tmp_path, raw_code: str, snapshot_meta: dict | None = None) -> Path:
+    """A manifest with one seed-built dataset model, as dbt parses the onboarding page's."""
+    model = {
+        "unique_id": "model.churn_platform.telco_churn",
+        "resource_type": "model",
+        "name": "telco_churn",
+        "original_file_path": "models/telco/telco_churn.sql",
+        "raw_code": raw_code,
+        "config": {"meta": {"churn_platform": {"registered_model": "telco_churn"}}},
+        "columns": {
+            "customer_id": {"config": {"meta": {"role": "entity"}}},
+            "snapshot_date": {"config": {"meta": {"role": "snapshot", **(snapshot_meta or {})}}},
+        },
+        "depends_on": {"nodes": ["seed.churn_platform.telco_customers"]},
+    }
+    seed = {"unique_id": "seed.churn_platform.telco_customers", "resource_type": "seed", "name": "telco_customers"}
+    path = tmp_path / f"manifest-{len(list(tmp_path.iterdir()))}.json"  # a new file: manifests are cached by mtime
+    path.write_text(json.dumps({"nodes": {n["unique_id"]: n for n in (model, seed)}, "sources": {}}))
+    return path
+
+
+TELCO = Dataset("telco_churn", "telco_churn", "telco_churn", "telco_churn")
+
+
+def test_a_snapshot_date_before_the_partitions_fails_the_load_naming_model_and_date(tmp_path):
+    manifest = _one_model_manifest(
+        tmp_path, "select customerid as customer_id,\n    date '2026-06-01' as snapshot_date"
+    )
+    with pytest.raises(ValueError) as raised:
+        refuse_days_before_the_partitions(manifest, [TELCO], date(2026, 7, 1))
+    assert str(raised.value) == (
+        "dbt model 'telco_churn' (models/telco/telco_churn.sql) sets snapshot_date to the date 2026-06-01 in its "
+        "SQL, before PLATFORM_START_DATE 2026-07-01, the first daily partition: telco_churn could never be scored "
+        "or monitored on 2026-06-01. Set PLATFORM_START_DATE=2026-06-01 (or earlier) and reload."
+    )
+    refuse_days_before_the_partitions(manifest, [TELCO], date(2026, 6, 1))  # the start itself is a partition
+    cast = _one_model_manifest(tmp_path, "select cast('2025-12-31' as date) as \"snapshot_date\"")
+    with pytest.raises(ValueError, match="to the date 2025-12-31 in its SQL"):
+        refuse_days_before_the_partitions(cast, [TELCO], date(2026, 1, 1))
+
+
+def test_a_declared_first_snapshot_is_checked_too(tmp_path):
+    """Days computed from data are unknown until a build; ``first_snapshot`` in the column's meta declares them."""
+    manifest = _one_model_manifest(tmp_path, "select * from weekly", {"first_snapshot": "2025-01-06"})
+    with pytest.raises(ValueError, match="declares first_snapshot 2025-01-06 on snapshot_date, before PLATFORM_START"):
+        refuse_days_before_the_partitions(manifest, [TELCO], date(2026, 1, 1))
+    unknown = _one_model_manifest(tmp_path, "select * from weekly")
+    refuse_days_before_the_partitions(unknown, [TELCO], date(2026, 1, 1))  # nothing declared: training checks
+    wrong = _one_model_manifest(tmp_path, "select 1", {"first_snapshot": "January"})
+    with pytest.raises(ValueError, match="first_snapshot 'January' is not a date"):
+        refuse_days_before_the_partitions(wrong, [TELCO], date(2026, 1, 1))
+
+
+def test_matured_outcomes_have_partitions_a_horizon_past_the_last_day():
+    """A one-off extract with horizon_days 365, snapshot on the last daily partition, is judged 365 days later."""
+    last = date.fromisoformat(daily_partitions.get_last_partition_key())
+    matured = (last + timedelta(days=365)).isoformat()
+    assert matured_partitions(365).get_last_partition_key() == matured
+    assert matured_partitions(365).has_partition_key(matured) and not daily_partitions.has_partition_key(matured)
+    assert matured_partitions(365).get_first_partition_key() == daily_partitions.get_first_partition_key()
+
+
+# Lineage
+
+
+def test_a_model_reads_only_the_sources_its_lineage_reaches(tmp_path):
+    from resources.dbt import dbt_project
+
+    seeded = load_manifest(_one_model_manifest(tmp_path, "select 1"))
+    assert sources_read(seeded, "telco_churn") == set()  # built from a seed: no lake table
+    project = load_manifest(dbt_project.manifest_path)
+    assert sources_read(project, "stg_sessions") == {"raw_sessions"}
+    assert {"raw_sessions", "raw_cancellations", "campaign_log"} <= sources_read(project, "training_set")
 
 
 def test_the_reference_profile_samples_whole_customers_reproducibly(tmp_path):

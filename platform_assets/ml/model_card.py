@@ -44,7 +44,7 @@ individuals without human review, and not for pricing.
 - Training relation: `{spec.training_relation}` ({rows["train"]} training rows, {rows["validation"]} validation rows)
 - Split: {split.describe()}
 - Early stopping on customers held out of the training days
-- Lake versions the features were built from: `{data_versions}`
+- Lake versions the features were built from: {f"`{data_versions}`" if data_versions else "none (its dbt models read no lake table)"}
 - MLflow run: `{run_id}`
 
 ## Features ({len(spec.features)}, declared in dbt)
@@ -67,7 +67,7 @@ Most important: {top}.
 {markdown_table(calibration, 10)}
 
 ## Performance by segment
-{markdown_table(segments, 40) if segments.height else "_not enough churners per segment_"}
+{markdown_table(segments, 40) if segments.height else "_no segment value had enough churners and non-churners_"}
 
 {gap_line}
 

@@ -21,13 +21,14 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from platform_assets.datasets import DEFAULT, dbt_key, spec_of
+from platform_assets.datasets import DEFAULT, dbt_key, performance_partitions, spec_of
 from platform_assets.metadata import OWNER, markdown_table, table_schema
 from platform_assets.ml.feature_spec import Dataset, FeatureSpec, LabelledModel
 from platform_assets.partitions import daily_partitions
 from platform_assets.predictions import PREDICTIONS, predictions_asset
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
+from resources.settings import settings
 from resources.warehouse import Warehouse
 
 MODEL_PERFORMANCE = "monitoring/model_performance"
@@ -159,17 +160,6 @@ def _unevaluable(scores: dict, rows: int, config: PerformanceConfig) -> str | No
     return None
 
 
-def judge_fairness(gap: dict, bound: float) -> tuple[bool, str]:
-    """Whether the segment gap is within the bound, and the check's text; an unmeasured gap never passes."""
-    if gap["gap"] is None:
-        return False, f"not evaluated: {gap['reason']}"
-    text = (
-        f"largest ROC AUC gap {gap['gap']:.3f} across {gap['segment']} "
-        f"(best {gap['best']}, worst {gap['worst']}; bound {bound})"
-    )
-    return gap["gap"] <= bound, text
-
-
 def report_performance(
     context: dg.AssetExecutionContext,
     config: PerformanceConfig,
@@ -179,7 +169,7 @@ def report_performance(
     lake: Lake,
 ):
     """Judge the predictions whose outcome matured today against the model card's validation figure."""
-    from platform_assets.ml.evaluation import largest_gap, metrics, segment_performance
+    from platform_assets.ml.evaluation import judge_fairness, largest_gap, metrics, segment_performance
     from platform_assets.plots import as_metadata, metric_over_time, png_bytes
 
     day = date.fromisoformat(context.partition_key)
@@ -221,8 +211,11 @@ def report_performance(
         f"where {spec.snapshot} = ?",
         [scored_on],
     ).join(outcomes, on=spec.entity)
-    segments = segment_performance(segment_frame, OUTCOME, "churn_probability", list(spec.segments))
-    gap = largest_gap(segments, spec.segments)
+    minimum = settings().fairness_min_per_class
+    segments = segment_performance(
+        segment_frame, OUTCOME, "churn_probability", list(spec.segments), min_per_class=minimum
+    )
+    gap = largest_gap(segments, spec.segments, minimum)
     row = pl.DataFrame(
         [
             {
@@ -400,11 +393,17 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
     predictions = predictions_asset(dataset)
     outcome = dbt_key(dataset.outcome_model)
     performance_key = dataset.key("model_performance")
+    matures = performance_partitions(dataset)
+    horizon = spec_of(dataset).outcome.horizon_days
+    # Day D judges the predictions of D - horizon (none for the first horizon of days).
+    scored = dg.TimeWindowPartitionMapping(
+        start_offset=-horizon, end_offset=-horizon, allow_nonexistent_upstream_partitions=True
+    )
 
     @dg.asset(
         key=performance_key,
-        partitions_def=daily_partitions,
-        deps=[predictions, outcome],
+        partitions_def=matures,
+        deps=[dg.AssetDep(predictions, partition_mapping=scored), outcome],
         group_name="monitoring",
         kinds={"delta", "polars"},
         owners=[OWNER],
@@ -427,14 +426,14 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
                 asset=performance_key,
                 description="ERROR when matured ROC AUC falls below the validation ROC AUC minus auc_tolerance; "
                 "WARN, saying why, when too few rows have matured to tell.",
-                partitions_def=daily_partitions,
+                partitions_def=matures,
             ),
             dg.AssetCheckSpec(
                 FAIRNESS_CHECK,
                 asset=performance_key,
                 description="WARN when ROC AUC differs across the values of a declared segment by more than "
                 "max_segment_gap, or when no segment could be evaluated.",
-                partitions_def=daily_partitions,
+                partitions_def=matures,
             ),
         ],
     )
