@@ -273,6 +273,15 @@ def test_drift_and_performance_reports_have_finite_figures(onboarded):
     assert performance["rows"][0] == model["validation_rows"]
     assert performance["roc_auc"][0] == pytest.approx(model["validation_roc_auc"], abs=1e-9)
     assert np.isfinite(performance.select("roc_auc", "pr_auc", "brier", "segment_gap").to_numpy()).all()
+    # ... and the report says so: the extract's one day is the day the model validated on.
+    report = _latest(onboarded["home"], "model_performance")
+    assert report["evaluated_rows"] == (
+        "v1's validation rows (holdout = validation on snapshot 2026-06-01): this is its validation set again"
+    )
+    everyone = model["training_rows"] + model["validation_rows"]
+    assert report["left_out"] == (
+        f"{model['training_rows']} of {everyone} matured rows left out: v1 trained on them (holdout = train)"
+    )
     checks = _checks(onboarded["home"], "model_performance")
     assert checks["performance_decay"].passed
     assert checks["fairness"].description.startswith("largest ROC AUC gap")

@@ -21,6 +21,7 @@ from platform_assets.ml.promotion import PromotionConfig, decide
 from platform_assets.ml.scoring import top_reasons
 from platform_assets.ml.training import SplitRefused, TimeSplit, split_rows
 from platform_assets.model_assets import gate_fairness_check
+from platform_assets.monitoring.performance_reports import judge_fairness, snapshot_to_judge, unseen
 from platform_assets.partitions import daily_partitions, matured_partitions, partition_hint
 
 D0 = date(2026, 3, 2)
@@ -102,6 +103,100 @@ def test_rows_a_model_trained_on_are_those_within_a_horizon_of_its_training_days
     rows = pl.DataFrame({"as_of": days(0, 0), "part": ["train", "validation"]})
     assert rows.filter(column.trained_on("as_of", rows.columns))["part"].to_list() == ["train"]
     assert pl.DataFrame({"as_of": days(0)}).filter(column.trained_on("as_of", ["as_of"])).height == 1
+
+
+def weekly(first: date, weeks: int) -> list[date]:
+    return [first + timedelta(weeks=n) for n in range(weeks)]
+
+
+def test_the_snapshot_judged_is_the_latest_at_or_before_a_horizon_ago_whatever_the_cadence():
+    """Weekly snapshots (Thursdays) under a 90-day horizon: 90 days before a Thursday is a Friday, never a
+    snapshot, so an exact day - horizon never matures; the Thursday before it has."""
+    thursdays = weekly(date(1997, 10, 2), 40)
+    assert snapshot_to_judge(date(1998, 6, 25), 90, thursdays) == date(1998, 3, 26)  # 91 days back
+    assert snapshot_to_judge(date(1998, 6, 23), 90, thursdays) == date(1998, 3, 19)  # 03-26 matures tomorrow
+    assert snapshot_to_judge(date(1998, 6, 25), 91, thursdays) == date(1998, 3, 26)  # a multiple: exact
+    daily = days(*range(0, 10))
+    assert snapshot_to_judge(D0 + timedelta(days=35), 30, daily) == D0 + timedelta(days=5)
+    assert snapshot_to_judge(D0 + timedelta(days=29), 30, daily) is None  # nothing has matured yet
+    assert snapshot_to_judge(D0, 30, []) is None
+
+
+def test_a_snapshot_is_unseen_once_its_label_window_clears_the_last_training_label_window():
+    """The issue's case: weekly snapshots, a 90-day horizon. A snapshot 84 days after the last training one
+    shares 6 days of outcomes with it (a customer leaving then was a training positive): left out, and the
+    message says so, not that the model trained on it. From 90 days on, snapshots are unseen."""
+    last = date(1997, 12, 25)
+    split = TimeSplit(
+        train=weekly(date(1997, 10, 2), 13), validation=[date(1998, 3, 26), date(1998, 4, 2)], horizon_days=90
+    )
+    assert max(split.train) == last
+    snapshots = [last + timedelta(days=n) for n in (84, 89, 90, 91, 175)]
+    frame = pl.DataFrame({"as_of": snapshots})
+    flagged = frame.filter(split.trained_on("as_of", frame.columns))["as_of"].to_list()
+    assert flagged == [last + timedelta(days=84), last + timedelta(days=89)]
+
+    rows = pl.DataFrame({"as_of": [date(1998, 3, 19)] * 23570, "id": range(23570)})
+    kept, left_out, evaluated = unseen(rows, split, "1", date(1998, 3, 19), "as_of", "churn_outcomes")
+    assert kept.is_empty() and evaluated == "nothing"
+    assert left_out == (
+        "23570 of 23570 matured rows left out: their snapshot 1998-03-19 is within 90 days of v1's last training "
+        "snapshot 1997-12-25 (84 days after it), so their labels overlap what it learned (unseen from 1998-03-25)"
+    )
+    later = rows.with_columns(as_of=pl.lit(date(1998, 6, 18)))
+    kept, left_out, evaluated = unseen(later, split, "1", date(1998, 6, 18), "as_of", "churn_outcomes")
+    assert kept.height == 23570 and left_out == ""
+    assert evaluated == (
+        "unseen by v1: snapshot 1998-06-18 is 175 days after its last training snapshot 1997-12-25 "
+        "(at least the 90-day horizon), not one of its validation days"
+    )
+    validated = rows.with_columns(as_of=pl.lit(date(1998, 3, 26)))
+    assert unseen(validated, split, "1", date(1998, 3, 26), "as_of", "churn_outcomes")[2] == (
+        "v1's validation rows (snapshot 1998-03-26 validated it): this is its validation set again"
+    )
+    assert split.overlap_reason(date(1997, 12, 25), "1") == "v1 trained on snapshot 1997-12-25"
+
+
+def test_training_snapshots_far_apart_leave_the_days_between_them_unseen():
+    """Only days within the horizon of a training snapshot overlap: monthly training snapshots under a 7-day
+    horizon leave the weeks between them unseen."""
+    split = TimeSplit(train=days(0, 30), validation=days(60), horizon_days=7)
+    assert split.overlapping_windows() == [
+        (D0 - timedelta(days=7), D0 + timedelta(days=7)),
+        (D0 + timedelta(days=23), D0 + timedelta(days=37)),
+    ]
+    window = pl.DataFrame({"as_of": days(-7, -6, 6, 7, 15, 23, 24, 36, 37)})
+    assert window.filter(split.trained_on("as_of", window.columns))["as_of"].to_list() == days(-6, 6, 24, 36)
+    assert split.overlap_reason(D0 + timedelta(days=24), "2") == (
+        f"their snapshot {D0 + timedelta(days=24)} lies among v2's training snapshots ({D0}..{D0 + timedelta(days=30)}), "
+        "within 7 days of one, so their labels overlap what it learned"
+    )
+
+
+def test_with_a_split_column_later_days_are_judged_on_the_validation_entities_only():
+    split = TimeSplit(days(0, 7), days(0, 7), 30, kind="column", column="part")
+    later = pl.DataFrame({"as_of": days(70, 70, 70), "id": [1, 2, 3], "part": ["train", "validation", "train"]})
+    kept, left_out, evaluated = unseen(later, split, "3", D0 + timedelta(days=70), "as_of", "machine_outcomes")
+    assert kept["id"].to_list() == [2]
+    assert left_out == (
+        f"2 of 3 matured rows left out: their entities are the ones v3 trained on (part = train), here on snapshot "
+        f"{D0 + timedelta(days=70)}; only its validation entities are judged"
+    )
+    assert evaluated == (
+        f"v3's validation entities (part = validation) on snapshot {D0 + timedelta(days=70)}, which it neither "
+        "trained nor validated on: entities it never learned, who are also its validation set"
+    )
+    same_day = later.with_columns(as_of=pl.lit(D0 + timedelta(days=7)))
+    assert unseen(same_day, split, "3", D0 + timedelta(days=7), "as_of", "machine_outcomes")[1:] == (
+        "2 of 3 matured rows left out: v3 trained on them (part = train)",
+        f"v3's validation rows (part = validation on snapshot {D0 + timedelta(days=7)}): this is its validation set again",
+    )
+    kept, left_out, _ = unseen(later.drop("part"), split, "3", D0 + timedelta(days=70), "as_of", "machine_outcomes")
+    assert kept.is_empty()
+    assert left_out == (
+        "3 of 3 matured rows left out: machine_outcomes has no split column `part`, so v3's training entities "
+        "cannot be told apart"
+    )
 
 
 # The promotion decision
