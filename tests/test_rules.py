@@ -21,7 +21,7 @@ from platform_assets.ml.promotion import PromotionConfig, decide
 from platform_assets.ml.scoring import top_reasons
 from platform_assets.ml.training import SplitRefused, TimeSplit, split_rows
 from platform_assets.model_assets import gate_fairness_check
-from platform_assets.monitoring.performance_reports import judge_fairness, snapshot_to_judge, unseen
+from platform_assets.monitoring.performance_reports import snapshot_to_judge, unseen
 from platform_assets.partitions import daily_partitions, matured_partitions, partition_hint
 
 D0 = date(2026, 3, 2)
