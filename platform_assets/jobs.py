@@ -9,7 +9,7 @@ from functools import cache
 
 import dagster as dg
 
-from platform_assets.datasets import DATASETS, DEFAULT, dbt_key
+from platform_assets.datasets import DATASETS, DEFAULT, dbt_key, performance_partitions
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.partitions import daily_partitions
 
@@ -45,14 +45,39 @@ def training_job(dataset: Dataset):
     )
 
 
+def _judged_by_day(dataset: Dataset) -> bool:
+    """Whether ``model_performance`` has the daily partitions, so a day's scoring run can judge it too."""
+    return performance_partitions(dataset) == daily_partitions
+
+
+def _scoring(dataset: Dataset) -> dg.AssetSelection:
+    """The scoring and monitoring assets a day's run builds (``model_performance`` when judged by day)."""
+    return _assets(dataset, *(n for n in SCORING_ASSETS if n != "model_performance" or _judged_by_day(dataset)))
+
+
 @cache
 def scoring_job(dataset: Dataset):
+    judged = _judged_by_day(dataset)
     return dg.define_asset_job(
         _name(dataset, "score_day"),
-        selection=_assets(dataset, *SCORING_ASSETS),
+        selection=_scoring(dataset),
         partitions_def=daily_partitions,
-        description=f"Score a day with the `{dataset.registered_model}` champion and monitor it (drift, matured "
-        "performance, business impact).",
+        description=f"Score a day with the `{dataset.registered_model}` champion and monitor it (drift, "
+        + ("matured performance, " if judged else "")
+        + "business impact).",
+    )
+
+
+@cache
+def performance_job(dataset: Dataset):
+    """For a dataset whose outcomes mature past today (``datasets.performance_partitions``): a job can
+    hold one partitions definition only, so its matured performance is a job of its own."""
+    return dg.define_asset_job(
+        _name(dataset, "monitor_performance"),
+        selection=_assets(dataset, "model_performance"),
+        partitions_def=performance_partitions(dataset),
+        description=f"Judge the `{dataset.registered_model}` predictions of one label horizon before the day on "
+        "their matured outcomes.",
     )
 
 
@@ -84,11 +109,14 @@ daily_pipeline = dg.define_asset_job(
         | dg.AssetSelection.assets(
             *(dbt_key(m) for m in (DEFAULT.training_model, DEFAULT.scoring_model, DEFAULT.outcome_model))
         ).upstream()
-        | _assets(DEFAULT, *SCORING_ASSETS)
+        | _scoring(DEFAULT)
     )
     - dg.AssetSelection.assets(*(dbt_key(d.training_model) for d in DATASETS)),
     partitions_def=daily_partitions,
     description="A new day end to end: raw data and contracts, the dbt models of that day (features, outcomes; "
     "not the training sets), predictions and monitoring.",
 )
-OTHER_JOBS = [job(d) for d in DATASETS if d != DEFAULT for job in (training_job, scoring_job, retraining_job)]
+OTHER_JOBS = [
+    *(job(d) for d in DATASETS if d != DEFAULT for job in (training_job, scoring_job, retraining_job)),
+    *(performance_job(d) for d in DATASETS if not _judged_by_day(d)),
+]

@@ -22,7 +22,7 @@ import polars as pl
 import polars.selectors as cs
 from pydantic import Field
 
-from platform_assets.datasets import DEFAULT, dbt_key, spec_of
+from platform_assets.datasets import DEFAULT, dbt_key, lake_versions_read, spec_of
 from platform_assets.metadata import OWNER, markdown_table, table_schema
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.ml.promotion import PromotionConfig, decide, refuse
@@ -32,6 +32,7 @@ from resources.settings import settings
 from resources.warehouse import Warehouse
 
 PROMOTION_CHECK = "promotion_gate"
+GATE_FAIRNESS_CHECK = "gate_fairness"
 SCORE = "churn_probability"
 PYFUNC_MODEL = Path(__file__).parent / "ml" / "pyfunc_model.py"
 
@@ -50,17 +51,20 @@ class TrainingConfig(dg.Config):
         ge=1000,
         description="Above this, the reference profile is built from a sample of whole entities.",
     )
-    learning_rate: float = 0.05
-    num_leaves: int = 15
-    max_depth: int = 6
-    min_data_in_leaf: int = 200
-    feature_fraction: float = 0.9
-    bagging_fraction: float = 0.8
-    bagging_freq: int = 1
-    lambda_l2: float = 1.0
-    max_rounds: int = 1000
-    early_stopping_rounds: int = 50
-    seed: int = 7
+    # LightGBM's own parameter names (docs/onboarding.md lists them with what they trade).
+    learning_rate: float = Field(default=0.05, description="Shrinkage of each tree's contribution.")
+    num_leaves: int = Field(default=15, description="Most leaves per tree.")
+    max_depth: int = Field(default=6, description="Deepest a tree may grow.")
+    min_data_in_leaf: int = Field(default=200, description="Fewest training rows in a leaf.")
+    feature_fraction: float = Field(default=0.9, description="Share of features each tree may use.")
+    bagging_fraction: float = Field(default=0.8, description="Share of rows each bagging round draws.")
+    bagging_freq: int = Field(default=1, description="Draw the rows again every this many trees (0: no bagging).")
+    lambda_l2: float = Field(default=1.0, description="L2 regularization of leaf values.")
+    max_rounds: int = Field(default=1000, description="Most boosting rounds (trees).")
+    early_stopping_rounds: int = Field(
+        default=50, description="Stop after this many rounds without a better log loss on the early-stopping rows."
+    )
+    seed: int = Field(default=7, description="Seed of LightGBM's draws (training is deterministic).")
 
     def lightgbm_params(self) -> dict:
         names = ("learning_rate", "num_leaves", "max_depth", "min_data_in_leaf", "feature_fraction", "bagging_fraction")
@@ -78,12 +82,6 @@ def _pip_requirements() -> list[str]:
     from importlib.metadata import version
 
     return [f"{name}=={version(name)}" for name in ("mlflow", "lightgbm", "polars", "numpy", "pandas", "pyarrow")]
-
-
-def _lake_versions(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
-    event = instance.get_latest_materialization_event(key)
-    versions = event.asset_materialization.metadata.get("lake_versions") if event else None
-    return versions.value if versions else {}
 
 
 def train_challenger(
@@ -131,8 +129,9 @@ def train_challenger(
     y, p = labels(validation, spec), validation[SCORE].to_numpy()
     scores = metrics(y, p)
     calibration_bins = calibration_table(y, p)
-    segments = segment_performance(validation, spec.label, SCORE, list(spec.segments))
-    gap = largest_gap(segments, spec.segments)
+    minimum = settings().fairness_min_per_class
+    segments = segment_performance(validation, spec.label, SCORE, list(spec.segments), min_per_class=minimum)
+    gap = largest_gap(segments, spec.segments, minimum)
     # The reference for drift is what the model learned from (its training rows, or its
     # validation rows if the dataset declares so), never the days it is deployed on: a
     # reference of the latest scored days would compare those days with themselves.
@@ -145,7 +144,7 @@ def train_challenger(
     bands = fit_bands(p, dataset.risk_bands)
     profile["bands"] = bands.to_dict()
     importance = trained.importance()
-    data_versions = _lake_versions(context.instance, dbt_key(dataset.training_model))
+    data_versions = lake_versions_read(context.instance, dataset.training_model)
     rows = {"train": frame.filter(trained.split.is_train(spec)).height, "validation": validation.height}
     context.log.info(
         f"Validation ROC AUC {scores['roc_auc']:.3f} after {trained.best_iteration} rounds "
@@ -237,7 +236,9 @@ def train_challenger(
             "mlflow_run_id": run.info.run_id,
             "mlflow_run": dg.MetadataValue.url(registry.run_url(run.info.experiment_id, run.info.run_id)),
             **{f"validation_{k}": dg.MetadataValue.float(v) for k, v in scores.items()},
-            "segment_gap": dg.MetadataValue.float(float(gap["gap"])) if gap["gap"] is not None else gap["reason"],
+            "segment_gap": dg.MetadataValue.float(float(gap["gap"]))
+            if gap["gap"] is not None
+            else f"not evaluated: {gap['reason']}",
             "best_iteration": trained.best_iteration,
             "features": dg.MetadataValue.json(list(spec.features)),
             "dagster/column_schema": table_schema(
@@ -277,7 +278,7 @@ def judge_challenger(
     A registry that fails to answer fails the run (``RegistryUnavailable``): judged
     against "no champion", the candidate would face the first-model floor alone.
     """
-    from platform_assets.ml.evaluation import largest_gap, metrics, segment_performance
+    from platform_assets.ml.evaluation import judge_fairness, largest_gap, metrics, segment_performance
     from platform_assets.ml.training import TimeSplit, labels
 
     spec = spec_of(dataset)
@@ -287,7 +288,8 @@ def judge_challenger(
     champion = registry.version(CHAMPION)
     contenders = {"challenger": challenger} | ({"champion": champion} if champion else {})
     splits = {role: registry.split(version.run_id) for role, version in contenders.items()}
-    figures, window, reason = {}, pl.DataFrame(), None
+    figures, gaps, window, reason = {}, {}, pl.DataFrame(), None
+    minimum = settings().fairness_min_per_class
     if splits["challenger"] is None:
         reason = f"challenger v{challenger.version} recorded no split, so no rows are known to be unseen"
     else:
@@ -310,11 +312,13 @@ def judge_challenger(
                 )
     if reason:
         decision = refuse(challenger.version, reason)
+        gaps["challenger"] = {"gap": None, "reason": f"not judged: {reason}"}
     else:
         for role, version in contenders.items():
             scored = window.with_columns(pl.Series(SCORE, registry.load(version.version).predict_frame(window)))
             y, p = labels(scored, spec), scored[SCORE].to_numpy()
-            gap = largest_gap(segment_performance(scored, spec.label, SCORE, list(spec.segments)), spec.segments)
+            segments = segment_performance(scored, spec.label, SCORE, list(spec.segments), min_per_class=minimum)
+            gap = gaps[role] = largest_gap(segments, spec.segments, minimum)
             figures[role] = {
                 "version": version.version,
                 **metrics(y, p),
@@ -326,6 +330,7 @@ def judge_challenger(
     outcome, action = apply_gate(registry, challenger.version, champion, decision)
     context.log.info(f"v{challenger.version}: {action}")
     champion_now = registry.version(CHAMPION)
+    _, fairness = judge_fairness(gaps["challenger"], config.max_segment_gap)
     comparison = pl.DataFrame(
         [{"model": role, **{k: v for k, v in f.items() if k in _SHOWN}} for role, f in figures.items()]
     )
@@ -348,6 +353,7 @@ def judge_challenger(
             ),
             "evaluation_window": _window_text(window, spec),
             "evaluation_rows": window.height,
+            "fairness": fairness,
         }
     )
     yield dg.AssetCheckResult(
@@ -365,6 +371,35 @@ def judge_challenger(
                 for k, v in f.items()
                 if k in _SHOWN and k != "version" and v is not None
             },
+        },
+    )
+    yield gate_fairness_check(context.asset_key, challenger.version, gaps["challenger"], config, spec.segments)
+
+
+def gate_fairness_check(
+    asset_key: dg.AssetKey, version: str, gap: dict, rules: PromotionConfig, segments: tuple[str, ...]
+) -> dg.AssetCheckResult:
+    """The gate's fairness part as its own check, beside ``promotion_gate``: a WARN, never a refusal.
+
+    A gap over the bound fails it (and the gate refuses the challenger, which
+    ``promotion_gate`` says); a gap that could not be measured fails it too, saying
+    "not evaluated" and why, while the gate may still pass the challenger on its other
+    rules: a passed gate does not read as fairness checked.
+    """
+    from platform_assets.ml.evaluation import judge_fairness
+
+    fair, text = judge_fairness(gap, rules.max_segment_gap)
+    return dg.AssetCheckResult(
+        check_name=GATE_FAIRNESS_CHECK,
+        asset_key=asset_key,
+        passed=fair,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"challenger v{version}: {text}"[:2000],
+        metadata={
+            "segments": dg.MetadataValue.json(list(segments)),
+            "min_per_class": settings().fairness_min_per_class,
+            "segment_gap": float(gap["gap"]) if gap["gap"] is not None else "not evaluated",
+            "bound": rules.max_segment_gap,
         },
     )
 
@@ -467,7 +502,15 @@ def model_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
                 asset=dataset.key("champion_model"),
                 description="Fails (without blocking scoring, which keeps the old champion) when the challenger is "
                 "refused, or when no honest window exists to judge it on.",
-            )
+            ),
+            dg.AssetCheckSpec(
+                GATE_FAIRNESS_CHECK,
+                asset=dataset.key("champion_model"),
+                description="The gate's fairness part, on the challenger's window: passes when the largest ROC AUC gap "
+                "across the values of a declared segment is within max_segment_gap; WARNs when it is not (the gate "
+                "then refuses) or when it is not evaluated: no segment declared, or no segment column with two "
+                "values of at least PLATFORM_FAIRNESS_MIN_PER_CLASS churners and non-churners each.",
+            ),
         ],
     )
     def champion_model(

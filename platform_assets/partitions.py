@@ -1,14 +1,27 @@
-"""The daily partitions shared by raw data, predictions and monitoring."""
+"""The daily partitions shared by raw data, predictions and monitoring, and those of matured outcomes."""
 
 from __future__ import annotations
 
 from datetime import date
+from functools import cache
 
 import dagster as dg
 
 from resources.settings import settings
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=settings().start_date.isoformat())
+
+
+@cache
+def matured_partitions(horizon_days: int) -> dg.DailyPartitionsDefinition:
+    """Daily partitions from ``PLATFORM_START_DATE`` through today plus ``horizon_days``.
+
+    The day a prediction's outcome matures is its snapshot day plus the label horizon.
+    For data whose days pass with the clock that day is a partition once it comes; an
+    extract whose outcomes are already known (a one-off snapshot, ``horizon_days: 365``)
+    is judged on a day up to a horizon after today, which must be a partition now.
+    """
+    return dg.DailyPartitionsDefinition(start_date=settings().start_date.isoformat(), end_offset=horizon_days)
 
 
 def partition_hint(first: date, last: date) -> str | None:

@@ -8,7 +8,7 @@ from functools import cache
 import dagster as dg
 import polars as pl
 
-from platform_assets.datasets import DEFAULT, dbt_key, spec_of
+from platform_assets.datasets import DEFAULT, dbt_key, lake_versions_read, spec_of
 from platform_assets.metadata import OWNER, markdown_table, table_schema
 from platform_assets.ml.bands import bands_of
 from platform_assets.ml.feature_spec import Dataset
@@ -44,11 +44,9 @@ COLUMNS = {
 }
 
 
-def feature_versions(instance: dg.DagsterInstance, relation: str, key: dg.AssetKey) -> str:
+def feature_versions(instance: dg.DagsterInstance, relation: str, model: str) -> str:
     """The warehouse relation and the lake versions its latest build read, as JSON."""
-    event = instance.get_latest_materialization_event(key)
-    lake_versions = event.asset_materialization.metadata.get("lake_versions") if event else None
-    return json.dumps({"relation": relation, "lake_versions": lake_versions.value if lake_versions else {}})
+    return json.dumps({"relation": relation, "lake_versions": lake_versions_read(instance, model)})
 
 
 def score_day(
@@ -92,7 +90,7 @@ def score_day(
             pl.lit(registry.model_name).alias("model_name"),
             pl.lit(champion.version).alias("model_version"),
             pl.lit(champion.run_id).alias("model_run_id"),
-            pl.lit(feature_versions(context.instance, spec.scoring_relation, dbt_key(dataset.scoring_model))).alias(
+            pl.lit(feature_versions(context.instance, spec.scoring_relation, dataset.scoring_model)).alias(
                 "feature_versions"
             ),
             pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")).alias("scored_at"),

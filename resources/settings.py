@@ -136,6 +136,13 @@ class Settings(BaseSettings):
             "steps in parallel (for machines with cores to spare)."
         ),
     )
+    fairness_min_per_class: int = Field(
+        default=50,
+        ge=1,
+        description="Churners, and non-churners, a value of a segment column needs for its ROC AUC to count in "
+        "the fairness gap (promotion gate and monitoring); with fewer the value is left out, and with fewer than "
+        "two values left in every segment column fairness is not evaluated (a warning).",
+    )
     retrain_consecutive_days: int = Field(default=3, ge=1, description="Failing days in a row before retraining.")
     retrain_cooldown_days: int = Field(default=7, ge=0, description="Days after a retraining without another.")
     daily_schedule: bool = Field(default=False, description="Run the daily pipeline every morning (`on`/`off`).")

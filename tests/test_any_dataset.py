@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -17,6 +18,7 @@ from platform_assets.ml.profiles import build_profile, reference_rows
 from platform_assets.ml.scoring import DayScorer, ScoringConfig
 from platform_assets.ml.training import SCORE, SplitRefused, labels, train
 from platform_assets.monitoring.drift import Thresholds, feature_drift, judge_features, reference_overlap
+from platform_assets.monitoring.performance_reports import snapshot_to_judge, unseen
 from platform_assets.serving.scorer import ServedModel
 from platform_assets.serving.store import FeatureSnapshot
 
@@ -194,3 +196,100 @@ def test_bands_where_most_rows_are_positive_follow_the_validation_scores_in_batc
     served = ServedModel.of("machines", "1", "run", trained.model, snapshot, profile)
     assert served.score(served.matrix, 3).risk_band == batch["risk_band"].to_list()
     assert served.score(served.matrix, 0).needs_review == batch["needs_review"].to_list()
+
+
+def _more_weeks(project: Path, weeks: int, horizon: int, split: bool = False) -> None:
+    """The fixture over more weeks (the later ones play the snapshots scored after training), snapshot days as
+    dates, another label horizon, and optionally a split column by a hash of the machine."""
+    sql = project / "models" / "machine_health.sql"
+    text = (
+        sql.read_text()
+        .replace("range(0, 12) as w(week)", f"range(0, {weeks}) as w(week)")
+        # A date, as the platform's snapshots (daily partitions) are; date + days is a timestamp in DuckDB.
+        .replace(
+            "cast('2026-01-05' as date) + to_days(cast(7 * week as integer)) as as_of",
+            "cast(cast('2026-01-05' as date) + to_days(cast(7 * week as integer)) as date) as as_of",
+        )
+    )
+    yml = project / "models" / "machine_health.yml"
+    meta = yml.read_text().replace("horizon_days: 28}", f"horizon_days: {horizon}}}")
+    if split:
+        text = text.replace(
+            "    machine_id,\n    as_of,\n",
+            "    machine_id,\n    as_of,\n"
+            "    case when hash(machine_id) % 5 = 0 then 'validation' else 'train' end as holdout,\n",
+        )
+        meta = meta.replace(
+            "      - name: vibration_mm_s\n",
+            "      - name: holdout\n        description: Which side of the split.\n"
+            "        config: {meta: {role: split}}\n      - name: vibration_mm_s\n",
+        )
+    sql.write_text(text)
+    yml.write_text(meta)
+
+
+TRAINED_UNTIL = date(2026, 3, 23)  # week 11: the history the model is trained on ends here
+
+
+def test_weekly_snapshots_12_weeks_after_training_are_judged_and_the_overlap_is_explained(machines):
+    """Weekly snapshots, a 30-day horizon (not a multiple of 7). Trained on weeks 0-11, v1 learned snapshots up to
+    2026-02-09; the snapshot 28 days later shares two days of outcomes with it and is left out, saying why; the
+    snapshot 12 weeks later is judged on every machine, and it is not the validation set."""
+    _more_weeks(machines, weeks=24, horizon=30)
+    spec, frame = build_and_load(machines)
+    assert spec.label_horizon_days == 30
+    trained = train(frame.filter(pl.col("as_of") <= TRAINED_UNTIL), spec, PARAMS, max_rounds=300)
+    split = trained.split
+    last = max(split.train)
+    assert (last, split.validation) == (date(2026, 2, 9), [date(2026, 3, 16), date(2026, 3, 23)])
+
+    # A weekly pipeline runs on snapshot days: 30 days before one is never a snapshot, the Monday before it is.
+    weeks = sorted(frame["as_of"].unique().to_list())
+    twelve_weeks_on = last + timedelta(weeks=12)
+    assert snapshot_to_judge(twelve_weeks_on + timedelta(weeks=5), 30, weeks) == twelve_weeks_on
+
+    close = last + timedelta(days=28)
+    rows = frame.filter(pl.col("as_of") == close)
+    kept, left_out, _ = unseen(rows, split, "1", close, spec.snapshot, "machine_health")
+    assert kept.is_empty()
+    assert left_out == (
+        f"{rows.height} of {rows.height} matured rows left out: their snapshot 2026-03-09 is within 30 days of v1's "
+        "last training snapshot 2026-02-09 (28 days after it), so their labels overlap what it learned "
+        "(unseen from 2026-03-11)"
+    )
+
+    later = frame.filter(pl.col("as_of") == twelve_weeks_on)
+    kept, left_out, evaluated = unseen(later, split, "1", twelve_weeks_on, spec.snapshot, "machine_health")
+    assert kept.height == later.height == 600 and left_out == ""
+    assert evaluated == (
+        "unseen by v1: snapshot 2026-05-04 is 84 days after its last training snapshot 2026-02-09 "
+        "(at least the 30-day horizon), not one of its validation days"
+    )
+    scores = metrics(labels(kept, spec), trained.model.predict_frame(kept))
+    assert scores["roc_auc"] > 0.75, scores
+
+
+def test_with_a_split_column_later_weeks_are_judged_on_the_validation_machines_only(machines):
+    """A declared split column: on a week after the training data, the train machines are left out (the model
+    learned them), the validation machines are judged, and the report says they are also the validation set."""
+    _more_weeks(machines, weeks=20, horizon=28, split=True)
+    spec, frame = build_and_load(machines)
+    trained = train(frame.filter(pl.col("as_of") <= TRAINED_UNTIL), spec, PARAMS, max_rounds=300)
+    assert trained.split.kind == "column" and max(trained.split.train) == TRAINED_UNTIL
+
+    week = date(2026, 5, 4)
+    later = frame.filter(pl.col("as_of") == week)
+    validation = later.filter(pl.col("holdout") == "validation")
+    kept, left_out, evaluated = unseen(later, trained.split, "1", week, spec.snapshot, "machine_health")
+    assert set(kept["machine_id"]) == set(validation["machine_id"]) and set(kept["holdout"]) == {"validation"}
+    assert set(kept["machine_id"]) == set(trained.validation["machine_id"])  # the validation machines again
+    assert left_out == (
+        f"{later.height - validation.height} of {later.height} matured rows left out: their entities are the ones "
+        "v1 trained on (holdout = train), here on snapshot 2026-05-04; only its validation entities are judged"
+    )
+    assert evaluated == (
+        "v1's validation entities (holdout = validation) on snapshot 2026-05-04, which it neither trained nor "
+        "validated on: entities it never learned, who are also its validation set"
+    )
+    scores = metrics(labels(kept, spec), trained.model.predict_frame(kept))
+    assert scores["roc_auc"] > 0.7, scores

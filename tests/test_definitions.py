@@ -3,6 +3,7 @@
 import dagster as dg
 
 from platform_assets.definitions import build_definitions
+from platform_assets.partitions import daily_partitions
 from platform_assets.raw import raw_key
 
 
@@ -92,3 +93,16 @@ def test_no_asset_takes_the_dataset_as_run_config(resources):
     ):
         fields = defs.get_assets_def(name).op.config_schema.as_field().config_type.fields
         assert not {"training_model", "scoring_model", "segments"} & set(fields), name
+
+
+def test_matured_performance_judges_the_predictions_of_one_horizon_before(resources):
+    """Day D of model_performance reads the predictions of D - 30 (the label horizon); the built-in
+    features are built by day, so its partitions are the daily ones and it stays in the daily jobs."""
+    defs = build_definitions()
+    graph = defs.resolve_asset_graph()
+    performance, predictions = dg.AssetKey("model_performance"), dg.AssetKey("churn_predictions")
+    assert graph.get(performance).partitions_def == daily_partitions
+    mapping = graph.get_partition_mapping(performance, predictions)
+    assert (mapping.start_offset, mapping.end_offset) == (-30, -30)
+    assert performance in defs.resolve_job_def("daily_pipeline").asset_layer.selected_asset_keys
+    assert performance in defs.resolve_job_def("score_day").asset_layer.selected_asset_keys

@@ -1,5 +1,8 @@
 """Monitoring assets on a real trained platform: drift, matured performance, business impact."""
 
+import re
+from datetime import timedelta
+
 import dagster as dg
 import polars as pl
 import pytest
@@ -11,7 +14,13 @@ from platform_assets.decisions.campaign import CAMPAIGN_LOG
 from platform_assets.definitions import build_definitions
 from platform_assets.ml.training import TimeSplit
 from platform_assets.monitoring.drift_reports import FEATURE_DRIFT, PREDICTION_DRIFT
-from platform_assets.monitoring.performance_reports import BUSINESS_IMPACT, MODEL_PERFORMANCE, matured
+from platform_assets.monitoring.performance_reports import (
+    BUSINESS_IMPACT,
+    MODEL_PERFORMANCE,
+    matured,
+    model_performance,
+)
+from platform_assets.predictions import predictions_asset
 from resources.model_registry import CHAMPION
 from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
@@ -38,6 +47,28 @@ def platform(tmp_path_factory):
             runs = {
                 119: score.execute_in_process(instance=instance, partition_key=day(119).isoformat(), run_config=QUIET)
             }
+            # Two more scored days, judged a horizon later: one within the horizon of the last training snapshot,
+            # one past it that is not a validation day (both before the campaign, so no row is treated).
+            registry = defs.resources["registry"].named(DEFAULT.registered_model)
+            split = TimeSplit.from_json(registry.split(registry.by_number("1").run_id))
+            last = max(split.train)
+            horizon = timedelta(days=split.horizon_days)
+            judged = {"within": last + timedelta(days=5), "later": last + horizon + timedelta(days=1)}
+            for name, scored in judged.items():
+                assert dg.materialize(
+                    [predictions_asset(DEFAULT)],
+                    instance=instance,
+                    resources=defs.resources,
+                    partition_key=scored.isoformat(),
+                    run_config=QUIET,
+                ).success
+                runs[name] = dg.materialize(
+                    [model_performance],
+                    instance=instance,
+                    resources=defs.resources,
+                    partition_key=(scored + horizon).isoformat(),
+                    run_config=QUIET,
+                )
             runs["campaign"] = dg.materialize(
                 [retention_campaign],
                 instance=instance,
@@ -57,6 +88,8 @@ def platform(tmp_path_factory):
                 "instance": instance,
                 "runs": runs,
                 "log": defs.resources["lake"].read_days(CAMPAIGN_LOG, day(119)),
+                "split": split,
+                "judged": judged,
             }
 
 
@@ -125,7 +158,51 @@ def test_matured_predictions_are_scored_against_the_model_card(platform):
     for name in ("performance_decay", "fairness"):
         early = checks(platform["runs"][119])[name]
         assert not early.passed and early.severity == dg.AssetCheckSeverity.WARN
-        assert early.description == f"not evaluated: no predictions from {day(89)}"
+        assert early.description == (
+            f"not evaluated: no predictions at or before {day(89)} (30 days, the label horizon, before {day(119)})"
+        )
+    assert performance["evaluated_rows"] == (
+        f"v1's validation rows (snapshot {day(119)} validated it): this is its validation set again"
+    )
+    assert decay.description.endswith(f"rows: {performance['evaluated_rows']}")
+
+
+def test_a_later_day_is_judged_and_one_within_the_horizon_of_training_is_left_out_saying_why(platform):
+    """Not only the validation days: a snapshot a horizon past the last training snapshot is judged as unseen;
+    one within the horizon of it shares outcomes with its labels, and the message says that, not 'trained on'."""
+    split, judged = platform["split"], platform["judged"]
+    last = max(split.train)
+    assert judged["later"] not in split.validation and judged["later"] < min(split.validation)
+
+    later = metadata(platform["runs"]["later"], "model_performance")
+    assert platform["runs"]["later"].success
+    assert later["evaluated_predictions_of"] == judged["later"].isoformat()
+    assert later["left_out"] == "none" and later["dagster/row_count"] > 500
+    assert later["evaluated_rows"] == (
+        f"unseen by v1: snapshot {judged['later']} is 31 days after its last training snapshot {last} "
+        "(at least the 30-day horizon), not one of its validation days"
+    )
+    assert later["roc_auc"] > 0.65
+    assert checks(platform["runs"]["later"])["performance_decay"].passed
+
+    within = metadata(platform["runs"]["within"], "model_performance")
+    assert within["evaluated_predictions_of"] == judged["within"].isoformat()
+    status = (
+        r"not evaluated: (\d+) of \1 matured rows left out: their snapshot {} is within 30 days of v1's last "
+        r"training snapshot {} \(5 days after it\), so their labels overlap what it learned \(unseen from {}\)"
+    ).format(judged["within"], last, last + timedelta(days=30))
+    assert re.fullmatch(status, within["status"]), within["status"]
+    assert int(re.fullmatch(status, within["status"]).group(1)) > 500
+    decay = checks(platform["runs"]["within"])["performance_decay"]
+    assert not decay.passed and decay.description == within["status"]
+
+
+def test_a_day_whose_exact_horizon_ago_was_not_scored_judges_the_latest_scored_before_it(platform):
+    """Day 150: day 120 was not scored, day 119 was: its outcome has matured too, so it is judged."""
+    assert platform["runs"][150].success
+    for key in ("model_performance", "business_impact"):
+        assert metadata(platform["runs"][150], key)["evaluated_predictions_of"] == day(119).isoformat()
+    assert isinstance(metadata(platform["runs"][150], "business_impact")["lift_top_decile"], float)
 
 
 def test_business_impact_uses_the_cost_matrix(platform):

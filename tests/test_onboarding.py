@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import date, timedelta
 from importlib.metadata import distribution
 from pathlib import Path
 
@@ -73,6 +74,7 @@ def onboarded(tmp_path_factory):
     )
     seconds = time.monotonic() - started
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    assert "SupersessionWarning" not in done.stderr, done.stderr[-5000:]  # the documented commands are current
     print(f"\nCSV to monitored model: {seconds:.1f} s")
     return {"home": tmp / "home", "env": env, "seconds": seconds}
 
@@ -93,7 +95,14 @@ def _checks(home: Path, key: str) -> dict:
     try:
         with dg.DagsterInstance.get() as instance:
             found = {}
-            for name in ("performance_decay", "fairness", "feature_drift", "prediction_drift", "promotion_gate"):
+            for name in (
+                "performance_decay",
+                "fairness",
+                "feature_drift",
+                "prediction_drift",
+                "promotion_gate",
+                "gate_fairness",
+            ):
                 check = dg.AssetCheckKey(dg.AssetKey([PREFIX, key]), name)
                 records = instance.event_log_storage.get_asset_check_execution_history(check, limit=1)
                 if records:
@@ -122,7 +131,11 @@ def test_two_datasets_live_in_one_home_each_with_its_lineage(onboarded):
         "defs.resolve_job_def('train_model_telco_churn').asset_layer.selected_asset_keys); "
         "print(json.dumps({'telco': parents('telco_churn', 'churn_model'), 'builtin': parents('churn_model'), "
         "'performance': parents('telco_churn', 'model_performance'), 'jobs': sorted(jobs), 'train': train, "
-        "'group': g.get(dg.AssetKey('telco_churn')).group_name}))"
+        "'group': g.get(dg.AssetKey('telco_churn')).group_name, "
+        "'matures_until': g.get(dg.AssetKey(['telco_churn', 'model_performance'])).partitions_def"
+        ".get_last_partition_key(), "
+        "'score': sorted(k.to_user_string() for k in "
+        "defs.resolve_job_def('score_day_telco_churn').asset_layer.selected_asset_keys)}))"
     )
     done = subprocess.run([sys.executable, "-c", probe], env=onboarded["env"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -137,6 +150,29 @@ def test_two_datasets_live_in_one_home_each_with_its_lineage(onboarded):
         "telco_customers",
     ]
     assert graph["group"] == "features"  # a new folder joins the dbt layer, not `default`
+    # Outcomes known in the extract mature a horizon after its day, which may be after today: the
+    # performance partitions reach a horizon past the last daily partition, in a job of their own.
+    from platform_assets.partitions import daily_partitions
+
+    last_day = date.fromisoformat(daily_partitions.get_last_partition_key())
+    assert graph["matures_until"] == (last_day + timedelta(days=30)).isoformat()
+    assert "monitor_performance_telco_churn" in graph["jobs"]
+    assert "telco_churn/model_performance" not in graph["score"]
+    assert "telco_churn/churn_predictions" in graph["score"]
+
+
+@pytest.mark.slow
+def test_a_snapshot_date_before_the_start_date_fails_the_definitions_load(onboarded):
+    env = {**onboarded["env"], "PLATFORM_START_DATE": "2026-07-01"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import platform_assets.definitions"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert (
+        "dbt model 'telco_churn' (models/telco/telco_churn.sql) sets snapshot_date to the date 2026-06-01 in its SQL, "
+        "before PLATFORM_START_DATE 2026-07-01" in done.stderr
+    ), done.stderr[-3000:]
+    assert "Set PLATFORM_START_DATE=2026-06-01 (or earlier) and reload." in done.stderr
 
 
 @pytest.mark.slow
@@ -197,7 +233,21 @@ def test_the_split_was_honest_and_is_recorded(onboarded):
     gate = _latest(onboarded["home"], "champion_model")
     assert gate["decision"] == "promoted"
     assert gate["evaluation_window"] == f"{model['validation_rows']} rows of 2026-06-01, split holdout = validation"
-    assert _checks(onboarded["home"], "champion_model")["promotion_gate"].passed
+    checks = _checks(onboarded["home"], "champion_model")
+    assert checks["promotion_gate"].passed
+    assert checks["gate_fairness"].passed, checks["gate_fairness"].description
+    assert checks["gate_fairness"].description.startswith("challenger v1: largest ROC AUC gap")
+    assert gate["fairness"].startswith("largest ROC AUC gap")
+
+
+@pytest.mark.slow
+def test_the_lineage_lists_only_the_lake_tables_the_model_reads(onboarded):
+    """telco_churn is built from a seed: it read none of the simulator's raw tables, and says so."""
+    model = _latest(onboarded["home"], "churn_model")
+    assert model["lake_versions"] == {}
+    assert "Lake versions the features were built from: none (its dbt models read no lake table)" in model["model_card"]
+    feature_versions = json.loads(_lake(onboarded["home"], "predictions/churn_predictions")["feature_versions"][0])
+    assert feature_versions["lake_versions"] == {}
 
 
 @pytest.mark.slow
@@ -242,6 +292,57 @@ def test_drift_and_performance_reports_have_finite_figures(onboarded):
     assert performance["rows"][0] == model["validation_rows"]
     assert performance["roc_auc"][0] == pytest.approx(model["validation_roc_auc"], abs=1e-9)
     assert np.isfinite(performance.select("roc_auc", "pr_auc", "brier", "segment_gap").to_numpy()).all()
+    # ... and the report says so: the extract's one day is the day the model validated on.
+    report = _latest(onboarded["home"], "model_performance")
+    assert report["evaluated_rows"] == (
+        "v1's validation rows (holdout = validation on snapshot 2026-06-01): this is its validation set again"
+    )
+    everyone = model["training_rows"] + model["validation_rows"]
+    assert report["left_out"] == (
+        f"{model['training_rows']} of {everyone} matured rows left out: v1 trained on them (holdout = train)"
+    )
     checks = _checks(onboarded["home"], "model_performance")
     assert checks["performance_decay"].passed
     assert checks["fairness"].description.startswith("largest ROC AUC gap")
+
+
+@pytest.mark.slow
+def test_the_onboarded_model_is_a_table(onboarded):
+    with duckdb.connect(str(onboarded["home"] / "warehouse" / "churn.duckdb"), read_only=True) as con:
+        [(kind,)] = con.sql(
+            "select table_type from information_schema.tables where table_name = 'telco_churn'"
+        ).fetchall()
+    assert kind == "BASE TABLE"
+
+
+@pytest.mark.slow
+def test_a_gate_that_cannot_measure_fairness_says_not_evaluated_and_warns(onboarded, tmp_path):
+    """No segment value with enough churners: the gate judges on its other rules, and its fairness check warns.
+
+    A copy of the onboarded home trains a second version, with the page's command for
+    training parameters, under a minimum no segment value reaches.
+    """
+    home = tmp_path / "home"
+    shutil.copytree(onboarded["home"], home)
+    env = {
+        **onboarded["env"],
+        "PLATFORM_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "PLATFORM_FAIRNESS_MIN_PER_CLASS": "100000",
+    }
+    [tuned] = [block.strip() for block in page_blocks("text") if "--config-json" in block]
+    done = subprocess.run(["bash", "-c", tuned], cwd=CHECKOUT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    gate = _latest(home, "champion_model")
+    unmeasured = (
+        "not evaluated: no two values of any of gender, senior_citizen, contract had at least 100000 churners and "
+        "100000 non-churners each to compare (PLATFORM_FAIRNESS_MIN_PER_CLASS)"
+    )
+    check = _checks(home, "champion_model")["gate_fairness"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description == f"challenger v2: {unmeasured}"
+    assert gate["fairness"] == unmeasured
+    assert gate["challenger_version"] == "2" and "segment gap not evaluated (no two values of any of" in gate["reason"]
+    model = _latest(home, "churn_model")
+    assert model["model_version"] == "2" and model["segment_gap"] == unmeasured
+    assert "SupersessionWarning" not in done.stderr

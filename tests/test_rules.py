@@ -3,7 +3,9 @@
 These run in milliseconds; the end-to-end tests show the same rules inside the assets.
 """
 
+import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -11,13 +13,15 @@ import polars as pl
 import pytest
 
 from platform_assets.automation import Cursor, Evaluation, RetrainPolicy, decide_retraining
-from platform_assets.ml.evaluation import largest_gap, segment_performance
-from platform_assets.ml.feature_spec import FeatureSpec, labelled
+from platform_assets.datasets import refuse_days_before_the_partitions
+from platform_assets.ml.evaluation import judge_fairness, largest_gap, segment_performance
+from platform_assets.ml.feature_spec import Dataset, FeatureSpec, labelled, load_manifest, sources_read
 from platform_assets.ml.promotion import PromotionConfig, decide
 from platform_assets.ml.scoring import top_reasons
 from platform_assets.ml.training import SplitRefused, TimeSplit, split_rows
-from platform_assets.monitoring.performance_reports import judge_fairness
-from platform_assets.partitions import daily_partitions, partition_hint
+from platform_assets.model_assets import gate_fairness_check
+from platform_assets.monitoring.performance_reports import snapshot_to_judge, unseen
+from platform_assets.partitions import daily_partitions, matured_partitions, partition_hint
 
 D0 = date(2026, 3, 2)
 
@@ -100,6 +104,100 @@ def test_rows_a_model_trained_on_are_those_within_a_horizon_of_its_training_days
     assert pl.DataFrame({"as_of": days(0)}).filter(column.trained_on("as_of", ["as_of"])).height == 1
 
 
+def weekly(first: date, weeks: int) -> list[date]:
+    return [first + timedelta(weeks=n) for n in range(weeks)]
+
+
+def test_the_snapshot_judged_is_the_latest_at_or_before_a_horizon_ago_whatever_the_cadence():
+    """Weekly snapshots (Thursdays) under a 90-day horizon: 90 days before a Thursday is a Friday, never a
+    snapshot, so an exact day - horizon never matures; the Thursday before it has."""
+    thursdays = weekly(date(1997, 10, 2), 40)
+    assert snapshot_to_judge(date(1998, 6, 25), 90, thursdays) == date(1998, 3, 26)  # 91 days back
+    assert snapshot_to_judge(date(1998, 6, 23), 90, thursdays) == date(1998, 3, 19)  # 03-26 matures tomorrow
+    assert snapshot_to_judge(date(1998, 6, 25), 91, thursdays) == date(1998, 3, 26)  # a multiple: exact
+    daily = days(*range(0, 10))
+    assert snapshot_to_judge(D0 + timedelta(days=35), 30, daily) == D0 + timedelta(days=5)
+    assert snapshot_to_judge(D0 + timedelta(days=29), 30, daily) is None  # nothing has matured yet
+    assert snapshot_to_judge(D0, 30, []) is None
+
+
+def test_a_snapshot_is_unseen_once_its_label_window_clears_the_last_training_label_window():
+    """The issue's case: weekly snapshots, a 90-day horizon. A snapshot 84 days after the last training one
+    shares 6 days of outcomes with it (a customer leaving then was a training positive): left out, and the
+    message says so, not that the model trained on it. From 90 days on, snapshots are unseen."""
+    last = date(1997, 12, 25)
+    split = TimeSplit(
+        train=weekly(date(1997, 10, 2), 13), validation=[date(1998, 3, 26), date(1998, 4, 2)], horizon_days=90
+    )
+    assert max(split.train) == last
+    snapshots = [last + timedelta(days=n) for n in (84, 89, 90, 91, 175)]
+    frame = pl.DataFrame({"as_of": snapshots})
+    flagged = frame.filter(split.trained_on("as_of", frame.columns))["as_of"].to_list()
+    assert flagged == [last + timedelta(days=84), last + timedelta(days=89)]
+
+    rows = pl.DataFrame({"as_of": [date(1998, 3, 19)] * 23570, "id": range(23570)})
+    kept, left_out, evaluated = unseen(rows, split, "1", date(1998, 3, 19), "as_of", "churn_outcomes")
+    assert kept.is_empty() and evaluated == "nothing"
+    assert left_out == (
+        "23570 of 23570 matured rows left out: their snapshot 1998-03-19 is within 90 days of v1's last training "
+        "snapshot 1997-12-25 (84 days after it), so their labels overlap what it learned (unseen from 1998-03-25)"
+    )
+    later = rows.with_columns(as_of=pl.lit(date(1998, 6, 18)))
+    kept, left_out, evaluated = unseen(later, split, "1", date(1998, 6, 18), "as_of", "churn_outcomes")
+    assert kept.height == 23570 and left_out == ""
+    assert evaluated == (
+        "unseen by v1: snapshot 1998-06-18 is 175 days after its last training snapshot 1997-12-25 "
+        "(at least the 90-day horizon), not one of its validation days"
+    )
+    validated = rows.with_columns(as_of=pl.lit(date(1998, 3, 26)))
+    assert unseen(validated, split, "1", date(1998, 3, 26), "as_of", "churn_outcomes")[2] == (
+        "v1's validation rows (snapshot 1998-03-26 validated it): this is its validation set again"
+    )
+    assert split.overlap_reason(date(1997, 12, 25), "1") == "v1 trained on snapshot 1997-12-25"
+
+
+def test_training_snapshots_far_apart_leave_the_days_between_them_unseen():
+    """Only days within the horizon of a training snapshot overlap: monthly training snapshots under a 7-day
+    horizon leave the weeks between them unseen."""
+    split = TimeSplit(train=days(0, 30), validation=days(60), horizon_days=7)
+    assert split.overlapping_windows() == [
+        (D0 - timedelta(days=7), D0 + timedelta(days=7)),
+        (D0 + timedelta(days=23), D0 + timedelta(days=37)),
+    ]
+    window = pl.DataFrame({"as_of": days(-7, -6, 6, 7, 15, 23, 24, 36, 37)})
+    assert window.filter(split.trained_on("as_of", window.columns))["as_of"].to_list() == days(-6, 6, 24, 36)
+    assert split.overlap_reason(D0 + timedelta(days=24), "2") == (
+        f"their snapshot {D0 + timedelta(days=24)} lies among v2's training snapshots ({D0}..{D0 + timedelta(days=30)}), "
+        "within 7 days of one, so their labels overlap what it learned"
+    )
+
+
+def test_with_a_split_column_later_days_are_judged_on_the_validation_entities_only():
+    split = TimeSplit(days(0, 7), days(0, 7), 30, kind="column", column="part")
+    later = pl.DataFrame({"as_of": days(70, 70, 70), "id": [1, 2, 3], "part": ["train", "validation", "train"]})
+    kept, left_out, evaluated = unseen(later, split, "3", D0 + timedelta(days=70), "as_of", "machine_outcomes")
+    assert kept["id"].to_list() == [2]
+    assert left_out == (
+        f"2 of 3 matured rows left out: their entities are the ones v3 trained on (part = train), here on snapshot "
+        f"{D0 + timedelta(days=70)}; only its validation entities are judged"
+    )
+    assert evaluated == (
+        f"v3's validation entities (part = validation) on snapshot {D0 + timedelta(days=70)}, which it neither "
+        "trained nor validated on: entities it never learned, who are also its validation set"
+    )
+    same_day = later.with_columns(as_of=pl.lit(D0 + timedelta(days=7)))
+    assert unseen(same_day, split, "3", D0 + timedelta(days=7), "as_of", "machine_outcomes")[1:] == (
+        "2 of 3 matured rows left out: v3 trained on them (part = train)",
+        f"v3's validation rows (part = validation on snapshot {D0 + timedelta(days=7)}): this is its validation set again",
+    )
+    kept, left_out, _ = unseen(later.drop("part"), split, "3", D0 + timedelta(days=70), "as_of", "machine_outcomes")
+    assert kept.is_empty()
+    assert left_out == (
+        "3 of 3 matured rows left out: machine_outcomes has no split column `part`, so v3's training entities "
+        "cannot be told apart"
+    )
+
+
 # The promotion decision
 
 RULES = PromotionConfig()
@@ -135,17 +233,66 @@ def test_an_unmeasured_segment_gap_is_said_not_passed():
 
 def test_fairness_without_segments_is_not_a_gap_of_zero():
     scored = pl.DataFrame({"y": [0, 1] * 60, "p": np.linspace(0, 1, 120), "plan": ["a"] * 120})
-    assert largest_gap(segment_performance(scored, "y", "p", []), [])["gap"] is None
-    none_measurable = largest_gap(segment_performance(scored, "y", "p", ["plan"], min_positives=100), ["plan"])
-    assert none_measurable["gap"] is None and "no value of plan had enough churners" in none_measurable["reason"]
-    passed, text = judge_fairness(largest_gap(segment_performance(scored, "y", "p", []), []), 0.15)
+    assert largest_gap(segment_performance(scored, "y", "p", [], min_per_class=10), [], 10)["gap"] is None
+    passed, text = judge_fairness(
+        largest_gap(segment_performance(scored, "y", "p", [], min_per_class=10), [], 10), 0.15
+    )
     assert (
         not passed and text == "not evaluated: no segment column declared (config.meta.role: segment in the dbt YAML)"
     )
+    alone = largest_gap(segment_performance(scored, "y", "p", ["plan"], min_per_class=10), ["plan"], 10)
+    assert alone["gap"] is None  # one measured value has nothing to differ from: not a gap of 0
+    assert alone["reason"].startswith("no two values of plan had at least 10 churners and 10 non-churners")
     ranked = scored.with_columns(pl.Series("y", [0] * 60 + [1] * 60))  # ROC AUC 1 for plan a
     two = pl.concat([ranked, ranked.with_columns(pl.lit("b").alias("plan"), (1 - pl.col("p")).alias("p"))])
-    passed, text = judge_fairness(largest_gap(segment_performance(two, "y", "p", ["plan"], 10), ["plan"]), 0.15)
+    segments = segment_performance(two, "y", "p", ["plan"], min_per_class=10)
+    passed, text = judge_fairness(largest_gap(segments, ["plan"], 10), 0.15)
     assert not passed and text == "largest ROC AUC gap 1.000 across plan (best a, worst b; bound 0.15)"
+
+
+def test_a_segment_value_needs_the_minimum_of_churners_and_of_non_churners():
+    """Four declared segments on a small table: no value has enough of both outcomes, so fairness is
+    not evaluated, and the message says what the rule counts."""
+    rng = np.random.default_rng(3)
+    n = 400
+    frame = pl.DataFrame(
+        {
+            "y": rng.random(n) < 0.08,  # about 32 churners in all
+            "p": rng.random(n),
+            "department": rng.choice(["sales", "it", "hr"], n),
+            "gender": rng.choice(["f", "m"], n),
+            "level": rng.choice(["junior", "senior"], n),
+            "site": rng.choice(["north", "south"], n),
+        }
+    )
+    declared = ["department", "gender", "level", "site"]
+    gap = largest_gap(segment_performance(frame, "y", "p", declared, min_per_class=50), declared, 50)
+    assert gap["gap"] is None
+    assert gap["reason"] == (
+        "no two values of any of department, gender, level, site had at least 50 churners and 50 non-churners "
+        "each to compare (PLATFORM_FAIRNESS_MIN_PER_CLASS)"
+    )
+    # Many churners but few non-churners is as unmeasurable as the reverse.
+    mostly_churned = pl.DataFrame({"y": [1] * 90 + [0] * 10, "p": np.linspace(0, 1, 100), "site": ["a", "b"] * 50})
+    assert segment_performance(mostly_churned, "y", "p", ["site"], min_per_class=20).is_empty()
+    assert segment_performance(mostly_churned, "y", "p", ["site"], min_per_class=5).height == 2
+
+
+def test_the_gate_passes_an_unmeasured_fairness_but_says_it_was_not_evaluated():
+    """What the gate's fairness check (``gate_fairness``) and its metadata say when no segment could be measured."""
+    reason = "no two values of department had at least 50 churners and 50 non-churners each to compare"
+    gap = {"gap": None, "segment": None, "best": None, "worst": None, "reason": reason}
+    challenger = figures("2", 0.76, gap=None) | {"segment_reason": reason}
+    decision = decide(challenger, figures("1", 0.75), RULES)
+    assert decision.verdict == "passed"
+    assert f"segment gap not evaluated ({reason})" in decision.reasons
+    check = gate_fairness_check(dg.AssetKey("champion_model"), "2", gap, RULES, ("department",))
+    assert check.check_name == "gate_fairness" and not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description == f"challenger v2: not evaluated: {reason}"
+    assert check.metadata["segment_gap"].value == "not evaluated"
+    measured = {"gap": 0.04, "segment": "department", "best": "it", "worst": "hr", "reason": None}
+    assert gate_fairness_check(dg.AssetKey("champion_model"), "2", measured, RULES, ("department",)).passed
 
 
 # The retraining decision
@@ -200,7 +347,82 @@ def test_snapshot_dates_outside_the_partitions_say_what_to_set():
     assert partition_hint(start, start + timedelta(days=5)) is None
 
 
-def test_the_reference_profile_samples_whole_customers_reproducibly():
+def _one_model_manifest(tmp_path, raw_code: str, snapshot_meta: dict | None = None) -> Path:
+    """A manifest with one seed-built dataset model, as dbt parses the onboarding page's."""
+    model = {
+        "unique_id": "model.churn_platform.telco_churn",
+        "resource_type": "model",
+        "name": "telco_churn",
+        "original_file_path": "models/telco/telco_churn.sql",
+        "raw_code": raw_code,
+        "config": {"meta": {"churn_platform": {"registered_model": "telco_churn"}}},
+        "columns": {
+            "customer_id": {"config": {"meta": {"role": "entity"}}},
+            "snapshot_date": {"config": {"meta": {"role": "snapshot", **(snapshot_meta or {})}}},
+        },
+        "depends_on": {"nodes": ["seed.churn_platform.telco_customers"]},
+    }
+    seed = {"unique_id": "seed.churn_platform.telco_customers", "resource_type": "seed", "name": "telco_customers"}
+    path = tmp_path / f"manifest-{len(list(tmp_path.iterdir()))}.json"  # a new file: manifests are cached by mtime
+    path.write_text(json.dumps({"nodes": {n["unique_id"]: n for n in (model, seed)}, "sources": {}}))
+    return path
+
+
+TELCO = Dataset("telco_churn", "telco_churn", "telco_churn", "telco_churn")
+
+
+def test_a_snapshot_date_before_the_partitions_fails_the_load_naming_model_and_date(tmp_path):
+    manifest = _one_model_manifest(
+        tmp_path, "select customerid as customer_id,\n    date '2026-06-01' as snapshot_date"
+    )
+    with pytest.raises(ValueError) as raised:
+        refuse_days_before_the_partitions(manifest, [TELCO], date(2026, 7, 1))
+    assert str(raised.value) == (
+        "dbt model 'telco_churn' (models/telco/telco_churn.sql) sets snapshot_date to the date 2026-06-01 in its "
+        "SQL, before PLATFORM_START_DATE 2026-07-01, the first daily partition: telco_churn could never be scored "
+        "or monitored on 2026-06-01. Set PLATFORM_START_DATE=2026-06-01 (or earlier) and reload."
+    )
+    refuse_days_before_the_partitions(manifest, [TELCO], date(2026, 6, 1))  # the start itself is a partition
+    cast = _one_model_manifest(tmp_path, "select cast('2025-12-31' as date) as \"snapshot_date\"")
+    with pytest.raises(ValueError, match="to the date 2025-12-31 in its SQL"):
+        refuse_days_before_the_partitions(cast, [TELCO], date(2026, 1, 1))
+
+
+def test_a_declared_first_snapshot_is_checked_too(tmp_path):
+    """Days computed from data are unknown until a build; ``first_snapshot`` in the column's meta declares them."""
+    manifest = _one_model_manifest(tmp_path, "select * from weekly", {"first_snapshot": "2025-01-06"})
+    with pytest.raises(ValueError, match="declares first_snapshot 2025-01-06 on snapshot_date, before PLATFORM_START"):
+        refuse_days_before_the_partitions(manifest, [TELCO], date(2026, 1, 1))
+    unknown = _one_model_manifest(tmp_path, "select * from weekly")
+    refuse_days_before_the_partitions(unknown, [TELCO], date(2026, 1, 1))  # nothing declared: training checks
+    wrong = _one_model_manifest(tmp_path, "select 1", {"first_snapshot": "January"})
+    with pytest.raises(ValueError, match="first_snapshot 'January' is not a date"):
+        refuse_days_before_the_partitions(wrong, [TELCO], date(2026, 1, 1))
+
+
+def test_matured_outcomes_have_partitions_a_horizon_past_the_last_day():
+    """A one-off extract with horizon_days 365, snapshot on the last daily partition, is judged 365 days later."""
+    last = date.fromisoformat(daily_partitions.get_last_partition_key())
+    matured = (last + timedelta(days=365)).isoformat()
+    assert matured_partitions(365).get_last_partition_key() == matured
+    assert matured_partitions(365).has_partition_key(matured) and not daily_partitions.has_partition_key(matured)
+    assert matured_partitions(365).get_first_partition_key() == daily_partitions.get_first_partition_key()
+
+
+# Lineage
+
+
+def test_a_model_reads_only_the_sources_its_lineage_reaches(tmp_path):
+    from resources.dbt import dbt_project
+
+    seeded = load_manifest(_one_model_manifest(tmp_path, "select 1"))
+    assert sources_read(seeded, "telco_churn") == set()  # built from a seed: no lake table
+    project = load_manifest(dbt_project.manifest_path)
+    assert sources_read(project, "stg_sessions") == {"raw_sessions"}
+    assert {"raw_sessions", "raw_cancellations", "campaign_log"} <= sources_read(project, "training_set")
+
+
+def test_the_reference_profile_samples_whole_customers_reproducibly(tmp_path):
     """Past the row cap the drift reference keeps a fixed share of customers, the same each time."""
     from platform_assets.ml.profiles import sample_entities
 

@@ -37,10 +37,10 @@ from platform_assets.ml.scoring import top_reasons
 from platform_assets.ml.training import TimeSplit
 from platform_assets.serving.assets import serving_assets
 from platform_assets.serving.automation import SERVING_SENSORS
-from platform_assets.serving.rollout import ROLLOUT_CHECK
-from platform_assets.serving.state import CANARY_ROLLED_BACK
+from platform_assets.serving.rollout import ADVANCE, ROLLOUT_CHECK, apply_action
+from platform_assets.serving.state import CANARY_ROLLED_BACK, STAGE
 from platform_assets.serving.store import ONLINE_FEATURES, SERVING_REQUESTS
-from resources.model_registry import CHALLENGER, CHAMPION
+from resources.model_registry import CHALLENGER, CHAMPION, GATE, ModelRegistry
 from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
 pytestmark = pytest.mark.world
@@ -149,8 +149,12 @@ class World:
         self.materialize([online_features], run_config=config)
         return self.lake.version(ONLINE_FEATURES)
 
-    def set_alias(self, alias: str, version: str) -> None:
-        self.registry.activate().set_registered_model_alias(self.registry.model_name, alias, version)
+    def set_alias(self, alias: str, version: str, gate: str = "passed") -> None:
+        """Move an alias; a challenger also gets the gate's verdict (``passed``, as the gate gives it)."""
+        client = self.registry.activate()
+        client.set_registered_model_alias(self.registry.model_name, alias, version)
+        if alias == CHALLENGER:
+            client.set_model_version_tag(self.registry.model_name, version, GATE, gate)
 
     def audit(self) -> pl.DataFrame:
         return self.lake.scan(SERVING_REQUESTS).collect() if self.lake.exists(SERVING_REQUESTS) else pl.DataFrame()
@@ -259,7 +263,7 @@ def world(tmp_path_factory):
         world.weak = _register_booster(world, "worse challenger", {"num_leaves": 7}, 30, shuffled=True)
         slow = {"num_leaves": 255, "max_depth": -1, "min_data_in_leaf": 2, "learning_rate": 0.002}
         world.slow = _register_booster(world, "slow challenger", slow, 150)
-        assert registry.version(CHALLENGER).version == champion.version  # no live challenger until a test makes one
+        assert registry.version(CHALLENGER) is None  # a first model is promoted on the gate: no live challenger
         world.publish(world.as_of)
         store = pl.read_delta(world.lake.uri(ONLINE_FEATURES))
         world.customers = store["customer_id"].to_list()
@@ -268,8 +272,8 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(world, tmp_path_factory):
-    """The API in shadow mode (the default), shared by the tests below and stopped by the last one."""
-    running = world.server(tmp_path_factory.mktemp("logs"), challenger_mode="shadow")
+    """The API in the default staged mode (a challenger shadows until advanced), shared by the tests below."""
+    running = world.server(tmp_path_factory.mktemp("logs"))
     yield running
     running.stop()
 
@@ -476,6 +480,25 @@ def test_promotion_rollback_and_a_new_snapshot_change_the_answer_without_restart
     assert answers[-1][2] == published
 
 
+def test_only_a_version_that_passed_the_gate_gets_traffic_first_in_shadow_then_in_canary(world, server):
+    name = world.registry.model_name
+    world.set_alias(CHALLENGER, world.weak, gate="refused")  # the alias alone, on a version the gate refused
+    try:
+        before = server.ready()["feature_snapshot_version"]
+        published = world.publish()  # a state rebuilt after the alias moved ...
+        state = server.wait_for(lambda s: s["feature_snapshot_version"] == published != before, "the new snapshot")
+        assert state["challenger_version"] is None  # ... and the refused version gets no request
+        world.set_alias(CHALLENGER, world.copy)
+        server.wait_for(lambda s: s["challenger_version"] == world.copy and s["challenger_mode"] == "shadow", "shadow")
+        apply_action(world.registry, ADVANCE, world.copy, "the shadow stage served its window")  # the sensor's run
+        server.wait_for(lambda s: s["challenger_version"] == world.copy and s["challenger_mode"] == "canary", "canary")
+        history = ModelRegistry.history(world.registry.by_number(world.copy))
+        assert (history[-1]["step"], history[-1]["verdict"]) == ("rollout", "canary")
+    finally:
+        world.registry.activate().delete_model_version_tag(name, world.copy, STAGE)
+        world.set_alias(CHALLENGER, world.champion)
+
+
 def test_shadow_scores_are_audited_but_never_returned(world, server):
     world.set_alias(CHALLENGER, world.copy)
     try:
@@ -651,8 +674,10 @@ def canary(world, tmp_path_factory):
 
 
 def _judge(world: World, monkeypatch, **settings):
-    """Materialize today's serving monitoring, then evaluate the rollout sensor once, as the daemon does."""
-    for name, value in settings.items():
+    """Materialize today's serving monitoring, then evaluate the rollout sensor once, as the daemon does.
+
+    The report runs with the canary server's own mode, as a deployment shares one configuration."""
+    for name, value in {"serving_challenger_mode": "canary", **settings}.items():
         monkeypatch.setenv(f"PLATFORM_{name.upper()}", str(value))
     today = datetime.now(UTC).date().isoformat()
     result = world.materialize([serving_log, online_feature_drift, rollout_report], partition_key=today)
@@ -684,12 +709,15 @@ def _traffic(canary: Server, customers: list, batch: int = 1) -> None:
 
 
 def _flushed(world: World, server: Server) -> None:
+    """Every answered request is in the lake, and the silent (shadow) rows have stopped arriving."""
     ids = {rid for rid, _ in server.ledger}
-    deadline = time.monotonic() + 30
+    deadline, seen = time.monotonic() + 60, -1
     while time.monotonic() < deadline:
-        if set(world.audit()["request_id"].unique().to_list()) >= ids:
+        audit = world.audit()
+        if audit.height and set(audit["request_id"].unique().to_list()) >= ids and audit.height == seen:
             return
-        time.sleep(0.5)
+        seen = audit.height
+        time.sleep(1.0)
     raise AssertionError("the audit rows did not reach the lake")
 
 
@@ -709,7 +737,7 @@ def test_a_worse_canary_is_rolled_back_by_the_sensor(world, canary, monkeypatch)
     _flushed(world, canary)
     check, request = _judge(world, monkeypatch, serving_latency_sla_ms=60_000, rollout_window_days=1)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
-    assert "does worse: ROC AUC" in check.description, check.description
+    assert "does worse: paired ROC AUC" in check.description, check.description
     assert isinstance(request, dg.RunRequest) and request.tags["platform/action"] == "rollback"
     assert request.tags["platform/trigger"] == "automation" and "does worse" in request.tags["platform/reason"]
     _act(world, request)
@@ -723,9 +751,9 @@ def test_a_slow_canary_breaching_the_latency_sla_is_rolled_back(world, canary, m
     world.set_alias(CHAMPION, world.champion)
     world.set_alias(CHALLENGER, world.slow)  # hundreds of 255-leaf trees: TreeSHAP far slower than the champion
     canary.wait_for(lambda s: s["challenger_version"] == world.slow, "canary v4")
-    _traffic(canary, world.customers[:120])
+    _traffic(canary, world.customers[:300])  # about 150 canary requests: enough for the p95's bound at one look
     _flushed(world, canary)
-    check, request = _judge(world, monkeypatch, serving_latency_sla_ms=10, rollout_window_days=1)
+    check, request = _judge(world, monkeypatch, serving_latency_sla_ms=10, rollout_window_days=1, rollout_max_looks=1)
     assert not check.passed and "breaches the SLA of 10.0 ms" in check.description, check.description
     assert isinstance(request, dg.RunRequest) and request.tags["platform/action"] == "rollback"
     _act(world, request)
@@ -738,16 +766,23 @@ def test_a_better_canary_that_won_over_the_window_is_promoted(world, canary, mon
     canary.wait_for(
         lambda s: s["champion_version"] == world.weak and s["challenger_version"] == world.copy, "canary v2 on v3"
     )
-    _traffic(canary, world.customers, batch=100)
+    _traffic(canary, world.customers, batch=10)
     _flushed(world, canary)
-    settings = {"serving_latency_sla_ms": 60_000, "rollout_window_days": 1, "rollout_min_requests": 5}
+    settings = {
+        "serving_latency_sla_ms": 60_000,
+        "serving_error_budget": 0.05,  # 0 errors in the canary's requests show it within 5%
+        "rollout_window_days": 1,
+        "rollout_min_requests": 5,
+        "rollout_max_looks": 1,  # one look: its whole alpha
+    }
     check, request = _judge(world, monkeypatch, **settings)
     assert check.passed and check.metadata["action"].value == "promote", check.description
     assert isinstance(request, dg.RunRequest) and request.tags["platform/action"] == "promote"
     assert "won over 1 days" in request.tags["platform/reason"]
     _act(world, request)
     assert world.registry.version(CHAMPION).version == world.copy
-    assert "rollout" in world.registry.by_number(world.copy).tags["promotion_reason"]
+    last = ModelRegistry.history(world.registry.by_number(world.copy))[-1]
+    assert last["verdict"] == "promoted" and last["reason"].startswith("rollout: ") and "better" in last["reason"]
     canary.wait_for(lambda s: s["champion_version"] == world.copy and s["challenger_version"] is None, "v2 promoted")
     assert _canary_roles(canary, world.customers[:200]) == {"champion": {world.copy}}
 

@@ -52,20 +52,21 @@ def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 def segment_performance(
-    frame: pl.DataFrame, label: str, score: str, segments: list[str], min_positives: int = 50
+    frame: pl.DataFrame, label: str, score: str, segments: list[str], *, min_per_class: int
 ) -> pl.DataFrame:
-    """ROC AUC per value of each segment column, where there are enough churners to measure it.
+    """ROC AUC per value of each segment column, where there are enough churners and non-churners to measure it.
 
-    With fewer than ``min_positives`` churners a segment's ROC AUC is mostly noise
-    (its standard error is several points), and a gap between two such would
-    refuse good models at random.
+    A value with fewer than ``min_per_class`` churners, or fewer than that many
+    non-churners (``PLATFORM_FAIRNESS_MIN_PER_CLASS``), is left out: its ROC AUC is
+    mostly noise (the standard error is several points), and a gap between two such
+    would refuse good models at random.
     """
     rows = []
     for column in segments:
         for (value,), group in frame.group_by(column):
             y = group[label].cast(pl.Int64).to_numpy()
             positives = int(y.sum())
-            if positives < min_positives or positives == len(y):
+            if min(positives, len(y) - positives) < min_per_class:
                 continue
             rows.append(
                 {
@@ -86,21 +87,26 @@ def segment_performance(
     return pl.DataFrame(rows, schema=schema).sort(["segment", "value"])
 
 
-def largest_gap(segments: pl.DataFrame, declared: Sequence[str]) -> dict[str, object]:
+def largest_gap(segments: pl.DataFrame, declared: Sequence[str], min_per_class: int) -> dict[str, object]:
     """The widest ROC AUC gap between two values of one segment column.
 
-    With no segment declared, or none with enough churners, the gap is not evaluated
+    With no segment declared, or fewer than two measured values in every declared column
+    (``segment_performance`` with the same ``min_per_class``), the gap is not evaluated
     (``gap`` is None and ``reason`` says why), never a reassuring 0.
     """
-    if segments.is_empty():
+    measured = segments.group_by("segment").agg(pl.len().alias("values")).filter(pl.col("values") >= 2)
+    if measured.is_empty():
+        columns = declared[0] if len(declared) == 1 else f"any of {', '.join(declared)}"
         reason = (
-            f"no value of {', '.join(declared)} had enough churners and non-churners to measure"
+            f"no two values of {columns} had at least {min_per_class} churners and "
+            f"{min_per_class} non-churners each to compare (PLATFORM_FAIRNESS_MIN_PER_CLASS)"
             if declared
             else "no segment column declared (config.meta.role: segment in the dbt YAML)"
         )
         return {"gap": None, "segment": None, "best": None, "worst": None, "reason": reason}
     spread = (
-        segments.group_by("segment")
+        segments.join(measured.select("segment"), on="segment")
+        .group_by("segment")
         .agg(
             (pl.col("roc_auc").max() - pl.col("roc_auc").min()).alias("gap"),
             pl.col("value").sort_by("roc_auc").last().alias("best"),
@@ -110,3 +116,14 @@ def largest_gap(segments: pl.DataFrame, declared: Sequence[str]) -> dict[str, ob
         .row(0, named=True)
     )
     return {**spread, "reason": None}
+
+
+def judge_fairness(gap: dict, bound: float) -> tuple[bool, str]:
+    """Whether the segment gap is within the bound, and a check's text; an unmeasured gap never passes."""
+    if gap["gap"] is None:
+        return False, f"not evaluated: {gap['reason']}"
+    text = (
+        f"largest ROC AUC gap {gap['gap']:.3f} across {gap['segment']} "
+        f"(best {gap['best']}, worst {gap['worst']}; bound {bound})"
+    )
+    return gap["gap"] <= bound, text

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from pathlib import Path
 
@@ -241,6 +242,61 @@ def discover(
         outcome=labelled(manifest, outcome_model) if outcome_model else trained,
         description=training.get("description", ""),
     )
+
+
+def declared_snapshot_days(manifest: dict, model: str) -> dict[date, str]:
+    """The snapshot days a model's declaration fixes before any data is read: ``{day: where it says so}``.
+
+    Two declarations are read from the manifest: a literal date the model's SQL gives its
+    snapshot column (``date '2026-06-01' as snapshot_date``, or ``cast('2026-06-01' as
+    date)``, as a one-off extract does), and ``first_snapshot`` in the snapshot column's
+    meta, for data whose days come from the data (``config: {meta: {role: snapshot,
+    first_snapshot: "2025-01-06"}}``). A range computed in SQL from data is only known at
+    training, where ``partitions.partition_hint`` checks it.
+    """
+    node = _model(manifest, model)
+    roles = _roles(node)
+    if len(roles["snapshot"]) != 1:
+        return {}
+    column = roles["snapshot"][0]
+    where = f"dbt model {model!r} ({node.get('original_file_path', '')})"
+    found: dict[date, str] = {}
+    literal = r"(?:\bdate\s*'(\d{4}-\d{2}-\d{2})'|\bcast\s*\(\s*'(\d{4}-\d{2}-\d{2})'\s+as\s+date\s*\))"
+    named = rf"{literal}\s+as\s+\"?{re.escape(column)}(?!\w)"
+    for match in re.finditer(named, node.get("raw_code", ""), flags=re.IGNORECASE):
+        day = date.fromisoformat(match.group(1) or match.group(2))
+        found.setdefault(day, f"{where} sets {column} to the date {day} in its SQL")
+    declared = _meta(node["columns"][column]).get("first_snapshot")
+    if declared is not None:
+        try:
+            day = date.fromisoformat(str(declared))
+        except ValueError:
+            raise ValueError(
+                f"{where}, column {column!r}: first_snapshot {declared!r} is not a date (YYYY-MM-DD)"
+            ) from None
+        found.setdefault(day, f"{where} declares first_snapshot {day} on {column}")
+    return found
+
+
+def sources_read(manifest: dict, model: str) -> set[str]:
+    """The names of the dbt sources a model reads, directly or through the models and seeds it selects from.
+
+    This is the model's lineage as dbt parsed it (``depends_on``), so a model built
+    from a seed reads no source at all, whatever else the project holds.
+    """
+    found: set[str] = set()
+    seen: set[str] = set()
+    pending = [_model(manifest, model)["unique_id"]]
+    while pending:
+        unique_id = pending.pop()
+        if unique_id in seen:
+            continue
+        seen.add(unique_id)
+        if unique_id in manifest.get("sources", {}):
+            found.add(manifest["sources"][unique_id]["name"])
+        elif unique_id in manifest["nodes"]:
+            pending.extend(manifest["nodes"][unique_id].get("depends_on", {}).get("nodes", []))
+    return found
 
 
 def datasets(manifest_path: Path) -> list[Dataset]:

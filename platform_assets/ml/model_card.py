@@ -49,7 +49,7 @@ decisions about individuals without human review.
 - Training relation: `{spec.training_relation}` ({rows["train"]} training rows, {rows["validation"]} validation rows)
 - Split: {split.describe()}
 - Early stopping on `{spec.entity}` values held out of the training rows
-- Lake versions the features were built from: `{data_versions}`
+- Lake versions the features were built from: {f"`{data_versions}`" if data_versions else "none (its dbt models read no lake table)"}
 - MLflow run: `{run_id}`
 
 ## Monitoring reference and risk bands
@@ -76,7 +76,7 @@ Most important: {top}.
 {markdown_table(calibration, 10)}
 
 ## Performance by segment
-{markdown_table(segments, 40) if segments.height else "_not enough churners per segment_"}
+{markdown_table(segments, 40) if segments.height else "_no segment value had enough churners and non-churners_"}
 
 {gap_line}
 

@@ -96,14 +96,101 @@ class TimeSplit:
         return pl.col(spec.snapshot).is_in(self.train)
 
     def trained_on(self, snapshot: str, columns: list[str]) -> pl.Expr:
-        """Rows whose outcome this model may have learned: a training row, or (time split) a row whose
-        label window overlaps a training label window (snapshot within the horizon of a training day)."""
+        """Rows whose outcome this model may have learned.
+
+        Time split: a label says what happened in the ``horizon_days`` after its snapshot,
+        the window (s, s + horizon]. A row of snapshot s overlaps training when its window
+        overlaps a training row's window (t, t + horizon], that is when t - horizon < s <
+        t + horizon for some training snapshot t: an outcome in the shared days (a customer
+        who left then) was a training label, and the model fit it. So after training, a
+        row is unseen from the last training snapshot plus the horizon on (the day its last
+        training label was known), and the time split's validation days start there too;
+        a snapshot 84 days after the last training one overlaps it under a 90-day horizon.
+        Only the days are compared, not the entities: a time split trains on every entity.
+        Column split: the declared ``train`` rows, on any snapshot (their entities are the
+        ones the model learned); every row when the column is missing.
+        """
         if self.kind == "column":
             if self.column not in columns:
                 return pl.lit(True)  # cannot tell which rows trained it: count them all
             return pl.col(self.column).cast(pl.String) == "train"
+        day = pl.col(snapshot)
+        return pl.any_horizontal(
+            [(day > first) & (day < last) for first, last in self.overlapping_windows()] or [pl.lit(False)]
+        )
+
+    def overlapping_windows(self) -> list[tuple[date, date]]:
+        """The open intervals of snapshot days whose label window overlaps a training label window (time split),
+        merged: (first training day - horizon, last training day + horizon) when training days are closer than
+        twice the horizon, as a time split's are."""
         reach = timedelta(days=self.horizon_days)
-        return (pl.col(snapshot) > min(self.train) - reach) & (pl.col(snapshot) < max(self.train) + reach)
+        merged: list[tuple[date, date]] = []
+        for day in sorted(self.train):
+            if merged and day - reach < merged[-1][1]:
+                merged[-1] = (merged[-1][0], day + reach)
+            else:
+                merged.append((day - reach, day + reach))
+        return merged
+
+    def overlap_reason(self, snapshot: date, version: str) -> str:
+        """Why rows of ``snapshot`` count as trained on, in words that are true for this split."""
+        if self.kind == "column":
+            if snapshot in self.train:
+                return f"v{version} trained on them ({self.column} = train)"
+            return (
+                f"their entities are the ones v{version} trained on ({self.column} = train), here on snapshot "
+                f"{snapshot}; only its validation entities are judged"
+            )
+        if snapshot in self.train:
+            return f"v{version} trained on snapshot {snapshot}"
+        h = self.horizon_days
+        first, last = min(self.train), max(self.train)
+        if snapshot > last:
+            return (
+                f"their snapshot {snapshot} is within {h} days of v{version}'s last training snapshot {last} "
+                f"({(snapshot - last).days} days after it), so their labels overlap what it learned "
+                f"(unseen from {last + timedelta(days=h)})"
+            )
+        if snapshot < first:
+            return (
+                f"their snapshot {snapshot} is within {h} days of v{version}'s first training snapshot {first} "
+                f"({(first - snapshot).days} days before it), so their labels overlap what it learned"
+            )
+        return (
+            f"their snapshot {snapshot} lies among v{version}'s training snapshots ({first}..{last}), within {h} "
+            "days of one, so their labels overlap what it learned"
+        )
+
+    def unseen_rows(self, snapshot: date, version: str) -> str:
+        """What the rows of ``snapshot`` this model did not train on are, for the report: new rows, or its
+        validation set again."""
+        if self.kind == "column":
+            if snapshot in self.validation:
+                return (
+                    f"v{version}'s validation rows ({self.column} = validation on snapshot {snapshot}): this is its "
+                    "validation set again"
+                )
+            return (
+                f"v{version}'s validation entities ({self.column} = validation) on snapshot {snapshot}, which it "
+                "neither trained nor validated on: entities it never learned, who are also its validation set"
+            )
+        if snapshot in self.validation:
+            return f"v{version}'s validation rows (snapshot {snapshot} validated it): this is its validation set again"
+        last = max(self.train)
+        if snapshot > last:
+            return (
+                f"unseen by v{version}: snapshot {snapshot} is {(snapshot - last).days} days after its last training "
+                f"snapshot {last} (at least the {self.horizon_days}-day horizon), not one of its validation days"
+            )
+        if snapshot < min(self.train):
+            return (
+                f"unseen by v{version}: snapshot {snapshot} is at least the {self.horizon_days}-day horizon before "
+                f"its first training snapshot {min(self.train)}"
+            )
+        return (
+            f"unseen by v{version}: snapshot {snapshot} is at least the {self.horizon_days}-day horizon away from "
+            "each of its training snapshots"
+        )
 
     def describe(self) -> str:
         def days(d: list[date]) -> str:

@@ -1,34 +1,48 @@
 """Performance once labels mature, and what the predictions are worth to the business.
 
-Predictions of day P are judged on day P + horizon, against the outcome the dataset's
-declared outcome model (dbt) holds for P; the horizon is its label's ``horizon_days``.
-Rows the scoring model version trained on (from the split recorded on its MLflow run)
-are left out, and so are rows a decision treated: when the outcome model declares a
-``treated`` column (``churn_outcomes.treated_within_horizon``: a retention contact acted
-within the label horizon) and ``treated_labels`` is ``exclude`` (the dbt var's default),
-those customers' outcomes may be the campaign's doing, so they are not the model's to be
-judged on; the holdout arm, never contacted, stays in. How many were left out, and why,
-is in the metadata. When too few rows have matured, or a figure is not finite, the checks
-warn and say so: they never pass on nothing.
+On day D, the predictions judged are those of the latest snapshot at or before
+D - horizon (the label's ``horizon_days``), whatever the snapshot cadence (weekly
+snapshots under a 90-day horizon are judged 91 days on), against the outcome the
+dataset's declared outcome model (dbt) holds for that snapshot. Rows the scoring
+version may have learned (from the split recorded on its MLflow run) are left out:
+on a time split, every snapshot within the horizon of a training snapshot, whose
+label window overlaps a training label window (``TimeSplit.trained_on``), so a later
+day is judged from the last training snapshot plus the horizon on; on a split column,
+the ``train`` entities on every day, so later days are judged on the validation
+entities. The report says which rows were judged, and when they are the model's
+validation set again. Rows a decision treated are left out too: when the outcome
+model declares a ``treated`` column (``churn_outcomes.treated_within_horizon``: a
+retention contact acted within the label horizon) and ``treated_labels`` is
+``exclude`` (the dbt var's default), those customers' outcomes may be the campaign's
+doing, so they are not the model's to be judged on; the holdout arm, never contacted,
+stays in. How many were left out, and why, is in the metadata. When too few rows have
+matured, or a figure is not finite, the checks warn and say so: they never pass on
+nothing.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
 import polars as pl
 from pydantic import Field
 
-from platform_assets.datasets import DEFAULT, dbt_key, spec_of
+from platform_assets.datasets import DEFAULT, dbt_key, performance_partitions, spec_of
 from platform_assets.metadata import OWNER, markdown_table, table_schema
 from platform_assets.ml.feature_spec import Dataset, FeatureSpec, LabelledModel
 from platform_assets.partitions import daily_partitions
 from platform_assets.predictions import PREDICTIONS, predictions_asset
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
+from resources.settings import settings
 from resources.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from platform_assets.ml.training import TimeSplit
 
 MODEL_PERFORMANCE = "monitoring/model_performance"
 BUSINESS_IMPACT = "monitoring/business_impact"
@@ -44,7 +58,11 @@ PERFORMANCE_COLUMNS = {
     "calibration_error": ("Float64", "Expected calibration error over score deciles."),
     "brier": ("Float64", "Brier score."),
     "base_rate": ("Float64", "Share of rows whose label was positive."),
-    "rows": ("Float64", "Predictions evaluated (matured, not treated by a decision, not trained on)."),
+    "rows": (
+        "Float64",
+        "Predictions evaluated: matured, not treated by a decision, not learned (a time split leaves out snapshots "
+        "within the horizon of a training snapshot, a split column its train entities).",
+    ),
     "validation_roc_auc": ("Float64", "The model card's validation ROC AUC."),
     "segment_gap": ("Float64", "Largest ROC AUC gap across the declared segments (empty if not evaluated)."),
 }
@@ -66,7 +84,9 @@ class Matured:
 
     ``note`` says what was left out or missing (empty when nothing was); ``treated_left_out``
     counts the matured rows left out because a decision treated them, ``treatment`` says
-    what the outcome model declares about treated rows and what became of them.
+    what the outcome model declares about treated rows and what became of them;
+    ``evaluated`` says what the judged rows are to the scoring version (unseen rows, or
+    its validation set again).
     """
 
     scored_on: date
@@ -74,9 +94,26 @@ class Matured:
     note: str
     treatment: str
     treated_left_out: int = 0
+    evaluated: str = "nothing"
 
-    def treated_metadata(self) -> dict:
-        return {"treated_left_out": self.treated_left_out, "treated_rows": self.treatment}
+    def metadata(self) -> dict:
+        """What was judged and what was left out, for a report's metadata."""
+        return {
+            "evaluated_predictions_of": self.scored_on.isoformat(),
+            "evaluated_rows": self.evaluated,
+            "treated_left_out": self.treated_left_out,
+            "treated_rows": self.treatment,
+        }
+
+
+def snapshot_to_judge(day: date, horizon_days: int, scored: Iterable[date]) -> date | None:
+    """The latest scored snapshot whose outcome has matured by ``day``: at or before ``day`` - horizon.
+
+    Not exactly ``day`` - horizon: snapshots need not be daily (weekly snapshots never
+    fall 90 days apart), and a snapshot earlier than that has matured as well.
+    """
+    due = day - timedelta(days=horizon_days)
+    return max((d for d in scored if d <= due), default=None)
 
 
 def _treatment(outcome: LabelledModel) -> str:
@@ -94,17 +131,20 @@ def _treatment(outcome: LabelledModel) -> str:
 def matured(
     lake: Lake, warehouse: Warehouse, registry: ModelRegistry, dataset: Dataset, spec: FeatureSpec, day: date
 ) -> Matured:
-    """Predictions made a label horizon before ``day`` with their outcome (column ``churned``), minus the rows
-    a decision treated (unless the dataset keeps them) and the rows the scoring version trained on."""
+    """The predictions of the latest scored snapshot at least a label horizon before ``day`` with their outcome
+    (column ``churned``), minus the rows a decision treated (unless the dataset keeps them) and the rows the
+    scoring version may have learned."""
     from platform_assets.ml.training import TimeSplit
 
     outcome = spec.outcome
-    scored_on = day - timedelta(days=outcome.horizon_days)
+    due = day - timedelta(days=outcome.horizon_days)
     treatment = _treatment(outcome)
     table = dataset.lake_table(PREDICTIONS)
-    predictions = lake.read_days(table, scored_on) if lake.exists(table) else pl.DataFrame()
-    if predictions.is_empty():
-        return Matured(scored_on, predictions, f"no predictions from {scored_on}", treatment)
+    scored_on = snapshot_to_judge(day, outcome.horizon_days, lake.days(table, due) if lake.exists(table) else ())
+    if scored_on is None:
+        note = f"no predictions at or before {due} ({outcome.horizon_days} days, the label horizon, before {day})"
+        return Matured(due, pl.DataFrame(), note, treatment)
+    predictions = lake.read_days(table, scored_on)
     keep = [c for c in (outcome.split, outcome.treated) if c]
     outcomes = warehouse.query(
         f"select {', '.join([outcome.entity, outcome.label, *keep])} from {outcome.relation} "
@@ -139,12 +179,28 @@ def matured(
         note = f"v{version.version} recorded no split: its training rows are unknown"
         return Matured(scored_on, joined.clear(), note, treatment, treated)
     split = TimeSplit.from_json(recorded)
-    unseen = joined.filter(~split.trained_on(spec.snapshot, joined.columns))
-    left_out = joined.height - unseen.height
-    if left_out:
-        notes.append(f"{left_out} of {joined.height} matured rows left out: v{version.version} trained on them")
-    rows = unseen.with_columns(pl.col(OUTCOME).cast(pl.Boolean))
-    return Matured(scored_on, rows, "; ".join(notes), treatment, treated)
+    rows, left_out, evaluated = unseen(joined, split, version.version, scored_on, spec.snapshot, outcome.name)
+    notes += [left_out] if left_out else []
+    rows = rows.with_columns(pl.col(OUTCOME).cast(pl.Boolean))
+    return Matured(scored_on, rows, "; ".join(notes), treatment, treated, evaluated)
+
+
+def unseen(
+    rows: pl.DataFrame, split: "TimeSplit", version: str, scored_on: date, snapshot: str, source: str
+) -> tuple[pl.DataFrame, str, str]:
+    """The rows of snapshot ``scored_on`` (column ``snapshot``) that ``split``'s model did not learn
+    (``TimeSplit.trained_on``), why the others were left out (empty when none were), and what the kept rows are
+    to the model (for the report); ``source`` names the model the rows' split column was read from."""
+    if split.kind == "column" and split.column not in rows.columns:
+        reason = (
+            f"{rows.height} of {rows.height} matured rows left out: {source} has no split column `{split.column}`, "
+            f"so v{version}'s training entities cannot be told apart"
+        )
+        return rows.clear(), reason, "nothing"
+    kept = rows.filter(~split.trained_on(snapshot, rows.columns))
+    left_out = rows.height - kept.height
+    reason = f"{left_out} of {rows.height} matured rows left out: {split.overlap_reason(scored_on, version)}"
+    return kept, reason if left_out else "", split.unseen_rows(scored_on, version) if kept.height else "nothing"
 
 
 def _unevaluable(scores: dict, rows: int, config: PerformanceConfig) -> str | None:
@@ -159,17 +215,6 @@ def _unevaluable(scores: dict, rows: int, config: PerformanceConfig) -> str | No
     return None
 
 
-def judge_fairness(gap: dict, bound: float) -> tuple[bool, str]:
-    """Whether the segment gap is within the bound, and the check's text; an unmeasured gap never passes."""
-    if gap["gap"] is None:
-        return False, f"not evaluated: {gap['reason']}"
-    text = (
-        f"largest ROC AUC gap {gap['gap']:.3f} across {gap['segment']} "
-        f"(best {gap['best']}, worst {gap['worst']}; bound {bound})"
-    )
-    return gap["gap"] <= bound, text
-
-
 def report_performance(
     context: dg.AssetExecutionContext,
     config: PerformanceConfig,
@@ -179,7 +224,7 @@ def report_performance(
     lake: Lake,
 ):
     """Judge the predictions whose outcome matured today against the model card's validation figure."""
-    from platform_assets.ml.evaluation import largest_gap, metrics, segment_performance
+    from platform_assets.ml.evaluation import judge_fairness, largest_gap, metrics, segment_performance
     from platform_assets.plots import as_metadata, metric_over_time, png_bytes
 
     day = date.fromisoformat(context.partition_key)
@@ -198,10 +243,9 @@ def report_performance(
         context.log.warning(f"{day}: predictions of {scored_on}: {message}")
         yield dg.MaterializeResult(
             metadata={
-                "evaluated_predictions_of": scored_on.isoformat(),
                 "dagster/row_count": 0,
                 "status": message,
-                **found.treated_metadata(),
+                **found.metadata(),
             }
         )
         for name in (PERFORMANCE_CHECK, FAIRNESS_CHECK):
@@ -221,8 +265,11 @@ def report_performance(
         f"where {spec.snapshot} = ?",
         [scored_on],
     ).join(outcomes, on=spec.entity)
-    segments = segment_performance(segment_frame, OUTCOME, "churn_probability", list(spec.segments))
-    gap = largest_gap(segments, spec.segments)
+    minimum = settings().fairness_min_per_class
+    segments = segment_performance(
+        segment_frame, OUTCOME, "churn_probability", list(spec.segments), min_per_class=minimum
+    )
+    gap = largest_gap(segments, spec.segments, minimum)
     row = pl.DataFrame(
         [
             {
@@ -241,11 +288,11 @@ def report_performance(
     floor = validation.get("roc_auc", float("nan")) - config.auc_tolerance
     context.log.info(
         f"{day}: predictions of {scored_on} by v{version.version}: ROC AUC {scores['roc_auc']:.3f} "
-        f"(validation {validation.get('roc_auc', float('nan')):.3f}, floor {floor:.3f})" + (f"; {note}" if note else "")
+        f"(validation {validation.get('roc_auc', float('nan')):.3f}, floor {floor:.3f}) on {found.evaluated}"
+        + (f"; {note}" if note else "")
     )
     yield dg.MaterializeResult(
         metadata={
-            "evaluated_predictions_of": scored_on.isoformat(),
             "model_version": version.version,
             "dagster/row_count": int(scores["rows"]),
             **{
@@ -254,7 +301,7 @@ def report_performance(
             },
             "validation_roc_auc": validation.get("roc_auc", float("nan")),
             "left_out": note or "none",
-            **found.treated_metadata(),
+            **found.metadata(),
             "segments": dg.MetadataValue.md(markdown_table(segments, 40) if segments.height else gap["reason"]),
             "roc_auc_over_time": as_metadata(
                 png_bytes(metric_over_time(history, "roc_auc", "ROC AUC of matured predictions", [floor]))
@@ -271,7 +318,8 @@ def report_performance(
         severity=dg.AssetCheckSeverity.ERROR if decayed else dg.AssetCheckSeverity.WARN,
         description=(
             f"ROC AUC {scores['roc_auc']:.3f} on {int(scores['rows'])} matured predictions of {scored_on} vs floor "
-            f"{floor:.3f} (validation {validation.get('roc_auc', float('nan')):.3f} - tolerance {config.auc_tolerance})"
+            f"{floor:.3f} (validation {validation.get('roc_auc', float('nan')):.3f} - tolerance {config.auc_tolerance}); "
+            f"rows: {found.evaluated}"
             if judged
             else f"not evaluated: v{version.version} recorded no validation ROC AUC to compare with"
         ),
@@ -281,6 +329,7 @@ def report_performance(
             "roc_auc": float(scores["roc_auc"]),
             "floor": floor,
             "calibration_error": float(scores["calibration_error"]),
+            "evaluated_rows": found.evaluated,
         },
     )
     fair, text = judge_fairness(gap, config.max_segment_gap)
@@ -373,7 +422,6 @@ def report_business_impact(
                     "offer_success_rate": config.offer_success_rate,
                 }
             ),
-            "matured_predictions_of": scored_on.isoformat(),
             "lift_top_decile": realized["lift_top_decile"]
             if realized["lift_top_decile"] is not None
             else "not matured",
@@ -387,7 +435,7 @@ def report_business_impact(
                 png_bytes(metric_over_time(history, "expected_saving", "Expected saving of the daily campaign (EUR)"))
             ),
             "matured_note": note or "none",
-            **found.treated_metadata(),
+            **found.metadata(),
             "dagster/uri": lake.uri(table),
             "delta_version": delta_version,
         }
@@ -400,20 +448,29 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
     predictions = predictions_asset(dataset)
     outcome = dbt_key(dataset.outcome_model)
     performance_key = dataset.key("model_performance")
+    matures = performance_partitions(dataset)
+    horizon = spec_of(dataset).outcome.horizon_days
+    # Day D judges the predictions of D - horizon (none for the first horizon of days).
+    scored = dg.TimeWindowPartitionMapping(
+        start_offset=-horizon, end_offset=-horizon, allow_nonexistent_upstream_partitions=True
+    )
 
     @dg.asset(
         key=performance_key,
-        partitions_def=daily_partitions,
-        deps=[predictions, outcome],
+        partitions_def=matures,
+        deps=[dg.AssetDep(predictions, partition_mapping=scored), outcome],
         group_name="monitoring",
         kinds={"delta", "polars"},
         owners=[OWNER],
         tags={"layer": "monitoring"},
         description=(
-            f"How the `{dataset.registered_model}` predictions of one label horizon ago did, now that their outcome "
-            f"has matured in the dbt model `{dataset.outcome_model}`: ROC AUC, PR AUC, calibration error and the "
-            "largest ROC AUC gap across declared segments, against the model card's validation figures, on rows "
-            "the model did not train on and no decision treated (the outcome model's `treated` column, e.g. "
+            f"How the `{dataset.registered_model}` predictions of the latest snapshot at least one label horizon "
+            f"ago did, now that their outcome has matured in the dbt model `{dataset.outcome_model}`: ROC AUC, PR "
+            "AUC, calibration error and the largest ROC AUC gap across declared segments, against the model card's "
+            "validation figures, on rows the model did not learn (a time split: snapshots at least the horizon "
+            "from every training snapshot; a split column: its validation entities, on any later day; "
+            "`evaluated_rows` says which, and when they are its validation set again) and no decision treated "
+            "(the outcome model's `treated` column, e.g. "
             "customers a retention contact acted on within the horizon; dbt var `treated_labels`), counted in "
             "`treated_left_out`. One row per day in Delta; the chart shows the trend."
         ),
@@ -427,14 +484,14 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
                 asset=performance_key,
                 description="ERROR when matured ROC AUC falls below the validation ROC AUC minus auc_tolerance; "
                 "WARN, saying why, when too few rows have matured to tell.",
-                partitions_def=daily_partitions,
+                partitions_def=matures,
             ),
             dg.AssetCheckSpec(
                 FAIRNESS_CHECK,
                 asset=performance_key,
                 description="WARN when ROC AUC differs across the values of a declared segment by more than "
                 "max_segment_gap, or when no segment could be evaluated.",
-                partitions_def=daily_partitions,
+                partitions_def=matures,
             ),
         ],
     )
@@ -459,7 +516,8 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
         tags={"layer": "monitoring"},
         description=(
             f"What the `{dataset.registered_model}` predictions are worth: the expected saving of contacting "
-            "today's top-k, and for the predictions of one label horizon ago the lift in the top decile and the "
+            "today's top-k, and for the predictions of the latest snapshot at least one label horizon ago (the "
+            "rows model_performance judges) the lift in the top decile and the "
             "saving actually achieved against random targeting, with a configurable cost matrix."
         ),
         metadata={
