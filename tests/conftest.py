@@ -58,11 +58,13 @@ LONGEST_FIRST = (
     "test_production_services",
     "test_incremental_features",
     "test_onboarding",
+    "test_monitoring_assets",
     "test_ui",
-    "test_extending",
-    "test_crash_recovery",
     "test_decisions",
+    "test_extending",
     "test_serving",
+    "test_rollout",
+    "test_crash_recovery",
 )
 
 
