@@ -160,6 +160,18 @@ class Impact:
     sequential: Sequential
 
 
+def economics_of(effect: Effect | Stratified, rows: pl.DataFrame, config: ImpactConfig) -> dict:
+    """``economics`` of the matured log rows an effect was measured on: their contacted customers' value and cost."""
+    contacted = rows.filter(pl.col("arm") == CONTACT)
+    return economics(
+        effect,
+        float(contacted["customer_value"].mean()),
+        float(contacted["offer_cost"].sum()),
+        days_covered(rows),
+        config,
+    )
+
+
 def days_covered(rows: pl.DataFrame) -> int:
     """Days from the first to the last campaign day, plus one observed cadence (the median gap)."""
     days = sorted(set(rows["ds"].to_list()))
@@ -209,14 +221,7 @@ def summarize(rows: pl.DataFrame, config: ImpactConfig) -> tuple[Impact | None, 
             ),
         )
     used = rows.filter(pl.col("campaign").is_in(list(stratified.campaigns)))
-    contacted = used.filter(pl.col("arm") == CONTACT)
-    money = economics(
-        stratified,
-        float(contacted["customer_value"].mean()),
-        float(contacted["offer_cost"].sum()),
-        days_covered(used),
-        config,
-    )
+    money = economics_of(stratified, used, config)
     sequential = sequential_test(counts, config.alpha, config.min_outcomes_per_arm)
     return Impact(pooled_effect(rows, config.alpha), stratified, sequential), money, ""
 
@@ -324,13 +329,7 @@ def per_campaign(rows: pl.DataFrame, config: ImpactConfig) -> pl.DataFrame:
             )
         else:
             effect = pooled_effect(group, config.alpha)
-            money = economics(
-                effect,
-                float(contacted["customer_value"].mean()),
-                float(contacted["offer_cost"].sum()),
-                days_covered(group),
-                config,
-            )
+            money = economics_of(effect, group, config)
             saving = money["net_saving_eur"]
         out.append(
             {
