@@ -47,8 +47,7 @@ def error_evidence(errors: int, requests: int, champion_errors: int, champion_re
     """Clopper-Pearson bounds of the challenger's error rate and its one-sided test against the champion's."""
     if requests == 0:
         return None
-    low, _ = proportion_confint(errors, requests, alpha=2 * level, method="beta")
-    _, high = proportion_confint(errors, requests, alpha=2 * level, method="beta")
+    low, high = proportion_confint(errors, requests, alpha=2 * level, method="beta")  # each side one-sided
     if champion_requests and (errors or champion_errors):
         with np.errstate(divide="ignore", invalid="ignore"):  # statsmodels' ratio of a zero rate, unused here
             test = test_proportions_2indep(
