@@ -157,7 +157,7 @@ def retraining_sensor(dataset: Dataset) -> dg.SensorDefinition:
     @dg.sensor(
         name=name,
         job=retraining_job(dataset),
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=settings().sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Retrains `{dataset.registered_model}`, then runs the promotion gate, when a drift or performance check "

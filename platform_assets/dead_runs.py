@@ -19,6 +19,8 @@ import dagster as dg
 import psutil
 from dagster._core.storage.runs import SqliteRunStorage
 
+from resources.settings import settings
+
 # psutil's create_time is rounded against the boot time; a worker can look up to this
 # much younger than its own first event.
 CLOCK_SLACK_SECONDS = 2.0
@@ -80,7 +82,7 @@ def fail_dead_runs(instance: dg.DagsterInstance, log: logging.Logger | logging.L
 
 @dg.sensor(
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=settings().sensor_interval_seconds,
     description="Marks runs whose worker process died as failed, so a killed run never stays STARTED.",
 )
 def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:

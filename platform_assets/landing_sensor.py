@@ -20,12 +20,13 @@ from platform_assets.contracts import CONTRACTS
 from platform_assets.jobs import ingest_job
 from platform_assets.partitions import daily_partitions
 from platform_assets.raw import raw_key
+from resources.settings import settings
 from resources.sources import RawSource
 
 
 @dg.sensor(
     job=ingest_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=settings().sensor_interval_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests the raw partitions of new or replaced files in the landing zone, one run per day; "
     "moves aside, with a note, anything that cannot be ingested.",

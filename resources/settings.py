@@ -143,6 +143,12 @@ class Settings(BaseSettings):
         "the fairness gap (promotion gate and monitoring); with fewer the value is left out, and with fewer than "
         "two values left in every segment column fairness is not evaluated (a warning).",
     )
+    sensor_interval_seconds: int = Field(
+        default=30,
+        ge=1,
+        description="Least seconds between two evaluations of each of the platform's sensors (retraining, rollout, "
+        "landing files, dead runs) by the Dagster daemon.",
+    )
     retrain_consecutive_days: int = Field(default=3, ge=1, description="Failing days in a row before retraining.")
     retrain_cooldown_days: int = Field(default=7, ge=0, description="Days after a retraining without another.")
     daily_schedule: bool = Field(default=False, description="Run the daily pipeline every morning (`on`/`off`).")

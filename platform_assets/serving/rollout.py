@@ -40,6 +40,7 @@ from platform_assets.serving.evidence import (
 )
 from platform_assets.serving.state import CANARY_ROLLED_BACK, STAGE, live_challenger
 from resources.model_registry import CHALLENGER, CHAMPION, ModelRegistry
+from resources.settings import settings
 
 ROLLOUT_CHECK = "rollout"
 MIN_OPERATIONAL_REQUESTS = 50  # below this, no bound on an error rate or a p95 is worth acting on
@@ -321,7 +322,7 @@ def rollout_sensor(dataset, job: dg.JobDefinition) -> dg.SensorDefinition:
     @dg.sensor(
         name=name,
         job=job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=settings().sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Rolls back a `{dataset.registered_model}` challenger whose rollout check failed, moves one "
         "that passed its shadow stage to canary, and promotes one the report says has won; once per evaluation, "
