@@ -9,7 +9,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
-from dagster_dbt import DbtCliResource
+from dbt.cli.main import dbtRunner
 
 from platform_assets.ml.bands import bands_of, fit_bands
 from platform_assets.ml.evaluation import metrics
@@ -37,10 +37,17 @@ def machines(tmp_path, monkeypatch):
     return project
 
 
+def dbt(project: Path, command: str) -> None:
+    """dbt in this process (dbt's programmatic API): a fresh dbt process per test costs seconds of imports."""
+    result = dbtRunner().invoke([command, "--quiet", "--project-dir", str(project), "--profiles-dir", str(project)])
+    if not result.success:
+        raise result.exception or RuntimeError(f"dbt {command} failed in {project}")
+
+
 def build_and_load(project: Path):
-    DbtCliResource(project_dir=str(project)).cli(["build", "--quiet"], target_path=Path("target")).wait()
+    dbt(project, "build")
     spec = discover(project / "target" / "manifest.json", "machine_health", "machine_health")
-    with duckdb.connect(str(project.parent / "machines.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(project.parent / "machines.duckdb")) as con:  # dbt, in this process, holds it open
         frame = con.sql(f"select * from {spec.training_relation}").pl()
     return spec, frame
 
@@ -108,7 +115,7 @@ def test_one_snapshot_without_a_declared_split_is_refused(machines):
 def _parse_with_label_meta(project: Path, meta: str):
     yml = project / "models" / "machine_health.yml"
     yml.write_text(yml.read_text().replace("{meta: {role: label, horizon_days: 28}}", meta))
-    DbtCliResource(project_dir=str(project)).cli(["parse", "--quiet"], target_path=Path("target")).wait()
+    dbt(project, "parse")
     return discover(project / "target" / "manifest.json", "machine_health", "machine_health")
 
 
