@@ -93,6 +93,7 @@ serve: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/churn-platform init  # sqlfluff's dbt templater compiles against the lake's tables
 	cd dbt_project && ../$(BIN)/sqlfluff lint models tests
 

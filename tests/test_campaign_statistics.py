@@ -16,7 +16,8 @@ import pytest
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
-from platform_assets.decisions.assignment import CONTACT, HOLDOUT, assign, holdout_draw, plan_holdout
+from platform_assets.campaign_log import CONTACT, HOLDOUT
+from platform_assets.decisions.assignment import assign, holdout_draw, plan_holdout
 from platform_assets.decisions.impact import Impact, ImpactConfig, judge, measure, summarize
 from platform_assets.decisions.sequential_test import REDUCTION, sequential_test, spending, strata_counts
 from resources.simulator import SimulatorConfig, simulate, simulate_windows

@@ -14,10 +14,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from platform_assets.campaign_log import CONTACT, HOLDOUT
 from resources.treatment import hashed_uniform
-
-HOLDOUT = "holdout"
-CONTACT = "contact"
 
 
 def campaign_seed(campaign: str, seed: int) -> int:
