@@ -20,8 +20,9 @@ from platform_assets.campaign_log import CONTACT, HOLDOUT
 from platform_assets.decisions.assignment import assign, holdout_draw, plan_holdout
 from platform_assets.decisions.impact import Impact, ImpactConfig, judge, measure, summarize
 from platform_assets.decisions.sequential_test import REDUCTION, sequential_test, spending, strata_counts
-from resources.simulator import SimulatorConfig, simulate, simulate_windows
-from resources.treatment import EFFECT_DAYS
+from simulator.config import SimulatorConfig
+from simulator.treatment import EFFECT_DAYS
+from simulator.world import simulate, simulate_windows
 
 WORLDS = 100
 CONTACT_DAY = 45

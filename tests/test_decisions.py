@@ -26,8 +26,8 @@ from platform_assets.decisions.review import REVIEW_DECISIONS, REVIEW_QUEUE
 from platform_assets.definitions import build_definitions
 from platform_assets.predictions import PREDICTIONS
 from resources.settings import settings
-from resources.simulator import simulate_windows
-from resources.treatment import read_contacts
+from simulator.treatment import read_contacts
+from simulator.world import simulate_windows
 from tests.conftest import QUIET, build_features, day, ingest, memory_instance, module_home, range_tags
 
 pytestmark = pytest.mark.world
