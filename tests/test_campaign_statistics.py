@@ -163,7 +163,7 @@ def test_an_underpowered_plan_says_so():
 
 # The check's test on worlds of matured log rows: two campaigns one after the other, the first
 # holding out 0.468 of customers who rarely churn, the second 0.332 of customers who often do
-# (the README's shares), so pooling both arms over campaigns shows an effect where there is none.
+# (the shares in docs/decisions.md), so pooling both arms over campaigns shows an effect where there is none.
 START = date(2026, 6, 1)
 SHARES, BASE_CHURN = (0.468, 0.332), (0.06, 0.25)
 CONFIG = ImpactConfig()
