@@ -75,7 +75,7 @@ test-fast: setup
 	$(PYTEST) -m "not slow and not world" $(PYTEST_ARGS)
 
 coverage: setup
-	$(PYTEST) --cov=platform_assets --cov=resources --cov-report=term:skip-covered --cov-report=json $(PYTEST_ARGS)
+	$(PYTEST) --cov=platform_assets --cov=resources --cov=simulator --cov-report=term:skip-covered --cov-report=json $(PYTEST_ARGS)
 
 dev: setup
 	$(BIN)/churn-platform init
@@ -93,6 +93,7 @@ serve: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/churn-platform init  # sqlfluff's dbt templater compiles against the lake's tables
 	cd dbt_project && ../$(BIN)/sqlfluff lint models tests
 

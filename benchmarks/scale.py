@@ -317,7 +317,7 @@ class Benchmark:
         days, growing with history); a day whose files landed is read from them instead,
         which is what an increment costs a platform fed by deliveries.
         """
-        from resources.simulator import simulate
+        from simulator.world import simulate
 
         zone = self.settings.resolved_home / "landing"
         for table, frame in simulate(self.settings.simulator, day, day).items():

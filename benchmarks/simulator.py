@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from resources.simulator import SimulatorConfig, simulate
+from simulator.config import SimulatorConfig
+from simulator.world import simulate
 
 
 def baseline(customers: int, days: int, seed: int = 0) -> int:

@@ -45,7 +45,7 @@ def main() -> None:
     from platform_assets.cli import _ready
 
     _ready()
-    from platform_assets.decisions.demo import print_figures, run_campaign_demo
+    from platform_assets.campaign_demo import print_figures, run_campaign_demo
 
     figures = run_campaign_demo(
         args.customers, args.days, args.campaigns, args.every, args.contacts, lambda text: print(text, flush=True)

@@ -1,4 +1,9 @@
-"""churn-platform: the Dagster code location (see ``platform_assets.definitions``)."""
+"""churn-platform: the Dagster code location (see ``platform_assets.definitions``).
+
+Importing the package imports nothing of the platform: dbt loads its Delta source plugin
+(``platform_assets.delta_source``) in every dbt process, where importing Dagster, MLflow
+or the definitions would cost seconds per dbt invocation.
+"""
 
 import warnings
 

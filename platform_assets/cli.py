@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, help="port (PLATFORM_SERVING_PORT, default 8000)")
     serve.add_argument("--workers", type=int, help="worker processes (PLATFORM_SERVING_WORKERS, default 1)")
     serve.set_defaults(func=_serve)
-    from platform_assets.decisions.demo import add_command
+    from platform_assets.campaign_demo import add_command
     from platform_assets.decisions.review_cli import add_commands
 
     add_commands(commands, _init)

@@ -21,7 +21,7 @@ import datetime as dt
 import pandera.polars as pa
 import polars as pl
 
-from resources.vocabulary import AGE_BANDS, DEVICES, PLANS, TICKET_CATEGORIES
+from platform_assets.vocabulary import AGE_BANDS, DEVICES, PLANS, TICKET_CATEGORIES
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # The earliest plausible date of any event: older values are typos or placeholders (0001-01-01).

@@ -28,8 +28,8 @@ import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from pydantic import Field
 
+from platform_assets.campaign_log import CAMPAIGN_LOG
 from platform_assets.contracts import CONTRACTS
-from platform_assets.decisions.campaign import CAMPAIGN_LOG
 from platform_assets.ml.feature_spec import datasets
 from platform_assets.partitions import daily_partitions
 from platform_assets.raw import lake_table

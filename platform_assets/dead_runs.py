@@ -1,7 +1,7 @@
 """Runs whose worker process died are marked failed, by a sensor and at every CLI start.
 
 With the default run launcher Dagster cannot tell a killed run worker from a slow one
-(DESIGN.md, "Crashed runs and pools"): a SIGKILLed run stays STARTED for ever. Here a
+(docs/design.md, "Crashed runs and pools"): a SIGKILLed run stays STARTED for ever. Here a
 run counts as dead only on proof, so a live run is never failed: the worker is the
 process that announced the run's start (the ``pid`` of its first event), dead when no
 such process exists, when it is a zombie, or when the pid now belongs to a process

@@ -20,6 +20,7 @@ from platform_assets.contracts import CONTRACTS
 from platform_assets.jobs import ingest_job
 from platform_assets.partitions import daily_partitions
 from platform_assets.raw import raw_key
+from platform_assets.raw_source import landing_zone
 from resources.settings import settings
 from resources.sources import RawSource
 
@@ -35,7 +36,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, source: RawSource):
     cursor = json.loads(context.cursor or "{}")
     seen: dict[str, str] = cursor.get("requested", {}) if "requested" in cursor else cursor
     told: dict[str, str] = cursor.get("told", {})
-    zone = source.landing(list(CONTRACTS))
+    zone = landing_zone(source, list(CONTRACTS))
     inventory = zone.inventory()
     for rejected in zone.sweep(inventory.strays):
         context.log.warning(f"Moved aside {rejected}")

@@ -13,11 +13,12 @@ import polars as pl
 from pydantic import Field
 
 from platform_assets.contracts import CONTRACTS, PII, key_columns, known_columns, landed_columns, may_empty_day
+from platform_assets.landing import Held
 from platform_assets.metadata import OWNER, markdown_table, table_schema
 from platform_assets.partitions import daily_partitions
 from platform_assets.quality import QUARANTINE_SCHEMA, Verdict, enforce, no_failures
+from platform_assets.raw_source import load_days
 from resources.lake import Lake
-from resources.landing import Held
 from resources.privacy import Privacy
 from resources.settings import settings
 from resources.sources import RawSource
@@ -155,7 +156,8 @@ def raw_tables(
     context.log.info(f"Loading {', '.join(tables)} for {first}..{last} in {len(windows)} window(s)")
     tallies = {table: _Tally() for table in tables}
     rejected: list = []
-    batches = source.load(
+    batches = load_days(
+        source,
         {t: landed_columns(t) for t in tables},
         windows,
         list(CONTRACTS),

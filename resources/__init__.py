@@ -3,10 +3,8 @@
 Every value comes from :class:`resources.settings.Settings`, so production settings
 (object storage, a warehouse target, a tracking server) are configuration, not code.
 
-Importing the package imports nothing else: dbt loads its Delta source plugin
-(``resources.delta_source``) in every dbt process, and importing Dagster, MLflow and the
-simulator there cost seconds per dbt invocation. The resources are imported where they
-are built.
+Importing the package imports nothing else: the resources are imported where they are
+built, so a process that needs one (a dbt run reading settings, the CLI) pays for it alone.
 """
 
 from __future__ import annotations

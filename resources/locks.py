@@ -1,7 +1,7 @@
 """Locks that die with the process holding them, and say who holds them.
 
 A Dagster concurrency-pool slot outlives a killed run and blocks every later run
-(DESIGN.md, "Crashed runs and pools"). An OS file lock does not: the kernel drops an
+(docs/design.md, "Crashed runs and pools"). An OS file lock does not: the kernel drops an
 ``flock`` when its process dies, however it dies. filelock's ``FileLock`` is ``flock``
 on Unix and already installed with Dagster; its ``on_acquired`` hook writes the holder
 (pid, host, what it does) into the lock file, so a waiter can name whom it waits for.

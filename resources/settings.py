@@ -24,7 +24,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from resources.locks import hold
-from resources.simulator import DriftSpec, SimulatorConfig
+from simulator.config import DriftSpec, SimulatorConfig
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = CHECKOUT / ".platform"
@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     source: Literal["simulator", "landing"] = Field(
         default="simulator", description="`landing`: only landed files; `simulator`: the simulator fills the rest."
     )
-    # The landing zone (resources/landing.py): what is taken from uploaders, and when.
+    # The landing zone (platform_assets/landing.py): what is taken from uploaders, and when.
     landing_follow_symlinks: bool = Field(
         default=False, description="Follow symbolic links in the landing zone, only to regular files inside it."
     )

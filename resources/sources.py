@@ -1,20 +1,17 @@
-"""Where raw data comes from: files in the landing zone, and the built-in simulator."""
+"""Where raw data comes from: the landing zone's folder and rules, and the built-in simulator's configuration.
+
+The resource is configuration only; reading the days from it is plain logic in
+``platform_assets.raw_source``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from datetime import date
-from pathlib import Path
 from typing import Literal
 
 import dagster as dg
-import polars as pl
 from pydantic import Field
 
-from resources.landing import Held, LandingFileError, LandingZone, Rejected, Rules
-from resources.simulator import TABLES, SimulatorConfig, simulate_windows
-
-SIMULATOR = "simulator"
+from simulator.config import SimulatorConfig
 
 
 class RawSource(dg.ConfigurableResource):
@@ -40,112 +37,3 @@ class RawSource(dg.ConfigurableResource):
     max_line_bytes: int = Field(default=8 * 2**20, gt=0, description="Longest CSV line read.")
     future_days: int = Field(default=7, ge=0, description="Files dated further ahead than this are moved aside.")
     require_marker: bool = Field(default=False, description="Take a file only with a _SUCCESS or <day>.done marker.")
-
-    def landing(self, tables: list[str], known_columns: Iterable[str] = ()) -> LandingZone:
-        """The landing zone, whose folders may be named after ``tables``; notes may show ``known_columns``."""
-        rules = Rules(
-            follow_symlinks=self.follow_symlinks,
-            quiet_seconds=self.quiet_seconds,
-            temporary_max_age_seconds=self.temporary_max_age_seconds,
-            unterminated_last_line=self.unterminated_last_line,
-            max_file_bytes=self.max_file_bytes,
-            max_line_bytes=self.max_line_bytes,
-            require_marker=self.require_marker,
-            future_days=self.future_days,
-            first_day=self.simulator.start,  # the first partition, in either mode
-            known_columns=frozenset(known_columns),
-        )
-        return LandingZone(Path(self.landing_root), tuple(tables), rules)
-
-    def load(
-        self,
-        columns: dict[str, list[str]],
-        windows: list[tuple[date, date]],
-        known_tables: list[str],
-        known_columns: Iterable[str] = (),
-        may_empty: Callable[[str, date], bool] = lambda table, day: True,
-    ) -> Iterator[tuple[dict[str, list[pl.DataFrame]], list[Rejected | Held]]]:
-        """Load each window ``(first, last)`` of days of each table in ``columns`` (table -> expected columns).
-
-        Yields, window by window, frames per table with ``ds``, ``_source_file`` and
-        ``_source_row`` (landed files as landed, simulated ones typed), and what was moved
-        aside: files of these days that could not be read, and (with the first window)
-        anything in the zone's root or these tables' folders that is not one day of one
-        table (``known_tables`` name the folders). They are moved before they are yielded,
-        so the caller can fail loudly while nothing is lost. The simulator replays the
-        world once for all windows, so a long range costs one pass and one window's memory.
-
-        A day is replaced only by a complete delivery: a file still being written (not
-        quiet yet, changed while read, a cut last line when so configured) is ``Held``,
-        left in place and yielded like a rejection, so the caller keeps the day's rows;
-        a 0-row file for a day where ``may_empty`` says no is moved aside.
-        """
-        zone = self.landing(known_tables, known_columns)
-        inventory = zone.inventory()
-        swept: list[Rejected | Held] = list(
-            zone.sweep([s for s in inventory.strays if s.table in columns or s.path.parent == zone.root])
-        )
-        swept += [Held(w.path, w.problem, w.table, w.day) for w in inventory.waiting if w.table in columns and w.day]
-        found = {(f.table, f.day): f for f in inventory.files}
-        simulated = self._simulated(columns, windows, found)
-        for first, last in windows:
-            rejected, swept = swept, []
-            frames: dict[str, list[pl.DataFrame]] = {table: [] for table in columns}
-            days = pl.date_range(first, last, eager=True).to_list()
-            landed = {table: {d: found.get((table, d)) for d in days} for table in columns}
-            for table, files in landed.items():
-                for day, landed_file in files.items():
-                    if landed_file is None:
-                        continue
-                    path = landed_file.path
-                    try:
-                        frame = zone.read(path, columns[table], landed_file)
-                        if frame.height == 0 and not may_empty(table, day):
-                            raise LandingFileError(
-                                path,
-                                None,
-                                f"no rows, but {day} already holds stored rows of {table}, and its contract does "
-                                "not allow emptying a day (an empty delivery is more often a failed export)",
-                            )
-                        frames[table].append(frame.with_columns(ds=pl.lit(day)))
-                    except LandingFileError as error:
-                        if error.hold:
-                            rejected.append(Held(path, error.located, table, day))
-                        else:
-                            rejected.append(zone.reject(path, error.located, table, day))
-            if (first, last) in simulated:
-                # Days whose files were moved aside are not filled: their delivery failed.
-                events = next(simulated[(first, last)])
-                for table in frames:
-                    if table not in TABLES:  # a newly added source comes from landed files only
-                        continue
-                    missing = [d for d, p in landed[table].items() if p is None and d >= self.simulator.start]
-                    frame = events[table].filter(pl.col("ds").is_in(missing))
-                    frames[table].append(
-                        frame.with_columns(
-                            pl.lit(SIMULATOR).alias("_source_file"),
-                            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("ds").alias("_source_row"),
-                        )
-                    )
-            yield frames, rejected
-
-    def _simulated(
-        self, columns: dict[str, list[str]], windows: list[tuple[date, date]], found: dict
-    ) -> dict[tuple[date, date], Iterator[dict[str, pl.DataFrame]]]:
-        """One simulation over the windows that have a day without a landed file, by window."""
-        if not self.simulator_enabled:
-            return {}
-        start = self.simulator.start
-        wanted = {}
-        for first, last in windows:
-            gaps = [
-                d
-                for d in pl.date_range(max(first, start), last, eager=True).to_list()
-                if any(t in TABLES and (t, d) not in found for t in columns)
-            ]
-            if gaps:
-                wanted[(first, last)] = (gaps[0], gaps[-1])
-        if not wanted:
-            return {}
-        events = simulate_windows(self.simulator, list(wanted.values()))
-        return dict.fromkeys(wanted, events)

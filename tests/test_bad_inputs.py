@@ -1023,7 +1023,7 @@ def test_no_personal_data_in_reasons_notes_or_logs(world):
 @pytest.mark.timeout(120)
 def test_a_file_growing_during_the_ingest_is_left_for_the_next_run(world, monkeypatch):
     """A file still written while read (scp, SDKs write in place) is not stored this run, and whole the next."""
-    import resources.landing as landing
+    import platform_assets.landing as landing
 
     number, when, table = 98, day(220), "cancellations"
     (path,) = land(world, table, {"{d}.csv": cancellations(*GOOD_CANCEL)}, number, when).values()

@@ -16,11 +16,13 @@ import pytest
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
-from platform_assets.decisions.assignment import CONTACT, HOLDOUT, assign, holdout_draw, plan_holdout
+from platform_assets.campaign_log import CONTACT, HOLDOUT
+from platform_assets.decisions.assignment import assign, holdout_draw, plan_holdout
 from platform_assets.decisions.impact import Impact, ImpactConfig, judge, measure, summarize
 from platform_assets.decisions.sequential_test import REDUCTION, sequential_test, spending, strata_counts
-from resources.simulator import SimulatorConfig, simulate, simulate_windows
-from resources.treatment import EFFECT_DAYS
+from simulator.config import SimulatorConfig
+from simulator.treatment import EFFECT_DAYS
+from simulator.world import simulate, simulate_windows
 
 WORLDS = 100
 CONTACT_DAY = 45
@@ -161,7 +163,7 @@ def test_an_underpowered_plan_says_so():
 
 # The check's test on worlds of matured log rows: two campaigns one after the other, the first
 # holding out 0.468 of customers who rarely churn, the second 0.332 of customers who often do
-# (the README's shares), so pooling both arms over campaigns shows an effect where there is none.
+# (the shares in docs/decisions.md), so pooling both arms over campaigns shows an effect where there is none.
 START = date(2026, 6, 1)
 SHARES, BASE_CHURN = (0.468, 0.332), (0.06, 0.25)
 CONFIG = ImpactConfig()

@@ -7,7 +7,8 @@ import pytest
 
 from platform_assets.contracts import CONTRACTS, LATENESS_DAYS, landed_columns, may_empty_day
 from platform_assets.quality import enforce
-from resources.simulator import SimulatorConfig, simulate
+from simulator.config import SimulatorConfig
+from simulator.world import simulate
 from tests.conftest import day
 
 # table -> (column to spoil, spoiled value as it would arrive in a CSV, expected reason)

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from platform_assets.decisions.campaign import CAMPAIGN_LOG, LOG_SCHEMA
+from platform_assets.campaign_log import CAMPAIGN_LOG, LOG_SCHEMA
 from platform_assets.definitions import build_definitions
 from tests.conftest import SMALL, build_features, day, ingest, memory_instance, module_home
 

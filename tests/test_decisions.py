@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from platform_assets.campaign_log import CAMPAIGN_LOG, CONTACT, HOLDOUT
 from platform_assets.cli import main
 from platform_assets.datasets import DEFAULT, spec_of
 from platform_assets.decisions.assets import (
@@ -20,14 +21,13 @@ from platform_assets.decisions.assets import (
     uplift_model,
     weekly_partitions,
 )
-from platform_assets.decisions.assignment import CONTACT, HOLDOUT, assign, plan_holdout
-from platform_assets.decisions.campaign import CAMPAIGN_LOG
+from platform_assets.decisions.assignment import assign, plan_holdout
 from platform_assets.decisions.review import REVIEW_DECISIONS, REVIEW_QUEUE
 from platform_assets.definitions import build_definitions
 from platform_assets.predictions import PREDICTIONS
 from resources.settings import settings
-from resources.simulator import simulate_windows
-from resources.treatment import read_contacts
+from simulator.treatment import read_contacts
+from simulator.world import simulate_windows
 from tests.conftest import QUIET, build_features, day, ingest, memory_instance, module_home, range_tags
 
 pytestmark = pytest.mark.world

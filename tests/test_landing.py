@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from resources.landing import LandingFileError, LandingZone, Rules, _fast_csv
+from platform_assets.landing import LandingFileError, LandingZone, Rules, _fast_csv
 
 COLUMNS = ["customer_id", "cancelled_on", "reason"]
 
@@ -123,7 +123,7 @@ def test_lines_count_quoted_newlines_whichever_parser_reads_the_file(zone, name,
 
 
 def test_a_file_is_taken_only_once_quiet(zone, monkeypatch):
-    import resources.landing as landing
+    import platform_assets.landing as landing
 
     quiet = LandingZone(zone.root, zone.tables, Rules(quiet_seconds=30))
     write(quiet, "2026-01-05.csv", "customer_id,cancelled_on,reason\n7,2026-01-05,price\n")
@@ -136,7 +136,7 @@ def test_a_file_is_taken_only_once_quiet(zone, monkeypatch):
 
 
 def test_temporary_upload_names_wait_then_are_moved_aside_as_abandoned(zone, monkeypatch):
-    import resources.landing as landing
+    import platform_assets.landing as landing
 
     names = [".2026-01-05.csv.Xa9f3Q", "2026-01-05.csv.tmp", "2026-01-05.csv.crdownload", "2026-01-05.filepart", "~x"]
     for name in names:

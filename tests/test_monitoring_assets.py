@@ -7,10 +7,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from platform_assets.campaign_log import CAMPAIGN_LOG
 from platform_assets.datasets import DEFAULT, spec_of
 from platform_assets.dbt_models import dbt_whole_history
 from platform_assets.decisions.assets import retention_campaign
-from platform_assets.decisions.campaign import CAMPAIGN_LOG
 from platform_assets.definitions import build_definitions
 from platform_assets.ml.training import TimeSplit
 from platform_assets.monitoring.drift_reports import FEATURE_DRIFT, PREDICTION_DRIFT

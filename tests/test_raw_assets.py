@@ -7,7 +7,7 @@ import pytest
 from platform_assets.contracts import CONTRACTS
 from platform_assets.definitions import build_definitions
 from platform_assets.raw import QUARANTINE, lake_table, raw_key, raw_tables
-from resources.simulator import simulate
+from simulator.world import simulate
 from tests.conftest import day, range_tags
 
 

@@ -2,10 +2,16 @@
 
 from datetime import date
 
+import numpy as np
 import polars as pl
 import pytest
 
-from resources.simulator import DriftSpec, SimulatorConfig, simulate, simulate_windows
+from platform_assets import vocabulary
+from platform_assets.stable_hash import hashed_uniform
+from simulator import world
+from simulator.config import DriftSpec, SimulatorConfig
+from simulator.treatment import hashed_uniform as world_hash
+from simulator.world import simulate, simulate_windows
 from tests.conftest import day
 
 CONFIG = SimulatorConfig(customers=3000, days=90)
@@ -113,3 +119,15 @@ def test_windows_replay_once_and_equal_the_whole_history(history):
 def test_windows_must_be_in_order():
     with pytest.raises(ValueError, match="overlap or are out of order"):
         next(simulate_windows(CONFIG, [(day(5), day(9)), (day(9), day(12))]))
+
+
+def test_the_world_speaks_the_vocabulary_the_contracts_accept():
+    """The simulator imports nothing of the platform, so it keeps its own copy of the vocabularies."""
+    for name in ("PLANS", "AGE_BANDS", "DEVICES", "TICKET_CATEGORIES"):
+        assert getattr(world, name) == getattr(vocabulary, name), name
+
+
+def test_the_world_and_the_platform_hash_alike():
+    """The holdout assignment and the world's hidden traits use the same splitmix64 (one copy each side)."""
+    keys = np.arange(1, 10_000)
+    assert np.array_equal(hashed_uniform(42, keys, salt=1), world_hash(42, keys, salt=1))

@@ -9,8 +9,9 @@ from datetime import date, timedelta
 import dagster as dg
 import polars as pl
 
+from platform_assets.campaign_log import CAMPAIGN_LOG, LOG_COLUMNS
 from platform_assets.datasets import DEFAULT, dbt_key, spec_of
-from platform_assets.decisions.campaign import CAMPAIGN_LOG, LOG_COLUMNS, CampaignConfig, run_campaign
+from platform_assets.decisions.campaign import CampaignConfig, run_campaign
 from platform_assets.decisions.impact import CAMPAIGN_IMPACT, EFFECT_CHECK, ImpactConfig, report_impact
 from platform_assets.decisions.review import (
     DECISION_COLUMNS,

@@ -9,20 +9,17 @@ smallest effect worth detecting with the planned number of contacts.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from resources.treatment import hashed_uniform
-
-HOLDOUT = "holdout"
-CONTACT = "contact"
+from platform_assets.campaign_log import CONTACT, HOLDOUT
+from platform_assets.stable_hash import hashed_uniform, text_seed
 
 
 def campaign_seed(campaign: str, seed: int) -> int:
     """A 63-bit seed from the campaign's name and the assignment seed (SHA-256, so any string works)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{campaign}".encode()).digest()[:8], "big") >> 1
+    return text_seed(campaign, seed)
 
 
 def holdout_draw(campaign: str, seed: int, customer_ids: np.ndarray) -> np.ndarray:

@@ -19,33 +19,12 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from platform_assets.decisions.assignment import CONTACT, HOLDOUT, assign, holdout_draw, plan_holdout
+from platform_assets.campaign_log import CAMPAIGN_LOG, CONTACT, LOG_SCHEMA
+from platform_assets.decisions.assignment import assign, holdout_draw, plan_holdout
+from platform_assets.decisions.uplift import predict_uplift
+from platform_assets.metadata import markdown_table
+from platform_assets.ml.scoring import top_reasons
 
-CAMPAIGN_LOG = "decisions/campaign_log"
-LOG_COLUMNS = {
-    "customer_id": (pl.Int64, "Customer targeted."),
-    "campaign": (pl.String, "Campaign id: the name and its period's first day; arms are hashed on it."),
-    "arm": (pl.String, "`contact` (contacted) or `holdout` (never contacted, the comparison)."),
-    "contacted": (pl.Boolean, "True when the customer was exported for contact."),
-    "rank": (pl.Int64, "Position in the day's ranking by expected net value (1 is first)."),
-    "policy": (pl.String, "`risk` or `uplift`: what the ranking was by."),
-    "churn_probability": (pl.Float64, "The score the decision used."),
-    "risk_band": (pl.String, "Its risk band."),
-    "needs_review": (pl.Boolean, "In the review band (contacted only after a reviewer approved)."),
-    "top_reasons": (pl.String, "The prediction's top reasons, as `feature (contribution)`."),
-    "model_name": (pl.String, "Registered model that scored."),
-    "model_version": (pl.String, "Its version."),
-    "predicted_uplift": (pl.Float64, "Predicted churn reduction of contact (uplift policy), else null."),
-    "uplift_model_version": (pl.String, "Uplift model version (uplift policy), else null."),
-    "customer_value": (pl.Float64, "Value of keeping the customer (monthly charge x value months)."),
-    "expected_net_value": (pl.Float64, "Expected net value of contact (EUR)."),
-    "offer_cost": (pl.Float64, "Cost of the offer if contacted (EUR)."),
-    "holdout_share": (pl.Float64, "Holdout share of the campaign (power analysis)."),
-    "assignment_draw": (pl.Float64, "The hash draw in [0, 1); below holdout_share is holdout."),
-    "planned_contacts": (pl.Int64, "Contacts the campaign id's power analysis was sized for."),
-    "ds": (pl.Date, "Campaign day (partition); the contact acts from the next day."),
-}
-LOG_SCHEMA = {name: dtype for name, (dtype, _) in LOG_COLUMNS.items()}
 EXPORT_COLUMNS = [
     "customer_id",
     "contacted_on",
@@ -135,8 +114,6 @@ def choose(ranked: pl.DataFrame, campaign: str, seed: int, holdout_share: float,
 def explain_missing(chosen: pl.DataFrame, features: pl.DataFrame, registry, model_name: str) -> pl.DataFrame:
     """Reasons for targeted customers whose prediction has none (scoring explains only the rows it flags, to save
     cost), computed by the model version that scored them, so every logged decision says why."""
-    from platform_assets.ml.scoring import top_reasons
-
     missing = chosen.filter(pl.col("top_reasons").is_null())
     if missing.is_empty():
         return chosen
@@ -193,8 +170,6 @@ def run_campaign(
     review,
 ) -> dg.MaterializeResult:
     """Choose, assign, log and export one day's campaign."""
-    from platform_assets.metadata import markdown_table
-
     day = date.fromisoformat(context.partition_key)
     predictions = lake.read_days(predictions_table, day) if lake.exists(predictions_table) else pl.DataFrame()
     if predictions.is_empty():
@@ -207,8 +182,6 @@ def run_campaign(
     )
     uplift_version = None
     if config.targeting == "uplift":
-        from platform_assets.decisions.uplift import predict_uplift
-
         scored = features.join(
             predictions.select(pl.col(entity).alias("customer_id"), "churn_probability"), on="customer_id"
         )
@@ -314,4 +287,4 @@ def run_campaign(
     )
 
 
-__all__ = ["CONTACT", "HOLDOUT", "CampaignConfig", "run_campaign"]
+__all__ = ["CampaignConfig", "run_campaign"]

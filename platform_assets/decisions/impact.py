@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from platform_assets.decisions.campaign import CAMPAIGN_LOG, CONTACT, HOLDOUT
+from platform_assets.campaign_log import CONTACT, HOLDOUT, matured_log
 from platform_assets.decisions.sequential_test import (
     COUNTS,
     DESIGN,
@@ -35,6 +35,8 @@ from platform_assets.decisions.sequential_test import (
     strata_counts,
     stratify,
 )
+from platform_assets.decisions.uplift import policy_comparison
+from platform_assets.metadata import markdown_table
 
 CAMPAIGN_IMPACT = "decisions/campaign_impact"
 EFFECT_CHECK = "campaign_effect"
@@ -124,31 +126,6 @@ def economics(
             f"npv_eur{suffix}": sum(annual / (1 + config.discount_rate) ** y for y in range(1, config.npv_years + 1)),
         }
     return out
-
-
-def matured_log(lake, warehouse, outcome, day: date) -> tuple[pl.DataFrame, str]:
-    """Logged customers of every campaign day whose label horizon has passed by ``day``, with their outcome."""
-    last = day - timedelta(days=outcome.horizon_days)
-    if not lake.exists(CAMPAIGN_LOG):
-        return pl.DataFrame(), "no campaign has run yet"
-    log = lake.scan(CAMPAIGN_LOG).filter(pl.col("ds") <= last).collect()
-    if log.is_empty():
-        first = lake.scan(CAMPAIGN_LOG).select(pl.col("ds").min()).collect().item()
-        if first is None:
-            return log, "no campaign has run yet"
-        return log, (
-            f"no matured outcomes yet: the first campaign ({first}) matures on "
-            f"{first + timedelta(days=outcome.horizon_days)} ({outcome.horizon_days}-day label horizon)"
-        )
-    outcomes = warehouse.query(
-        f"select {outcome.entity} as customer_id, {outcome.snapshot} as ds, {outcome.label} as churned "
-        f"from {outcome.relation} where {outcome.snapshot} between ? and ?",
-        [log["ds"].min(), last],
-    ).with_columns(pl.col("ds").cast(pl.Date), pl.col("churned").cast(pl.Boolean))
-    joined = log.join(outcomes, on=["customer_id", "ds"], how="left")
-    missing = joined["churned"].null_count()
-    note = f"{missing} logged customers have no outcome in {outcome.relation}" if missing else ""
-    return joined.filter(pl.col("churned").is_not_null()), note
 
 
 @dataclass(frozen=True)
@@ -387,8 +364,6 @@ def _bounds(low: float, high: float) -> dg.MetadataValue:
 
 def effect_metadata(impact: Impact) -> dict:
     """Pooled and stratified figures side by side, and where the sequential test stands."""
-    from platform_assets.metadata import markdown_table
-
     pooled, stratified, sequential = impact.pooled, impact.stratified, impact.sequential
     decisive = sequential.decisive
     return {
@@ -438,8 +413,6 @@ def sequential_metadata(sequential: Sequential) -> dict:
 
 def report_impact(context: dg.AssetExecutionContext, config: ImpactConfig, lake, warehouse, registry, spec):
     """Measure every matured campaign day up to the partition, store the day's row, check the effect."""
-    from platform_assets.decisions.uplift import policy_comparison
-    from platform_assets.metadata import markdown_table
     from platform_assets.plots import as_metadata, effect_over_time, metric_over_time, png_bytes
 
     day = date.fromisoformat(context.partition_key)

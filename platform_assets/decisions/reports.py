@@ -10,7 +10,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from platform_assets.decisions.campaign import CAMPAIGN_LOG
+from platform_assets.campaign_log import CAMPAIGN_LOG
 from platform_assets.decisions.impact import CAMPAIGN_IMPACT
 from platform_assets.decisions.review import REVIEW_DECISIONS, REVIEW_QUEUE
 

@@ -44,7 +44,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from platform_assets.decisions.assignment import CONTACT, HOLDOUT
+from platform_assets.campaign_log import CONTACT, HOLDOUT
 from platform_assets.sequential import spending
 
 DESIGN = (

@@ -31,8 +31,9 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from platform_assets.decisions.assignment import CONTACT, HOLDOUT
-from platform_assets.decisions.campaign import CAMPAIGN_LOG
+from platform_assets.campaign_log import CAMPAIGN_LOG, CONTACT, HOLDOUT, matured_log
+from platform_assets.decisions.assignment import holdout_draw
+from platform_assets.metadata import markdown_table
 
 UPLIFT_MODEL = "uplift_model"
 PYFUNC = Path(__file__).with_name("uplift_pyfunc.py")
@@ -149,9 +150,6 @@ def train_uplift(
 ) -> dg.MaterializeResult:
     """Train the uplift model on every matured campaign outcome, log, register, and promote if it ranks better."""
     import mlflow
-
-    from platform_assets.decisions.assignment import holdout_draw
-    from platform_assets.decisions.impact import matured_log
 
     registry = registry.named(UPLIFT_MODEL)
     last_loaded = warehouse.query(f"select max({outcome.snapshot}) from {outcome.relation}").item()
@@ -281,12 +279,9 @@ def predict_uplift(registry, features: pl.DataFrame, alias: str = "champion") ->
 
 def policy_comparison(rows: pl.DataFrame, warehouse, registry, spec, offer_cost: float) -> tuple[dict, str]:
     """Uplift against risk targeting on matured campaign customers the champion uplift model never trained on."""
-    from platform_assets.metadata import markdown_table
-
     found = champion(registry)
     if found is None:
         return {}, "not evaluated: no champion uplift model yet"
-    from platform_assets.decisions.assignment import holdout_draw
 
     held, model = found
     tags = registry.named(UPLIFT_MODEL).activate().get_run(held.run_id).data.tags

@@ -20,14 +20,17 @@ import math
 from collections.abc import Iterator
 from datetime import date, timedelta
 
-import dagster as dg
 import numpy as np
 import polars as pl
-from pydantic import Field
 
-from resources.treatment import Reaction, read_contacts
-from resources.vocabulary import AGE_BANDS, DEVICES, PLANS, TICKET_CATEGORIES
+from simulator.config import SimulatorConfig
+from simulator.treatment import Reaction, read_contacts
 
+# The business's closed vocabularies; the data contracts accept the same (platform_assets/vocabulary.py).
+PLANS = ("basic", "standard", "premium")
+AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55+")
+DEVICES = ("mobile", "web", "tv")
+TICKET_CATEGORIES = ("technical", "billing", "account", "cancellation")
 PLAN_PRICES = np.array([19.0, 39.0, 69.0])
 REGIONS = ("north", "south", "east", "west")
 CHANNELS = ("organic", "paid_search", "social", "referral", "partner")
@@ -46,50 +49,6 @@ _LAST = np.array(
 
 _SESSION_RATE = 0.35  # sessions per day of an average customer
 _ENGAGEMENT_SD = 0.38  # stationary spread of the day-to-day engagement deviation
-
-
-class DriftSpec(dg.Config):
-    """A change of behaviour from ``start_date`` on, to test monitoring against known truth."""
-
-    start_date: str = Field(description="Day (ISO) from which the drift applies.")
-    session_minutes_factor: float = Field(default=1.0, description="Multiplies session durations.")
-    session_rate_factor: float = Field(default=1.0, description="Multiplies how often customers use the product.")
-    ticket_rate_factor: float = Field(default=1.0, description="Multiplies support ticket volume.")
-    price_factor: float = Field(default=1.0, description="Multiplies prices of plan changes.")
-    new_channel: str | None = Field(default=None, description="A new acquisition channel for new signups.")
-    new_channel_share: float = Field(default=0.0, description="Share of new signups from the new channel.")
-
-    @property
-    def start(self) -> date:
-        return date.fromisoformat(self.start_date)
-
-
-class SimulatorConfig(dg.Config):
-    """Size and seed of the simulated business, and the drift injected into it.
-
-    ``customers`` is about how many distinct customers appear within ``days`` days:
-    70% are on the books at ``start`` and the rest sign up evenly over the days.
-    Dagster run config, a resource field and the platform settings all use this one
-    class, so a drift scenario is a configuration change, not a code change.
-    """
-
-    start_date: str = Field(default="2026-01-01", description="First day (ISO) of the simulated business.")
-    customers: int = Field(default=20_000, description="About how many customers appear within `days` days.")
-    days: int = Field(default=180, description="Days over which `customers` appear.")
-    seed: int = Field(default=42, description="Random seed; the same seed gives the same data.")
-    drift: DriftSpec | None = Field(default=None, description="Drift injected from a given day.")
-    contacts_dir: str | None = Field(
-        default=None,
-        description="Folder of the platform's exported retention contacts (Parquet); the world reacts to them.",
-    )
-
-    @property
-    def start(self) -> date:
-        return date.fromisoformat(self.start_date)
-
-    @property
-    def end(self) -> date:
-        return self.start + timedelta(days=self.days - 1)
 
 
 class _World:
@@ -186,7 +145,7 @@ def simulate_windows(
     ``windows`` are ``(first, last)`` pairs in order, not overlapping. The events of a
     window are the same as ``simulate`` gives for it alone. Retention contacts
     (``customer_id``, ``contacted_on``; by default those exported to ``config.contacts_dir``)
-    act on the churn hazard from the day after (``resources.treatment``); a list passed as
+    act on the churn hazard from the day after (``simulator.treatment``); a list passed as
     ``truth`` receives, at the end, the true effect of each contact (for tests only).
     """
     for (first, last), after in zip(windows, [*windows[1:], None], strict=True):

@@ -1,4 +1,7 @@
-"""The business's closed vocabularies, shared by the simulator and the data contracts."""
+"""The closed vocabularies the data contracts accept.
+
+The built-in world generates the same values (``simulator.world``, checked by tests/test_simulator.py).
+"""
 
 PLANS = ("basic", "standard", "premium")
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55+")

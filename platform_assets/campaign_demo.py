@@ -50,8 +50,8 @@ def true_policy_values(defs, day: date, choices: dict[str, pl.DataFrame], offer_
     contact); each customer's true effect is individual (no interference), so each
     policy's worth is the sum over its own customers of effect x value, minus the cost.
     """
-    from resources.simulator import simulate_windows
-    from resources.treatment import EFFECT_DAYS, read_contacts
+    from simulator.treatment import EFFECT_DAYS, read_contacts
+    from simulator.world import simulate_windows
 
     source = defs.resources["source"].simulator
     union = pl.concat([c.select("customer_id") for c in choices.values()]).unique()
@@ -124,8 +124,8 @@ def run_campaign_demo(customers: int, history_days: int, campaigns: int, every: 
     from platform_assets.definitions import defs
     from platform_assets.predictions import churn_predictions
     from resources.settings import settings
-    from resources.simulator import simulate_windows
-    from resources.treatment import EFFECT_DAYS, read_contacts
+    from simulator.treatment import EFFECT_DAYS, read_contacts
+    from simulator.world import simulate_windows
 
     start = settings().start_date
     first_campaign = start + timedelta(days=history_days - 1)

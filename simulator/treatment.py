@@ -48,7 +48,10 @@ def read_contacts(folder: str | Path | None) -> pl.DataFrame:
 
 
 def hashed_uniform(seed: int, keys: np.ndarray, salt: int = 0) -> np.ndarray:
-    """A uniform in [0, 1) per key from a splitmix64 hash of (seed, salt, key): stable, vectorized, auditable."""
+    """A uniform in [0, 1) per key from a splitmix64 hash of (seed, salt, key): stable, vectorized, auditable.
+
+    The platform's own copy is ``platform_assets.stable_hash``: the world imports nothing of the platform.
+    """
     with np.errstate(over="ignore"):
         z = np.asarray(keys, dtype=np.uint64) + np.uint64((seed * 0x9E3779B1 + salt * 0x85EBCA77) % 2**64)
         z = z + np.uint64(0x9E3779B97F4A7C15)
