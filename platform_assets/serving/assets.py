@@ -186,7 +186,8 @@ def report_online_drift(
             if "warn" in (verdict.severity, score_level)
             else "ok"
         )
-        description = "; ".join(figures) + (f" ({compared.height} rows compared; {overlap})" if overlap else "")
+        compared_only = f"compared {compared.height} of {served.height} answers ({overlap}): " if overlap else ""
+        description = compared_only + "; ".join(figures)
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": report.height,
