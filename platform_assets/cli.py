@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
         "export-event-log", help="write the simulated business as CSV event tables (customers, sessions, cancellations)"
     )
     export.add_argument("--out", required=True, help="folder to write the CSV files to (e.g. a dbt seeds folder)")
-    export.add_argument("--customers", type=int, default=400)
+    export.add_argument("--customers", type=int, default=1000)
     export.add_argument("--days", type=int, default=240)
     export.add_argument("--start", default=defaults.start_date.isoformat(), help="first day (ISO)")
     export.add_argument("--seed", type=int, default=7)

@@ -52,9 +52,8 @@ def served_outside_reference(
 
     Online, the features served are the online store's rows, of their own snapshot day,
     not of the request day: a row read from a snapshot day the reference profiles is one
-    of the reference's own rows (or the same customer on that day), and comparing it
-    with the reference compares the reference with itself, as ``reference_overlap``
-    says of a batch day. Rows with features given in the request (no snapshot day) are
+    of the reference's own rows, and comparing it with the reference compares the
+    reference with itself, as ``reference_overlap`` says of a batch day. Rows with features given in the request (no snapshot day) are
     compared. A profile logged before references were recorded says nothing.
     """
     recorded = reference.get("reference")

@@ -147,7 +147,7 @@ def report_online_drift(
         lake.uri(online_table(dataset)), storage_options=lake.storage_options or None
     ).collect_schema()
     compared, overlap = served_outside_reference(reference, served)
-    in_reference = compared.is_empty()  # every answer used the reference's own rows: figures for information
+    in_reference = overlap is not None and compared.is_empty()  # all the reference's own rows: figures for information
     if overlap and not in_reference and compared.height < MIN_DRIFT_ROWS:
         message = (
             f"not evaluated: {overlap}, and only {compared.height} other champion answers on {day} "
