@@ -92,8 +92,9 @@ def event_log(tmp_path_factory):
         ["bash", "-euo", "pipefail", "-c", export_command()], cwd=CHECKOUT, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    os.environ["EVENT_LOG_DB"] = str(tmp / "event_log.duckdb")
-    return project
+    with pytest.MonkeyPatch.context() as patch:  # the profile's path, for this module only
+        patch.setenv("EVENT_LOG_DB", str(tmp / "event_log.duckdb"))
+        yield project
 
 
 def build(project: Path, model: str = MODEL) -> tuple:
