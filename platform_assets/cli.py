@@ -289,6 +289,21 @@ def _drift_summary(registry, seconds: float) -> None:
     )
 
 
+def _export_event_log(args: argparse.Namespace) -> None:
+    """Write the simulated business as CSV event tables (``simulator.world.event_log``), a dbt seed to onboard."""
+    from pathlib import Path
+
+    from simulator.config import SimulatorConfig
+    from simulator.world import event_log
+
+    config = SimulatorConfig(start_date=args.start, customers=args.customers, days=args.days, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frame in event_log(config).items():
+        frame.write_csv(out / f"{name}.csv")
+        print(f"{out / name}.csv: {frame.height} rows")
+
+
 def _rollback(_: argparse.Namespace) -> None:
     """Give the champion alias back to the version that held it before the current one."""
     _init()
@@ -345,6 +360,15 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("rollback", help="give the champion alias back to the previous champion").set_defaults(
         func=_rollback
     )
+    export = commands.add_parser(
+        "export-event-log", help="write the simulated business as CSV event tables (customers, sessions, cancellations)"
+    )
+    export.add_argument("--out", required=True, help="folder to write the CSV files to (e.g. a dbt seeds folder)")
+    export.add_argument("--customers", type=int, default=1000)
+    export.add_argument("--days", type=int, default=240)
+    export.add_argument("--start", default=defaults.start_date.isoformat(), help="first day (ISO)")
+    export.add_argument("--seed", type=int, default=7)
+    export.set_defaults(func=_export_event_log)
     run = commands.add_parser("run", help="run one job now (ingest_raw, train_model, score_day, daily_pipeline, ...)")
     run.add_argument("job", help="the job's name")
     run.add_argument("--first", type=date.fromisoformat, help="first day, for a partitioned job")

@@ -450,3 +450,30 @@ def _promotions_frame(parts: list[dict[str, np.ndarray]]) -> pl.DataFrame:
         },
         schema=schema,
     )
+
+
+EVENT_LOG_FILES = ("subscription_customers", "subscription_sessions", "subscription_cancellations")
+
+
+def event_log(config: SimulatorConfig) -> dict[str, pl.DataFrame]:
+    """The simulated business as three plain event tables, for onboarding it like an outside dataset.
+
+    Who signed up when (and on which plan), every usage session, every cancellation:
+    no feature, no label, nothing the platform derived, so dbt SQL has to build the
+    weekly snapshots and the churn label itself, as for any transaction log. The same
+    config gives the same files.
+    """
+    frames = simulate(config, config.start, config.end)
+    return {
+        "subscription_customers": frames["customers"]
+        .select("customer_id", "signup_date", "plan", "monthly_charge", "region")
+        .sort("customer_id"),
+        "subscription_sessions": frames["sessions"]
+        .select(
+            "customer_id",
+            pl.col("started_at").dt.strftime("%Y-%m-%d %H:%M:%S"),
+            pl.col("duration_minutes").round(1),
+        )
+        .sort("started_at", "customer_id"),
+        "subscription_cancellations": frames["cancellations"].select("customer_id", "cancelled_on", "reason"),
+    }

@@ -7,7 +7,6 @@ so two registered models live in one home.
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -25,10 +24,11 @@ import pytest
 from deltalake import DeltaTable
 from sklearn.metrics import roc_auc_score
 
+from tests.onboarding_page import page_blocks, write_blocks
+
 pytestmark = pytest.mark.world
 
 CHECKOUT = Path(__file__).resolve().parents[1]
-PAGE = CHECKOUT / "docs" / "onboarding.md"
 PREFIX = "telco_churn"
 
 
@@ -38,20 +38,12 @@ def telco_csv() -> Path:
     return Path(str(datasets)) / "train.csv"
 
 
-def page_blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", PAGE.read_text(), flags=re.S)
-
-
 def follow_the_page(project: Path) -> str:
-    """Steps 1 to 3: the seed, then every SQL and YAML block written where its first line says."""
+    """Steps 1 to 3 of the first example: the seed, then every SQL and YAML block written where its first line
+    says. The page's second example (an event log) is followed by tests/test_event_log_dataset.py."""
     (project / "seeds").mkdir(exist_ok=True)
     shutil.copyfile(telco_csv(), project / "seeds" / "telco_customers.csv")
-    for block in page_blocks("sql") + page_blocks("yaml"):
-        path = re.match(r"(?:--|#) ((?:models|seeds)/\S+)\n", block).group(1)
-        (project / path).parent.mkdir(parents=True, exist_ok=True)
-        (project / path).write_text(block)
-    [commands] = page_blocks("bash")
-    return commands
+    return write_blocks(project, example=1)
 
 
 @pytest.fixture(scope="module")

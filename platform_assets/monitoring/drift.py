@@ -45,6 +45,34 @@ def reference_overlap(reference: dict, day: date) -> str | None:
     )
 
 
+def served_outside_reference(
+    reference: dict, served: pl.DataFrame, snapshot: str = "feature_snapshot_date"
+) -> tuple[pl.DataFrame, str | None]:
+    """The served rows to compare with the reference, and why the others are not (None when every row is).
+
+    Online, the features served are the online store's rows, of their own snapshot day,
+    not of the request day: a row read from a snapshot day the reference profiles is one
+    of the reference's own rows, and comparing it with the reference compares the
+    reference with itself, as ``reference_overlap`` says of a batch day. Rows with features given in the request (no snapshot day) are
+    compared. A profile logged before references were recorded says nothing.
+    """
+    recorded = reference.get("reference")
+    if not recorded or served.is_empty():
+        return served, None
+    days = [date.fromisoformat(d) for d in recorded["snapshots"]]
+    own = pl.col(snapshot).is_in(days).fill_null(False)
+    kept = served.filter(~own)
+    if kept.height == served.height:
+        return served, None
+    shown = served.filter(own)[snapshot].unique().sort().to_list()
+    listed = ", ".join(map(str, shown[:3])) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
+    return kept, (
+        f"{served.height - kept.height} of {served.height} served rows are part of the reference "
+        f"({recorded['kind']} rows): their features are of snapshot {listed} (the reference is "
+        f"{recorded['description']})"
+    )
+
+
 def psi(reference: np.ndarray, current: np.ndarray) -> float:
     """Population stability index of two share vectors over the same bins."""
     ref = np.maximum(np.asarray(reference, dtype=np.float64), EPSILON)

@@ -113,7 +113,13 @@ def report_online_drift(
     """The day's served feature values and scores against the answering version's frozen reference."""
     from mlflow.exceptions import MlflowException
 
-    from platform_assets.monitoring.drift import feature_drift, judge_features, numeric_drift
+    from platform_assets.monitoring.drift import (
+        IN_REFERENCE,
+        feature_drift,
+        judge_features,
+        numeric_drift,
+        served_outside_reference,
+    )
 
     day = date.fromisoformat(context.partition_key)
     # The champion's answers: a canary's are the rollout report's to judge, a shadow's were never served.
@@ -140,27 +146,54 @@ def report_online_drift(
     schema = pl.scan_delta(
         lake.uri(online_table(dataset)), storage_options=lake.storage_options or None
     ).collect_schema()
-    values = served.select(
+    compared, overlap = served_outside_reference(reference, served)
+    in_reference = overlap is not None and compared.is_empty()  # all the reference's own rows: figures for information
+    if overlap and not in_reference and compared.height < MIN_DRIFT_ROWS:
+        message = (
+            f"not evaluated: {overlap}, and only {compared.height} other champion answers on {day} "
+            f"(at least {MIN_DRIFT_ROWS} needed)"
+        )
+        yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "status": message})
+        yield dg.AssetCheckResult(
+            check_name=ONLINE_DRIFT_CHECK, passed=False, severity=dg.AssetCheckSeverity.WARN, description=message
+        )
+        return
+    judged = served if in_reference else compared
+    values = judged.select(
         pl.col("features").str.json_decode(pl.Struct({f: schema[f] for f in features})).struct.unnest()
     )
     verdict = judge_features(feature_drift(reference, values, features), config)
-    score = numeric_drift(reference["score"], served["churn_probability"])
-    score_level = config.level(pl.lit(score["psi"]), pl.lit(0.0))
-    report = verdict.report.with_columns(pl.lit(version.version).alias("model_version"), pl.lit(day).alias("ds"))
-    delta_version = lake.replace_days(dataset.lake_table(ONLINE_DRIFT), report, day, day)
-    score_level = pl.select(score_level).item()
-    severity = (
-        "error"
-        if "error" in (verdict.severity, score_level)
-        else "warn"
-        if "warn" in (verdict.severity, score_level)
-        else "ok"
+    score = numeric_drift(reference["score"], judged["churn_probability"])
+    score_level = pl.select(config.level(pl.lit(score["psi"]), pl.lit(0.0))).item()
+    report = verdict.report.with_columns(
+        *([pl.lit(IN_REFERENCE).alias("level")] if in_reference else []),
+        pl.lit(version.version).alias("model_version"),
+        pl.lit(day).alias("ds"),
     )
-    reasons = [*verdict.reasons, f"score PSI {score['psi']:.3f} ({score_level})"]
+    delta_version = lake.replace_days(dataset.lake_table(ONLINE_DRIFT), report, day, day)
+    figures = [*verdict.reasons, f"score PSI {score['psi']:.3f} ({score_level})"]
+    if in_reference:
+        severity = IN_REFERENCE
+        description = (
+            f"this day's answers are part of the reference, not a drift comparison: {overlap}; "
+            f"figures for information only ({'; '.join(figures)})"
+        )
+    else:
+        severity = (
+            "error"
+            if "error" in (verdict.severity, score_level)
+            else "warn"
+            if "warn" in (verdict.severity, score_level)
+            else "ok"
+        )
+        compared_only = f"compared {compared.height} of {served.height} answers ({overlap}): " if overlap else ""
+        description = compared_only + "; ".join(figures)
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": report.height,
             "served_rows": served.height,
+            "compared_rows": 0 if in_reference else judged.height,
+            "comparison": overlap or "against the reference",
             "model_version": version.version,
             "drifted_features": verdict.drifted.height,
             "max_psi": float(report["psi"].max()),
@@ -182,7 +215,7 @@ def report_online_drift(
         check_name=ONLINE_DRIFT_CHECK,
         passed=severity == "ok",
         severity=dg.AssetCheckSeverity.ERROR if severity == "error" else dg.AssetCheckSeverity.WARN,
-        description="; ".join(reasons),
+        description=description[:2000],
         metadata={"partition": day.isoformat(), "model_version": version.version, "served_rows": served.height},
     )
 
