@@ -62,6 +62,7 @@ LONGEST_FIRST = (
     "test_ui",
     "test_decisions",
     "test_extending",
+    "test_event_log_dataset",
     "test_serving",
     "test_rollout",
     "test_crash_recovery",
