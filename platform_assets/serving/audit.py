@@ -66,6 +66,7 @@ AUDIT_SCHEMA = {
     "needs_review": pl.Boolean,
     "top_reasons": REASONS,
     "latency_ms": pl.Float64,
+    "api_key_name": pl.String,
     "ds": pl.Date,
 }
 AUDIT_COLUMNS = {
@@ -92,6 +93,8 @@ AUDIT_COLUMNS = {
     "latency_ms": "This version's server time: the request's shared part (arrival to features looked up or "
     "validated) plus its own scoring of its rows, never another version's (a canary in a batch is not charged "
     "the champion's part); for `shadow` rows, what the answer would have taken.",
+    "api_key_name": "Name of the API key the request was authenticated with (never the key; null without "
+    "API keys configured, and in rows written before keys existed).",
     "ds": "Day of the request (UTC), the partition.",
 }
 
