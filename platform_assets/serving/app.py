@@ -3,11 +3,13 @@
 ``POST /v1/score`` scores customers by id (features looked up in the online snapshot)
 or explicit feature values (what-if, validated against the champion's declared
 features). ``/healthz`` says the process lives, ``/readyz`` that a champion and a
-snapshot are loaded and the audit log writes, ``/metrics`` is Prometheus text. An
-admission limit bounds the requests a worker holds: past it the answer is an immediate
-503, so overload costs clients a retry instead of unbounded latency. A request whose
-audit rows the log cannot take (full, or its writer dead) is a 503 with Retry-After too:
-no score leaves without its audit row.
+snapshot are loaded and the audit log writes, ``/metrics`` is Prometheus text. With API
+keys configured every route but ``/healthz`` needs one, checked before anything else
+(``access.py``); the audit records the key's name. An admission limit bounds the
+requests a worker holds: past it the answer is an immediate 503, so overload costs
+clients a retry instead of unbounded latency. A request whose audit rows the log cannot
+take (full, or its writer dead) is a 503 with Retry-After too: no score leaves without
+its audit row.
 
 On shutdown the answers already queued are written first; shadow scorings still queued
 then get ``PLATFORM_SERVING_SHADOW_DRAIN_SECONDS`` to finish (the rest are dropped and

@@ -28,7 +28,8 @@ One row per customer and model that scored it: the answer (role ``champion`` or
 ``canary``) and, when a challenger is live, the other model's silent score of the same
 customer (role ``shadow``), so the two can be compared on the same customers.
 Lookups store the snapshot version and date with the feature values they read;
-what-if requests store the values sent.
+what-if requests store the values sent. Each row names the API key its request was
+answered for (``api_key_name``), never the key itself.
 """
 
 from __future__ import annotations
