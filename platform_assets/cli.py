@@ -318,7 +318,20 @@ def _rollback(_: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    """Start the scoring API (uvicorn) on the configured address; SIGTERM stops it cleanly."""
+    """Start the scoring API (uvicorn) on the configured address; SIGTERM stops it cleanly.
+
+    Access is settled first: keys that cannot be used, or no keys on a non-loopback
+    address (unless ``PLATFORM_SERVING_ALLOW_KEYLESS_REMOTE``), stop it before it binds.
+    """
+    from platform_assets.serving.access import ApiKeys, KeysInvalid, exposure
+
+    current = settings()
+    host, port = args.host or current.serving_host, args.port if args.port is not None else current.serving_port
+    try:
+        keys = ApiKeys(current.serving_api_keys, current.serving_api_keys_file)
+        access = exposure(keys, host, port, current.serving_allow_keyless_remote)
+    except KeysInvalid as error:
+        sys.exit(f"Not serving: {error}")
     _init()
     from resources.dbt import dbt_project
 
@@ -326,8 +339,7 @@ def _serve(args: argparse.Namespace) -> None:
         _prepare()
     import uvicorn
 
-    current = settings()
-    host, port = args.host or current.serving_host, args.port if args.port is not None else current.serving_port
+    (LOG.info if keys.configured else LOG.warning)(access)
     print(f"Scoring API on http://{host}:{port} (OpenAPI at /docs), serving {current.serving_model}", flush=True)
     uvicorn.run(
         "platform_assets.serving.app:create_app",
@@ -338,6 +350,20 @@ def _serve(args: argparse.Namespace) -> None:
         log_level="warning",
         timeout_graceful_shutdown=30,
     )
+
+
+def _serving_key(args: argparse.Namespace) -> None:
+    """Print a fresh API key once, and the keys-file line (its hash) that configures it."""
+    from platform_assets.serving.access import KeysInvalid, key_line
+
+    try:
+        key, line = key_line(args.name)
+    except KeysInvalid as error:
+        sys.exit(str(error))
+    name, digest = line.split()
+    print(f"API key for {name} (shown once; give it to the client, store it nowhere else):\n  {key}")
+    print(f"Add this line to PLATFORM_SERVING_API_KEYS_FILE (read again within a request, no restart):\n  {line}")
+    print(f"or this entry to PLATFORM_SERVING_API_KEYS (JSON):\n  {json.dumps({name: digest})}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -379,6 +405,9 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, help="port (PLATFORM_SERVING_PORT, default 8000)")
     serve.add_argument("--workers", type=int, help="worker processes (PLATFORM_SERVING_WORKERS, default 1)")
     serve.set_defaults(func=_serve)
+    key = commands.add_parser("serving-key", help="make an API key for the scoring API: prints it once and its hash")
+    key.add_argument("name", help="the key's name, recorded in the audit (1 to 64 letters, digits, _.@-)")
+    key.set_defaults(func=_serving_key)
     from platform_assets.campaign_demo import add_command
     from platform_assets.decisions.review_cli import add_commands
 

@@ -166,6 +166,21 @@ class Settings(BaseSettings):
     serving_host: str = Field(default="127.0.0.1", description="Address the scoring API binds to.")
     serving_port: int = Field(default=8000, ge=0, le=65535, description="Port of the scoring API.")
     serving_workers: int = Field(default=1, ge=1, description="uvicorn worker processes of the scoring API.")
+    serving_api_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description='API keys the scoring API accepts, JSON `{"name": "sha256:<hex>"}`: hashes, never keys '
+        "(`churn-platform serving-key NAME` makes one). With any key configured every route but /healthz needs one.",
+    )
+    serving_api_keys_file: Path | None = Field(
+        default=None,
+        description="A file of API keys, one `NAME sha256:<hex>` a line, re-read when it changes (keys rotate "
+        "without a restart); named, even empty, every route but /healthz needs a key.",
+    )
+    serving_allow_keyless_remote: bool = Field(
+        default=False,
+        description="Let the scoring API start without API keys on a non-loopback address (a proxy in front "
+        "authenticates); otherwise it refuses to.",
+    )
     serving_max_in_flight: int = Field(
         default=64, ge=1, description="Requests a worker admits at once; beyond them it answers 503 at once."
     )

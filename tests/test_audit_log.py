@@ -36,6 +36,7 @@ def _rows(n: int, request_id: str) -> dict[str, list]:
         "needs_review": False,
         "top_reasons": None,
         "latency_ms": 1.0,
+        "api_key_name": None,
         "ds": at.date(),
     }
     return {**{k: [v] * n for k, v in one.items()}, "customer_id": [str(i) for i in range(n)]}

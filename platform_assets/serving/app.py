@@ -3,11 +3,13 @@
 ``POST /v1/score`` scores customers by id (features looked up in the online snapshot)
 or explicit feature values (what-if, validated against the champion's declared
 features). ``/healthz`` says the process lives, ``/readyz`` that a champion and a
-snapshot are loaded and the audit log writes, ``/metrics`` is Prometheus text. An
-admission limit bounds the requests a worker holds: past it the answer is an immediate
-503, so overload costs clients a retry instead of unbounded latency. A request whose
-audit rows the log cannot take (full, or its writer dead) is a 503 with Retry-After too:
-no score leaves without its audit row.
+snapshot are loaded and the audit log writes, ``/metrics`` is Prometheus text. With API
+keys configured every route but ``/healthz`` needs one, checked before anything else
+(``access.py``); the audit records the key's name. An admission limit bounds the
+requests a worker holds: past it the answer is an immediate 503, so overload costs
+clients a retry instead of unbounded latency. A request whose audit rows the log cannot
+take (full, or its writer dead) is a 503 with Retry-After too: no score leaves without
+its audit row.
 
 On shutdown the answers already queued are written first; shadow scorings still queued
 then get ``PLATFORM_SERVING_SHADOW_DRAIN_SECONDS`` to finish (the rest are dropped and
@@ -43,6 +45,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field
 
+from platform_assets.serving.access import KEY_NAME_SCOPE, ApiKeys, RequireApiKey
 from platform_assets.serving.audit import AuditFull, AuditLog, now
 from platform_assets.serving.inputs import (
     CustomerId,
@@ -224,6 +227,7 @@ class _Request:
     id: str
     arrived: datetime
     started: float
+    api_key_name: str | None = None  # the name of the key that authenticated it (never the key)
     audit: list[dict] = field(default_factory=list)  # recorded together, or the request is refused
     shadow: list[tuple] = field(default_factory=list)  # submitted once its rows are recorded
     seconds: dict[str, float] = field(default_factory=dict)  # per version: shared time plus its own scoring
@@ -247,11 +251,11 @@ def _audit_rows(rows: dict, scores: Scores | None, error: str | None, latency_ms
 
 
 def _request_rows(
-    request_id: str, arrived, route: str, model: ServedModel, ids: list, features: list[str], snapshot=None, dates=None
+    request: _Request, route: str, model: ServedModel, ids: list, features: list[str], snapshot=None, dates=None
 ) -> dict:
-    n = len(features)
+    n, arrived = len(features), request.arrived
     return {
-        "request_id": [request_id] * n,
+        "request_id": [request.id] * n,
         "requested_at": [arrived] * n,
         "route": [route] * n,
         "customer_id": [None if i is None else str(i) for i in ids],
@@ -261,6 +265,7 @@ def _request_rows(
         "model_name": [model.name] * n,
         "model_version": [model.version] * n,
         "role": ["champion"] * n,
+        "api_key_name": [request.api_key_name] * n,
         "ds": [arrived.date()] * n,
     }
 
@@ -306,11 +311,11 @@ class Scoring:
         self.max_text = settings.serving_max_text_chars
         self._validators: dict[tuple, tuple[type[BaseModel], dict]] = {}
 
-    def score(self, body: ScoreRequest) -> dict:
+    def score(self, body: ScoreRequest, api_key_name: str | None = None) -> dict:
         state = self.keeper.state
         if state is None:
             raise HTTPException(503, f"not ready: {self.keeper.not_ready}")
-        request = _Request(uuid.uuid4().hex, now(), time.perf_counter())
+        request = _Request(uuid.uuid4().hex, now(), time.perf_counter(), api_key_name)
         version = state.champion.version
         status = 200
         try:
@@ -362,7 +367,7 @@ class Scoring:
         positions, missing = snapshot.positions(ids)
         shared = request.elapsed()  # the part every version's answer waits for: arrival to features looked up
         if missing:
-            rows = _request_rows(request.id, request.arrived, "id", state.champion, missing, [None] * len(missing))
+            rows = _request_rows(request, "id", state.champion, missing, [None] * len(missing))
             rows.update(feature_snapshot_version=[snapshot.version] * len(missing))
             request.audit.append(
                 _audit_rows(rows, None, "unknown customer", shared * 1000) | {"status": ["not_found"] * len(missing)}
@@ -393,8 +398,7 @@ class Scoring:
             ):
                 results[i] = result
             rows = _request_rows(
-                request.id,
-                request.arrived,
+                request,
                 "id",
                 model,
                 chosen,
@@ -432,7 +436,7 @@ class Scoring:
             request.seconds[model.version] = seconds
             snapshot = state.snapshot
             ids = snapshot.frame[snapshot.entity].gather(rows_at).to_list()
-            rows = _request_rows(request.id, request.arrived, "id", model, ids, [None] * len(ids), snapshot.version)
+            rows = _request_rows(request, "id", model, ids, [None] * len(ids), snapshot.version)
             rows["role"] = ["canary"] * len(ids)
             error = f"{type(failure).__name__}: {failure}"
             request.audit.append(_audit_rows(rows, None, error, seconds * 1000))
@@ -473,7 +477,7 @@ class Scoring:
         request.seconds[model.version] = seconds
         self.metrics.scored.labels(model.version, "champion").inc(frame.height)
         values = frame.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
-        audit_rows = _request_rows(request.id, request.arrived, "values", model, [None] * frame.height, values)
+        audit_rows = _request_rows(request, "values", model, [None] * frame.height, values)
         request.audit.append(_audit_rows(audit_rows, scores, None, seconds * 1000))
         challenger = _paired(state, model)
         if challenger is not None and challenger.features == model.features:
@@ -505,6 +509,7 @@ def create_app(settings=None, dataset=None) -> FastAPI:
         artifact_location=settings.artifact_location,
         model_name=dataset.registered_model,
     )
+    keys = ApiKeys(settings.serving_api_keys, settings.serving_api_keys_file)
     metrics = Metrics()
     keeper = StateKeeper(
         registry,
@@ -551,6 +556,8 @@ def create_app(settings=None, dataset=None) -> FastAPI:
     )
     app.router.route_class = StrictJSONRoute
     app.add_middleware(AdmissionLimit, limit=settings.serving_max_in_flight, metrics=metrics)
+    if keys.configured:  # outermost: a refused request costs no admission slot, routing or validation
+        app.add_middleware(RequireApiKey, keys=keys, metrics=metrics.registry)
 
     def openapi() -> dict:
         """FastAPI's schema, with the what-if row and batch limits of the champion served now."""
@@ -563,6 +570,12 @@ def create_app(settings=None, dataset=None) -> FastAPI:
             ref = {"$ref": f"#/components/schemas/{row.__name__}"}
             many = {"type": "array", "items": ref, "minItems": 1, "maxItems": scoring.max_batch}
             request["features"]["anyOf"] = [ref, many, {"type": "null"}]
+        if keys.configured:  # /docs' "Authorize" then sends the key
+            schema["components"]["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            }
+            schema["security"] = [{"bearer": []}, {"apiKey": []}]
         return schema
 
     app.openapi = openapi
@@ -582,11 +595,20 @@ def create_app(settings=None, dataset=None) -> FastAPI:
             413: {"description": f"Body larger than {settings.serving_max_body_bytes} bytes."},
             422: {"description": "Not strict JSON (NaN, Infinity), a mistyped id, or a what-if value out of bounds."},
             503: {"description": "Not ready, overloaded (admission limit), or the audit log full: retry."},
+            **(
+                {
+                    401: {"description": "No API key sent (`Authorization: Bearer <key>` or `X-API-Key`)."},
+                    403: {"description": "The API key sent is not configured (unknown or revoked)."},
+                }
+                if keys.configured
+                else {}
+            ),
         },
     )
-    def score(body: ScoreRequest) -> Response:
+    def score(body: ScoreRequest, request: Request) -> Response:
         """Score customers by id (latest features in the online store) or by feature values (what-if)."""
-        return Response(json.dumps(scoring.score(body)), media_type="application/json")
+        answer = scoring.score(body, request.scope.get(KEY_NAME_SCOPE))
+        return Response(json.dumps(answer), media_type="application/json")
 
     @app.get("/healthz")
     def healthz() -> dict:

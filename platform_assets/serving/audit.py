@@ -28,7 +28,8 @@ One row per customer and model that scored it: the answer (role ``champion`` or
 ``canary``) and, when a challenger is live, the other model's silent score of the same
 customer (role ``shadow``), so the two can be compared on the same customers.
 Lookups store the snapshot version and date with the feature values they read;
-what-if requests store the values sent.
+what-if requests store the values sent. Each row names the API key its request was
+answered for (``api_key_name``), never the key itself.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ AUDIT_SCHEMA = {
     "needs_review": pl.Boolean,
     "top_reasons": REASONS,
     "latency_ms": pl.Float64,
+    "api_key_name": pl.String,
     "ds": pl.Date,
 }
 AUDIT_COLUMNS = {
@@ -92,6 +94,8 @@ AUDIT_COLUMNS = {
     "latency_ms": "This version's server time: the request's shared part (arrival to features looked up or "
     "validated) plus its own scoring of its rows, never another version's (a canary in a batch is not charged "
     "the champion's part); for `shadow` rows, what the answer would have taken.",
+    "api_key_name": "Name of the API key the request was authenticated with (never the key; null without "
+    "API keys configured, and in rows written before keys existed).",
     "ds": "Day of the request (UTC), the partition.",
 }
 
