@@ -44,6 +44,14 @@ COLUMNS = {
 }
 
 
+def scored_day(lake: Lake, table: str, day: date) -> pl.DataFrame:
+    """The day's predictions in ``table``; whatever reads them cannot go on without them."""
+    predictions = lake.read_days(table, day) if lake.exists(table) else pl.DataFrame()
+    if predictions.is_empty():
+        raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
+    return predictions
+
+
 def feature_versions(instance: dg.DagsterInstance, relation: str, model: str) -> str:
     """The warehouse relation and the lake versions its latest build read, as JSON."""
     return json.dumps({"relation": relation, "lake_versions": lake_versions_read(instance, model)})

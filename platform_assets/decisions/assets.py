@@ -24,7 +24,7 @@ from platform_assets.decisions.review import (
 from platform_assets.decisions.uplift import UpliftConfig, train_uplift
 from platform_assets.metadata import OWNER, markdown_table, table_schema
 from platform_assets.partitions import daily_partitions
-from platform_assets.predictions import PREDICTIONS, churn_predictions
+from platform_assets.predictions import PREDICTIONS, churn_predictions, scored_day
 from resources.exports import ContactExport, ReviewInbox
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
@@ -96,9 +96,7 @@ def review_queue(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materializ
 
     day = date.fromisoformat(context.partition_key)
     spec = spec_of(DEFAULT)
-    predictions = lake.read_days(PREDICTIONS, day) if lake.exists(PREDICTIONS) else pl.DataFrame()
-    if predictions.is_empty():
-        raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
+    predictions = scored_day(lake, PREDICTIONS, day)
     decided = ReviewStore(lake).decisions_before(day).select("customer_id")
     queue = (
         predictions.rename({spec.entity: "customer_id"})

@@ -21,7 +21,7 @@ from platform_assets.metadata import OWNER, markdown_table, table_schema
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.monitoring.drift import Thresholds
 from platform_assets.partitions import daily_partitions
-from platform_assets.predictions import PREDICTIONS, predictions_asset
+from platform_assets.predictions import PREDICTIONS, predictions_asset, scored_day
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
 from resources.warehouse import Warehouse
@@ -68,14 +68,6 @@ def _reference_text(reference: dict) -> str:
     return recorded["description"] if recorded else f"snapshots {reference.get('snapshot', 'unknown')}"
 
 
-def scored_day(lake: Lake, dataset: Dataset, day: date) -> pl.DataFrame:
-    """The day's predictions; the drift reports compare against the model that made them."""
-    predictions = lake.read_days(dataset.lake_table(PREDICTIONS), day)
-    if predictions.is_empty():
-        raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
-    return predictions
-
-
 def _history(lake: Lake, table: str, day: date, days: int) -> pl.DataFrame:
     return lake.scan(table).filter(pl.col("ds").is_between(day - timedelta(days=days - 1), day)).collect()
 
@@ -98,7 +90,7 @@ def report_feature_drift(
     day = date.fromisoformat(context.partition_key)
     spec = spec_of(dataset)
     table = dataset.lake_table(FEATURE_DRIFT)
-    version = registry.by_number(scored_day(lake, dataset, day)["model_version"][0])
+    version = registry.by_number(scored_day(lake, dataset.lake_table(PREDICTIONS), day)["model_version"][0])
     reference = registry.reference_profile(version.run_id)
     features = warehouse.query(f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day])
     verdict = judge_features(feature_drift(reference, features, list(spec.features)), config)
@@ -177,7 +169,7 @@ def report_prediction_drift(
     from platform_assets.plots import as_metadata, metric_over_time, png_bytes
 
     day = date.fromisoformat(context.partition_key)
-    predictions = scored_day(lake, dataset, day)
+    predictions = scored_day(lake, dataset.lake_table(PREDICTIONS), day)
     table = dataset.lake_table(PREDICTION_DRIFT)
     version = registry.by_number(predictions["model_version"][0])
     reference = registry.reference_profile(version.run_id)

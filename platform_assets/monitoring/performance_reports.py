@@ -35,7 +35,7 @@ from platform_assets.datasets import DEFAULT, dbt_key, performance_partitions, s
 from platform_assets.metadata import OWNER, markdown_table, table_schema
 from platform_assets.ml.feature_spec import Dataset, FeatureSpec, LabelledModel
 from platform_assets.partitions import daily_partitions
-from platform_assets.predictions import PREDICTIONS, predictions_asset
+from platform_assets.predictions import PREDICTIONS, predictions_asset, scored_day
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
 from resources.settings import settings
@@ -387,9 +387,7 @@ def report_business_impact(
     day = date.fromisoformat(context.partition_key)
     spec = spec_of(dataset)
     table = dataset.lake_table(BUSINESS_IMPACT)
-    today = lake.read_days(dataset.lake_table(PREDICTIONS), day)
-    if today.is_empty():
-        raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
+    today = scored_day(lake, dataset.lake_table(PREDICTIONS), day)
     expected = campaign_value(today["churn_probability"].to_numpy(), config)
     found = matured(lake, warehouse, registry, dataset, spec, day)
     scored_on, outcomes, note = found.scored_on, found.rows, found.note
