@@ -10,6 +10,11 @@ import polars as pl
 OWNER = "data-platform@example.com"
 
 
+def layer(name: str) -> dict[str, object]:
+    """An asset's group, owner and ``layer`` tag: the catalog groups by one and filters by the other, so they agree."""
+    return {"group_name": name, "owners": [OWNER], "tags": {"layer": name}}
+
+
 def markdown_table(frame: pl.DataFrame, max_rows: int = 10, digits: int = 4) -> str:
     """A Markdown table of the first rows (a preview, so a short loop over rows is fine)."""
     shown = frame.head(max_rows).with_columns(pl.col(pl.Float32, pl.Float64).round(digits))

@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 
 from platform_assets.datasets import DEFAULT, dbt_key, lake_versions_read, spec_of
-from platform_assets.metadata import OWNER, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, table_schema
 from platform_assets.ml.bands import bands_of
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.ml.scoring import DayScorer, ScoringConfig
@@ -179,10 +179,8 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
         key=dataset.key("churn_predictions"),
         partitions_def=daily_partitions,
         deps=[dbt_key(dataset.scoring_model), champion],
-        group_name="predictions",
+        **layer("predictions"),
         kinds={"delta", "polars", "lightgbm"},
-        owners=[OWNER],
-        tags={"layer": "predictions"},
         description=(
             f"Daily predictions of `{dataset.registered_model}` for every row of the dbt model "
             f"`{dataset.scoring_model}` on the day, scored by the MLflow `champion` on the same features as "

@@ -17,7 +17,7 @@ import polars as pl
 from pydantic import Field
 
 from platform_assets.datasets import DEFAULT, dbt_key, spec_of
-from platform_assets.metadata import OWNER, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, table_schema
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.monitoring.drift import Thresholds
 from platform_assets.partitions import daily_partitions
@@ -228,10 +228,8 @@ def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
         key=feature_key,
         partitions_def=daily_partitions,
         deps=[dbt_key(dataset.scoring_model), predictions],
-        group_name="monitoring",
+        **layer("monitoring"),
         kinds={"delta", "polars", "scipy"},
-        owners=[OWNER],
-        tags={"layer": "monitoring"},
         description=(
             f"Feature drift of the day's rows of `{dataset.scoring_model}` against the reference profile of the "
             f"`{dataset.registered_model}` version that scored them (its training rows, or its validation rows "
@@ -269,10 +267,8 @@ def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
         key=prediction_key,
         partitions_def=daily_partitions,
         deps=[predictions],
-        group_name="monitoring",
+        **layer("monitoring"),
         kinds={"delta", "polars", "scipy"},
-        owners=[OWNER],
-        tags={"layer": "monitoring"},
         description=(
             f"Drift of the day's `{dataset.registered_model}` scores against the score profile frozen with the "
             "version that made them: PSI on the reference deciles, KS statistic and p-value, and the mean score. "

@@ -32,7 +32,7 @@ import polars as pl
 from pydantic import Field
 
 from platform_assets.datasets import DEFAULT, dbt_key, performance_partitions, spec_of
-from platform_assets.metadata import OWNER, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, table_schema
 from platform_assets.ml.feature_spec import Dataset, FeatureSpec, LabelledModel
 from platform_assets.partitions import daily_partitions
 from platform_assets.predictions import PREDICTIONS, predictions_asset, scored_day
@@ -457,10 +457,8 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
         key=performance_key,
         partitions_def=matures,
         deps=[dg.AssetDep(predictions, partition_mapping=scored), outcome],
-        group_name="monitoring",
+        **layer("monitoring"),
         kinds={"delta", "polars"},
-        owners=[OWNER],
-        tags={"layer": "monitoring"},
         description=(
             f"How the `{dataset.registered_model}` predictions of the latest snapshot at least one label horizon "
             f"ago did, now that their outcome has matured in the dbt model `{dataset.outcome_model}`: ROC AUC, PR "
@@ -508,10 +506,8 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
         key=dataset.key("business_impact"),
         partitions_def=daily_partitions,
         deps=[predictions, outcome],
-        group_name="monitoring",
+        **layer("monitoring"),
         kinds={"delta", "polars"},
-        owners=[OWNER],
-        tags={"layer": "monitoring"},
         description=(
             f"What the `{dataset.registered_model}` predictions are worth: the expected saving of contacting "
             "today's top-k, and for the predictions of the latest snapshot at least one label horizon ago (the "

@@ -16,7 +16,7 @@ import polars as pl
 from pydantic import Field
 
 from platform_assets.datasets import dbt_key, spec_of
-from platform_assets.metadata import OWNER, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, table_schema
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.model_assets import model_assets
 from platform_assets.monitoring.drift import Thresholds
@@ -344,7 +344,7 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
     """``online_features``, ``serving_log``, ``online_feature_drift`` and ``rollout_report`` of a dataset."""
     _, champion = model_assets(dataset)
     name = dataset.registered_model
-    common = dict(group_name="serving", owners=[OWNER], tags={"layer": "serving"})
+    common = layer("serving")
 
     @dg.asset(
         key=dataset.key("online_features"),
