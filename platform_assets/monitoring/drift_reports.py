@@ -19,7 +19,7 @@ from pydantic import Field
 from platform_assets.datasets import DEFAULT, dbt_key, spec_of
 from platform_assets.metadata import layer, markdown_table, table_schema
 from platform_assets.ml.feature_spec import Dataset
-from platform_assets.monitoring.drift import Thresholds
+from platform_assets.monitoring.drift import Thresholds, level_check
 from platform_assets.partitions import daily_partitions
 from platform_assets.predictions import PREDICTIONS, predictions_asset, scored_day
 from resources.lake import Lake
@@ -141,12 +141,11 @@ def report_feature_drift(
             "delta_version": delta_version,
         }
     )
-    yield dg.AssetCheckResult(
-        check_name=FEATURE_DRIFT_CHECK,
-        passed=severity == "ok",
-        severity=dg.AssetCheckSeverity.ERROR if severity == "error" else dg.AssetCheckSeverity.WARN,
-        description=description[:2000],
-        metadata={
+    yield level_check(
+        FEATURE_DRIFT_CHECK,
+        severity,
+        description,
+        {
             "partition": day.isoformat(),
             "model_version": version.version,
             "reference": _reference_text(reference),
@@ -204,12 +203,11 @@ def report_prediction_drift(
             "delta_version": delta_version,
         }
     )
-    yield dg.AssetCheckResult(
-        check_name=PREDICTION_DRIFT_CHECK,
-        passed=level == "ok",
-        severity=dg.AssetCheckSeverity.ERROR if level == "error" else dg.AssetCheckSeverity.WARN,
-        description=description[:2000],
-        metadata={
+    yield level_check(
+        PREDICTION_DRIFT_CHECK,
+        level,
+        description,
+        {
             "partition": day.isoformat(),
             "model_version": version.version,
             "psi": stats["psi"],

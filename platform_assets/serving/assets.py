@@ -19,7 +19,7 @@ from platform_assets.datasets import dbt_key, spec_of
 from platform_assets.metadata import layer, markdown_table, table_schema
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.model_assets import model_assets
-from platform_assets.monitoring.drift import Thresholds
+from platform_assets.monitoring.drift import Thresholds, level_check
 from platform_assets.serving.audit import AUDIT_COLUMNS, AUDIT_SCHEMA
 from platform_assets.serving.evidence import paired_customers
 from platform_assets.serving.rollout import ROLLOUT_CHECK, RolloutRules, judge_rollout
@@ -211,12 +211,11 @@ def report_online_drift(
             "delta_version": delta_version,
         }
     )
-    yield dg.AssetCheckResult(
-        check_name=ONLINE_DRIFT_CHECK,
-        passed=severity == "ok",
-        severity=dg.AssetCheckSeverity.ERROR if severity == "error" else dg.AssetCheckSeverity.WARN,
-        description=description[:2000],
-        metadata={"partition": day.isoformat(), "model_version": version.version, "served_rows": served.height},
+    yield level_check(
+        ONLINE_DRIFT_CHECK,
+        severity,
+        description,
+        {"partition": day.isoformat(), "model_version": version.version, "served_rows": served.height},
     )
 
 
