@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 
 from platform_assets.datasets import DEFAULT, dbt_key, lake_versions_read, spec_of
-from platform_assets.metadata import layer, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, stored_in
 from platform_assets.ml.bands import bands_of
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.ml.scoring import DayScorer, ScoringConfig
@@ -189,10 +189,7 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
             "every row with `reasons_for: all`) and why, the model version and run, and the feature versions. "
             "One Delta partition per day."
         ),
-        metadata={
-            "lake_table": dataset.lake_table(PREDICTIONS),
-            "dagster/column_schema": table_schema(key_columns | COLUMNS),
-        },
+        metadata=stored_in(dataset.lake_table(PREDICTIONS), key_columns | COLUMNS),
     )
     def churn_predictions(
         context: dg.AssetExecutionContext,

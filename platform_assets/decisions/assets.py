@@ -22,7 +22,7 @@ from platform_assets.decisions.review import (
     ReviewStore,
 )
 from platform_assets.decisions.uplift import UpliftConfig, train_uplift
-from platform_assets.metadata import layer, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, stored_in
 from platform_assets.partitions import daily_partitions
 from platform_assets.predictions import PREDICTIONS, churn_predictions, scored_day
 from resources.exports import ContactExport, ReviewInbox
@@ -42,7 +42,7 @@ from resources.warehouse import Warehouse
         "when and which file, beside the ones recorded with `churn-platform review decide`. A file with a row that "
         "is not a decision is refused whole, naming the line."
     ),
-    metadata={"lake_table": REVIEW_DECISIONS, "dagster/column_schema": table_schema(DECISION_COLUMNS)},
+    metadata=stored_in(REVIEW_DECISIONS, DECISION_COLUMNS),
 )
 def review_decisions(context: dg.AssetExecutionContext, lake: Lake, review_inbox: ReviewInbox) -> dg.MaterializeResult:
     from platform_assets.decisions.review import ReviewError
@@ -82,7 +82,7 @@ def review_decisions(context: dg.AssetExecutionContext, lake: Lake, review_inbox
         "Customers of the day's predictions in the review band who have no recent decision: they wait here, and no "
         "campaign contacts them, until a reviewer approves (`churn-platform review list` shows them)."
     ),
-    metadata={"lake_table": REVIEW_QUEUE, "dagster/column_schema": table_schema(QUEUE_COLUMNS)},
+    metadata=stored_in(REVIEW_QUEUE, QUEUE_COLUMNS),
 )
 def review_queue(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
     from platform_assets.decisions.campaign import reasons_text
@@ -124,7 +124,7 @@ def review_queue(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materializ
         "a holdout sized by a power analysis, contacts up to the budget. Both arms are logged in Delta with the "
         "model version, score, reasons and arm; the contacts are exported as CSV and Parquet for the CRM."
     ),
-    metadata={"lake_table": CAMPAIGN_LOG, "dagster/column_schema": table_schema(LOG_COLUMNS)},
+    metadata=stored_in(CAMPAIGN_LOG, LOG_COLUMNS),
 )
 def retention_campaign(
     context: dg.AssetExecutionContext,
@@ -166,7 +166,7 @@ campaign_log = dg.AssetSpec(
         "customer-days a contact acted on within the label horizon (`treated_within_horizon`), which training and "
         "performance monitoring leave out by default (dbt var `treated_labels`). Empty until the first campaign."
     ),
-    metadata={"lake_table": CAMPAIGN_LOG, "dagster/column_schema": table_schema(LOG_COLUMNS)},
+    metadata=stored_in(CAMPAIGN_LOG, LOG_COLUMNS),
 )
 
 

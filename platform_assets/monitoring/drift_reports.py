@@ -17,7 +17,7 @@ import polars as pl
 from pydantic import Field
 
 from platform_assets.datasets import DEFAULT, dbt_key, spec_of
-from platform_assets.metadata import layer, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, stored_in
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.monitoring.drift import Thresholds, level_check
 from platform_assets.partitions import daily_partitions
@@ -236,10 +236,7 @@ def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
             "KS or chi-square p-values, and the share of drifted features. History in Delta; today as a table, the "
             "last 30 days as a chart."
         ),
-        metadata={
-            "lake_table": dataset.lake_table(FEATURE_DRIFT),
-            "dagster/column_schema": table_schema(FEATURE_DRIFT_COLUMNS),
-        },
+        metadata=stored_in(dataset.lake_table(FEATURE_DRIFT), FEATURE_DRIFT_COLUMNS),
         check_specs=[
             dg.AssetCheckSpec(
                 FEATURE_DRIFT_CHECK,
@@ -272,10 +269,7 @@ def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
             "version that made them: PSI on the reference deciles, KS statistic and p-value, and the mean score. "
             "History in Delta."
         ),
-        metadata={
-            "lake_table": dataset.lake_table(PREDICTION_DRIFT),
-            "dagster/column_schema": table_schema(PREDICTION_DRIFT_COLUMNS),
-        },
+        metadata=stored_in(dataset.lake_table(PREDICTION_DRIFT), PREDICTION_DRIFT_COLUMNS),
         check_specs=[
             dg.AssetCheckSpec(
                 PREDICTION_DRIFT_CHECK,

@@ -32,7 +32,7 @@ import polars as pl
 from pydantic import Field
 
 from platform_assets.datasets import DEFAULT, dbt_key, performance_partitions, spec_of
-from platform_assets.metadata import layer, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, stored_in
 from platform_assets.ml.feature_spec import Dataset, FeatureSpec, LabelledModel
 from platform_assets.partitions import daily_partitions
 from platform_assets.predictions import PREDICTIONS, predictions_asset, scored_day
@@ -470,10 +470,7 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
             "customers a retention contact acted on within the horizon; dbt var `treated_labels`), counted in "
             "`treated_left_out`. One row per day in Delta; the chart shows the trend."
         ),
-        metadata={
-            "lake_table": dataset.lake_table(MODEL_PERFORMANCE),
-            "dagster/column_schema": table_schema(PERFORMANCE_COLUMNS),
-        },
+        metadata=stored_in(dataset.lake_table(MODEL_PERFORMANCE), PERFORMANCE_COLUMNS),
         check_specs=[
             dg.AssetCheckSpec(
                 PERFORMANCE_CHECK,
@@ -514,10 +511,7 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
             "rows model_performance judges) the lift in the top decile and the "
             "saving actually achieved against random targeting, with a configurable cost matrix."
         ),
-        metadata={
-            "lake_table": dataset.lake_table(BUSINESS_IMPACT),
-            "dagster/column_schema": table_schema(IMPACT_COLUMNS),
-        },
+        metadata=stored_in(dataset.lake_table(BUSINESS_IMPACT), IMPACT_COLUMNS),
     )
     def business_impact(
         context: dg.AssetExecutionContext,

@@ -16,7 +16,7 @@ import polars as pl
 from pydantic import Field
 
 from platform_assets.datasets import dbt_key, spec_of
-from platform_assets.metadata import layer, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, stored_in
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.model_assets import model_assets
 from platform_assets.monitoring.drift import Thresholds, level_check
@@ -373,12 +373,9 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
             "and role, score, reasons and latency. The API appends it in micro-batches; materializing a day compacts "
             "its files and summarizes it."
         ),
-        metadata={
-            "lake_table": requests_table(dataset),
-            "dagster/column_schema": table_schema(
-                {c: (str(AUDIT_SCHEMA[c]), text) for c, text in AUDIT_COLUMNS.items()}
-            ),
-        },
+        metadata=stored_in(
+            requests_table(dataset), {c: (str(AUDIT_SCHEMA[c]), text) for c, text in AUDIT_COLUMNS.items()}
+        ),
         **common,
     )
     def serving_log(context: dg.AssetExecutionContext, lake: Lake):
