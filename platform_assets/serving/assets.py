@@ -345,6 +345,12 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
     name = dataset.registered_model
     common = layer("serving")
 
+    def day_check(check: str, asset: str, description: str) -> dg.AssetCheckSpec:
+        """A check of each serving day that warns or fails without blocking what comes after."""
+        return dg.AssetCheckSpec(
+            check, asset=dataset.key(asset), description=description, blocking=False, partitions_def=serving_days
+        )
+
     @dg.asset(
         key=dataset.key("online_features"),
         deps=[dbt_key(dataset.scoring_model)],
@@ -393,12 +399,10 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
         ),
         metadata={"lake_table": dataset.lake_table(ONLINE_DRIFT)},
         check_specs=[
-            dg.AssetCheckSpec(
+            day_check(
                 ONLINE_DRIFT_CHECK,
-                asset=dataset.key("online_feature_drift"),
-                description="The batch's feature drift rules (and score PSI) on online traffic.",
-                blocking=False,
-                partitions_def=serving_days,
+                "online_feature_drift",
+                "The batch's feature drift rules (and score PSI) on online traffic.",
             )
         ],
         **common,
@@ -420,12 +424,10 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
             "the rollout sensor then rolls it back, or promotes it once it has won."
         ),
         check_specs=[
-            dg.AssetCheckSpec(
+            day_check(
                 ROLLOUT_CHECK,
-                asset=dataset.key("rollout_report"),
-                description="ERROR when the challenger breaches the latency SLA or the error budget, or does worse.",
-                blocking=False,
-                partitions_def=serving_days,
+                "rollout_report",
+                "ERROR when the challenger breaches the latency SLA or the error budget, or does worse.",
             )
         ],
         **common,
