@@ -72,6 +72,8 @@ def _history(lake: Lake, table: str, day: date, days: int) -> pl.DataFrame:
     return lake.scan(table).filter(pl.col("ds").is_between(day - timedelta(days=days - 1), day)).collect()
 
 
+# The asset arguments both drift reports share: daily, in Delta, in the monitoring layer.
+_DRIFT_REPORT = dict(partitions_def=daily_partitions, kinds={"delta", "polars", "scipy"}, **layer("monitoring"))
 _DRIFT_CHECK_SPEC = dict(blocking=False, partitions_def=daily_partitions)
 
 
@@ -224,10 +226,8 @@ def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
 
     @dg.asset(
         key=feature_key,
-        partitions_def=daily_partitions,
         deps=[dbt_key(dataset.scoring_model), predictions],
-        **layer("monitoring"),
-        kinds={"delta", "polars", "scipy"},
+        **_DRIFT_REPORT,
         description=(
             f"Feature drift of the day's rows of `{dataset.scoring_model}` against the reference profile of the "
             f"`{dataset.registered_model}` version that scored them (its training rows, or its validation rows "
@@ -260,10 +260,8 @@ def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
 
     @dg.asset(
         key=prediction_key,
-        partitions_def=daily_partitions,
         deps=[predictions],
-        **layer("monitoring"),
-        kinds={"delta", "polars", "scipy"},
+        **_DRIFT_REPORT,
         description=(
             f"Drift of the day's `{dataset.registered_model}` scores against the score profile frozen with the "
             "version that made them: PSI on the reference deciles, KS statistic and p-value, and the mean score. "
