@@ -39,15 +39,12 @@ def build_features(customers: int, drift_day: int, factor: float, days: int):
     os.environ["PLATFORM_SIM_DRIFT"] = json.dumps(drift)
     from platform_assets.dbt_models import dbt_models
     from platform_assets.definitions import build_definitions
+    from platform_assets.runs import QUIET, range_tags
 
     defs = build_definitions()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    span = {
-        "dagster/asset_partition_range_start": first.isoformat(),
-        "dagster/asset_partition_range_end": (first + timedelta(days=days - 1)).isoformat(),
-    }
+    span = range_tags(first, first + timedelta(days=days - 1))
     with dg.instance_for_test() as instance:
-        defs.resolve_job_def("ingest_raw").execute_in_process(instance=instance, tags=span, run_config=quiet)
+        defs.resolve_job_def("ingest_raw").execute_in_process(instance=instance, tags=span, run_config=QUIET)
         dg.materialize([dbt_models], instance=instance, resources=defs.resources, tags=span)
     frame = defs.resources["warehouse"].query(
         "select * from customer_features where snapshot_date >= ?", [first + timedelta(days=drift_day - 50)]

@@ -41,7 +41,8 @@ from pathlib import Path
 CHECKOUT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(CHECKOUT))
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+from platform_assets.runs import QUIET, range_tags  # noqa: E402  (after the checkout is on the path)
+
 FEATURE_MODELS = [
     "int_snapshot_calendar",
     "int_customer_days",
@@ -147,10 +148,7 @@ class Benchmark:
         dg = self.dg
         tags = {}
         if first is not None:
-            tags = {
-                "dagster/asset_partition_range_start": first.isoformat(),
-                "dagster/asset_partition_range_end": last.isoformat(),
-            }
+            tags = range_tags(first, last)
         result = dg.materialize(
             self.assets,
             selection=selection,

@@ -35,21 +35,18 @@ def train_champion(days: int, learning_rate: float):
     import dagster as dg
 
     from platform_assets.definitions import build_definitions
+    from platform_assets.runs import QUIET, range_tags
     from resources.settings import settings
 
     first = settings().start_date
     last = first + timedelta(days=days - 1)
     defs = build_definitions()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    span = {
-        "dagster/asset_partition_range_start": first.isoformat(),
-        "dagster/asset_partition_range_end": last.isoformat(),
-    }
+    span = range_tags(first, last)
     with dg.instance_for_test() as instance:
-        defs.resolve_job_def("ingest_raw").execute_in_process(instance=instance, tags=span, run_config=quiet)
+        defs.resolve_job_def("ingest_raw").execute_in_process(instance=instance, tags=span, run_config=QUIET)
         training = {"ops": {"churn_model": {"config": {"learning_rate": learning_rate}}}}
         defs.resolve_job_def("train_model").execute_in_process(
-            instance=instance, tags=span, run_config=quiet | training
+            instance=instance, tags=span, run_config=QUIET | training
         )
     return defs.resources, last
 

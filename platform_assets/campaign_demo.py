@@ -16,7 +16,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+from platform_assets.runs import QUIET, range_tags
 
 
 def _materialize(assets, defs, instance, day: date | None, run_config: dict | None = None):
@@ -143,14 +143,7 @@ def run_campaign_demo(customers: int, history_days: int, campaigns: int, every: 
     with dg.DagsterInstance.get() as instance:
 
         def job(name: str, first: date, last: date):
-            tags = (
-                {
-                    "dagster/asset_partition_range_start": first.isoformat(),
-                    "dagster/asset_partition_range_end": last.isoformat(),
-                }
-                if first != last
-                else {}
-            )
+            tags = range_tags(first, last) if first != last else {}
             result = defs.resolve_job_def(name).execute_in_process(
                 instance=instance,
                 run_config=QUIET,
@@ -164,10 +157,7 @@ def run_campaign_demo(customers: int, history_days: int, campaigns: int, every: 
         def land(first: date, last: date):
             """Days first..last land (the simulator reading every contact so far) and get their features."""
             job("ingest_raw", first, last)
-            tags = {
-                "dagster/asset_partition_range_start": first.isoformat(),
-                "dagster/asset_partition_range_end": last.isoformat(),
-            }
+            tags = range_tags(first, last)
             result = dg.materialize(
                 [dbt_models],
                 instance=instance,

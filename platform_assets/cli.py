@@ -16,10 +16,10 @@ import time
 from datetime import date, timedelta
 from urllib.parse import urlsplit
 
+from platform_assets.runs import QUIET, log_level, range_tags
 from resources.settings import LOG, ensure_dagster_home, export_environment, platform_home, settings
 
-LOG_LEVEL = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+LOG_LEVEL = log_level("INFO")
 
 
 def _prepare(_: argparse.Namespace | None = None) -> None:
@@ -95,10 +95,7 @@ def _run(
     if days and days[0] == days[1]:
         partition_key = days[0].isoformat()  # a day's checks are then recorded for that partition
     elif days:
-        partition_tags = {
-            "dagster/asset_partition_range_start": days[0].isoformat(),
-            "dagster/asset_partition_range_end": days[1].isoformat(),
-        }
+        partition_tags = range_tags(*days)
     result = job.execute_in_process(
         instance=instance,
         run_config=run_config,

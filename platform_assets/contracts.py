@@ -34,6 +34,30 @@ LATENESS_DAYS = 3
 LATE = f"is more than {LATENESS_DAYS} days before the day the record landed (the declared lateness)"
 
 
+def _event_day(column: str) -> pl.Expr:
+    return pl.col(column).cast(pl.Date)
+
+
+def _before_landing(prefix: str, column: str) -> classmethod:
+    """The check ``<prefix>_before_landing``: an event lands on its day or later, never before it."""
+
+    def check(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(_event_day(column) <= pl.col("ds"))
+
+    check.__name__ = check.__qualname__ = f"{prefix}_before_landing"
+    return pa.dataframe_check(check, error=f"{column} is after the day the record landed")
+
+
+def _within_lateness(prefix: str, column: str) -> classmethod:
+    """The check ``<prefix>_within_lateness``: an event lands at most ``LATENESS_DAYS`` after its day."""
+
+    def check(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(_event_day(column) >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
+
+    check.__name__ = check.__qualname__ = f"{prefix}_within_lateness"
+    return pa.dataframe_check(check, error=f"{column} {LATE}")
+
+
 class Customers(pa.DataFrameModel):
     """A customer as first recorded: who they are, how they came and what they pay."""
 
@@ -51,9 +75,7 @@ class Customers(pa.DataFrameModel):
     class Config:
         strict = True
 
-    @pa.dataframe_check(error="signup_date is after the day the record landed")
-    def signed_up_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("signup_date") <= pl.col("ds"))
+    signed_up_before_landing = _before_landing("signed_up", "signup_date")
 
 
 class Sessions(pa.DataFrameModel):
@@ -69,13 +91,8 @@ class Sessions(pa.DataFrameModel):
     class Config:
         strict = True
 
-    @pa.dataframe_check(error="started_at is after the day the record landed")
-    def started_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("started_at").dt.date() <= pl.col("ds"))
-
-    @pa.dataframe_check(error=f"started_at {LATE}")
-    def started_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("started_at").dt.date() >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
+    started_before_landing = _before_landing("started", "started_at")
+    started_within_lateness = _within_lateness("started", "started_at")
 
 
 class SupportTickets(pa.DataFrameModel):
@@ -95,13 +112,8 @@ class SupportTickets(pa.DataFrameModel):
     class Config:
         strict = True
 
-    @pa.dataframe_check(error="opened_at is after the day the record landed")
-    def opened_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("opened_at").dt.date() <= pl.col("ds"))
-
-    @pa.dataframe_check(error=f"opened_at {LATE}")
-    def opened_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("opened_at").dt.date() >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
+    opened_before_landing = _before_landing("opened", "opened_at")
+    opened_within_lateness = _within_lateness("opened", "opened_at")
 
     @pa.dataframe_check(error="resolved_at is before opened_at")
     def resolved_after_opening(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -122,13 +134,8 @@ class Promotions(pa.DataFrameModel):
     class Config:
         strict = True
 
-    @pa.dataframe_check(error="offered_on is after the day the record landed")
-    def offered_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("offered_on") <= pl.col("ds"))
-
-    @pa.dataframe_check(error=f"offered_on {LATE}")
-    def offered_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("offered_on") >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
+    offered_before_landing = _before_landing("offered", "offered_on")
+    offered_within_lateness = _within_lateness("offered", "offered_on")
 
     @pa.dataframe_check(error="responded_on is before offered_on")
     def responded_after_offer(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -150,13 +157,8 @@ class PlanChanges(pa.DataFrameModel):
     class Config:
         strict = True
 
-    @pa.dataframe_check(error="changed_on is after the day the record landed")
-    def changed_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("changed_on") <= pl.col("ds"))
-
-    @pa.dataframe_check(error=f"changed_on {LATE}")
-    def changed_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("changed_on") >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
+    changed_before_landing = _before_landing("changed", "changed_on")
+    changed_within_lateness = _within_lateness("changed", "changed_on")
 
     @pa.dataframe_check(error="from_plan equals to_plan")
     def plan_changed(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -174,13 +176,8 @@ class Cancellations(pa.DataFrameModel):
     class Config:
         strict = True
 
-    @pa.dataframe_check(error="cancelled_on is after the day the record landed")
-    def cancelled_before_landing(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("cancelled_on") <= pl.col("ds"))
-
-    @pa.dataframe_check(error=f"cancelled_on {LATE}")
-    def cancelled_within_lateness(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("cancelled_on") >= pl.col("ds") - pl.duration(days=LATENESS_DAYS))
+    cancelled_before_landing = _before_landing("cancelled", "cancelled_on")
+    cancelled_within_lateness = _within_lateness("cancelled", "cancelled_on")
 
 
 CONTRACTS: dict[str, type[pa.DataFrameModel]] = {

@@ -10,6 +10,16 @@ import polars as pl
 OWNER = "data-platform@example.com"
 
 
+def layer(name: str) -> dict[str, object]:
+    """An asset's group, owner and ``layer`` tag: the catalog groups by one and filters by the other, so they agree."""
+    return {"group_name": name, "owners": [OWNER], "tags": {"layer": name}}
+
+
+def stored_in(table: str, columns: Mapping[str, tuple[object, str]]) -> dict[str, object]:
+    """An asset's metadata: the lake table it writes and the documented columns the catalog shows."""
+    return {"lake_table": table, "dagster/column_schema": table_schema(columns)}
+
+
 def markdown_table(frame: pl.DataFrame, max_rows: int = 10, digits: int = 4) -> str:
     """A Markdown table of the first rows (a preview, so a short loop over rows is fine)."""
     shown = frame.head(max_rows).with_columns(pl.col(pl.Float32, pl.Float64).round(digits))

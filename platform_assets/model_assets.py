@@ -23,7 +23,7 @@ import polars.selectors as cs
 from pydantic import Field
 
 from platform_assets.datasets import DEFAULT, dbt_key, lake_versions_read, spec_of
-from platform_assets.metadata import OWNER, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, table_schema
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.ml.promotion import PromotionConfig, decide, refuse
 from platform_assets.partitions import partition_hint
@@ -462,10 +462,8 @@ def model_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
     @dg.asset(
         key=dataset.key("churn_model"),
         deps=[dbt_key(dataset.training_model)],
-        group_name="ml",
+        **layer("ml"),
         kinds={"lightgbm", "mlflow", "polars"},
-        owners=[OWNER],
-        tags={"layer": "ml"},
         description=(
             f"The churn model `{name}`: LightGBM trained on the dbt model `{dataset.training_model}` with the "
             "features its YAML declares, split honestly (by time, or by a declared split column) or refused, "
@@ -483,10 +481,8 @@ def model_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
     @dg.asset(
         key=dataset.key("champion_model"),
         deps=[churn_model, dbt_key(dataset.training_model)],
-        group_name="ml",
+        **layer("ml"),
         kinds={"mlflow"},
-        owners=[OWNER],
-        tags={"layer": "ml"},
         description=(
             f"The promotion gate of `{name}`: scores the candidate and the current champion on the candidate's "
             "validation rows, after checking from the split recorded on each version's MLflow run that neither "

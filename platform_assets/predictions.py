@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 
 from platform_assets.datasets import DEFAULT, dbt_key, lake_versions_read, spec_of
-from platform_assets.metadata import OWNER, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, stored_in
 from platform_assets.ml.bands import bands_of
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.ml.scoring import DayScorer, ScoringConfig
@@ -42,6 +42,14 @@ COLUMNS = {
     "scored_at": ("Datetime", "When the row was scored (UTC)."),
     "ds": ("Date", "Partition day."),
 }
+
+
+def scored_day(lake: Lake, table: str, day: date) -> pl.DataFrame:
+    """The day's predictions in ``table``; whatever reads them cannot go on without them."""
+    predictions = lake.read_days(table, day) if lake.exists(table) else pl.DataFrame()
+    if predictions.is_empty():
+        raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
+    return predictions
 
 
 def feature_versions(instance: dg.DagsterInstance, relation: str, model: str) -> str:
@@ -171,10 +179,8 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
         key=dataset.key("churn_predictions"),
         partitions_def=daily_partitions,
         deps=[dbt_key(dataset.scoring_model), champion],
-        group_name="predictions",
+        **layer("predictions"),
         kinds={"delta", "polars", "lightgbm"},
-        owners=[OWNER],
-        tags={"layer": "predictions"},
         description=(
             f"Daily predictions of `{dataset.registered_model}` for every row of the dbt model "
             f"`{dataset.scoring_model}` on the day, scored by the MLflow `champion` on the same features as "
@@ -183,10 +189,7 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
             "every row with `reasons_for: all`) and why, the model version and run, and the feature versions. "
             "One Delta partition per day."
         ),
-        metadata={
-            "lake_table": dataset.lake_table(PREDICTIONS),
-            "dagster/column_schema": table_schema(key_columns | COLUMNS),
-        },
+        metadata=stored_in(dataset.lake_table(PREDICTIONS), key_columns | COLUMNS),
     )
     def churn_predictions(
         context: dg.AssetExecutionContext,

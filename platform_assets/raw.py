@@ -14,7 +14,7 @@ from pydantic import Field
 
 from platform_assets.contracts import CONTRACTS, PII, key_columns, known_columns, landed_columns, may_empty_day
 from platform_assets.landing import Held
-from platform_assets.metadata import OWNER, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, table_schema
 from platform_assets.partitions import daily_partitions
 from platform_assets.quality import QUARANTINE_SCHEMA, Verdict, enforce, no_failures
 from platform_assets.raw_source import load_days
@@ -72,12 +72,10 @@ def _spec(table: str) -> dg.AssetSpec:
             f"Raw {table.replace('_', ' ')}, one Delta partition per landing day. "
             f"{(model.__doc__ or '').strip()} Rows that break the contract are in the quarantine table."
         ),
-        group_name="raw",
+        **layer("raw"),
         kinds={"delta", "polars", "pandera"},
-        owners=[OWNER],
         partitions_def=daily_partitions,
         metadata={"dagster/column_schema": stored_schema(table), "lake_table": lake_table(table)},
-        tags={"layer": "raw"},
     )
 
 

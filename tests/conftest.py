@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 from filelock import FileLock
 
+from platform_assets.runs import QUIET, range_tags
 from resources.settings import settings
 
 SMALL = {"PLATFORM_SIM_CUSTOMERS": "1500", "PLATFORM_SIM_DAYS": "100"}
@@ -127,16 +128,6 @@ def memory_instance() -> dg.DagsterInstance:
 def instance():
     with memory_instance() as instance:
         yield instance
-
-
-def range_tags(first: date, last: date) -> dict[str, str]:
-    return {
-        "dagster/asset_partition_range_start": first.isoformat(),
-        "dagster/asset_partition_range_end": last.isoformat(),
-    }
-
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, first: date, last: date):

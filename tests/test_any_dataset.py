@@ -79,23 +79,24 @@ def test_the_same_data_in_another_row_order_trains_the_same_model(machines):
     assert first.model.booster.model_to_string() == again.model.booster.model_to_string()
 
 
+def _edit(path: Path, old: str, new: str) -> None:
+    """Change the copied project as a data engineer would: by editing its SQL or YAML."""
+    path.write_text(path.read_text().replace(old, new))
+
+
 def test_a_feature_documented_in_dbt_is_trained_without_python_changes(machines):
-    sql = machines / "models" / "machine_health.sql"
-    yml = machines / "models" / "machine_health.yml"
-    sql.write_text(
-        sql.read_text().replace(
-            "    round(50.0 + 40.0 * u2, 2) as temperature_c,",
-            "    round(50.0 + 40.0 * u2, 2) as temperature_c,\n    round(30.0 + 50.0 * u3, 1) as humidity_pct,",
-        )
+    _edit(
+        machines / "models" / "machine_health.sql",
+        "    round(50.0 + 40.0 * u2, 2) as temperature_c,",
+        "    round(50.0 + 40.0 * u2, 2) as temperature_c,\n    round(30.0 + 50.0 * u3, 1) as humidity_pct,",
     )
-    yml.write_text(
-        yml.read_text().replace(
-            "      - name: site\n",
-            "      - name: humidity_pct\n"
-            "        description: Mean relative humidity around the machine.\n"
-            "        config: {meta: {role: feature}}\n"
-            "      - name: site\n",
-        )
+    _edit(
+        machines / "models" / "machine_health.yml",
+        "      - name: site\n",
+        "      - name: humidity_pct\n"
+        "        description: Mean relative humidity around the machine.\n"
+        "        config: {meta: {role: feature}}\n"
+        "      - name: site\n",
     )
     spec, frame = build_and_load(machines)
     assert "humidity_pct" in spec.features
@@ -113,8 +114,7 @@ def test_one_snapshot_without_a_declared_split_is_refused(machines):
 
 
 def _parse_with_label_meta(project: Path, meta: str):
-    yml = project / "models" / "machine_health.yml"
-    yml.write_text(yml.read_text().replace("{meta: {role: label, horizon_days: 28}}", meta))
+    _edit(project / "models" / "machine_health.yml", "{meta: {role: label, horizon_days: 28}}", meta)
     dbt(project, "parse")
     return discover(project / "target" / "manifest.json", "machine_health", "machine_health")
 
@@ -132,21 +132,17 @@ def test_a_horizon_0_label_is_refused(machines):
 def _declare_holdout(machines: Path) -> None:
     """One snapshot, split by a hash of the entity declared in SQL and YAML."""
     sql = machines / "models" / "machine_health.sql"
-    sql.write_text(
-        sql.read_text().replace(
-            "    machine_id,\n    as_of,\n",
-            "    machine_id,\n    as_of,\n"
-            "    case when hash(machine_id) % 5 = 0 then 'validation' else 'train' end as holdout,\n",
-        )
-        + "where as_of = date '2026-03-23'\n"
+    _edit(
+        sql,
+        "    machine_id,\n    as_of,\n",
+        "    machine_id,\n    as_of,\n    case when hash(machine_id) % 5 = 0 then 'validation' else 'train' end as holdout,\n",
     )
-    yml = machines / "models" / "machine_health.yml"
-    yml.write_text(
-        yml.read_text().replace(
-            "      - name: vibration_mm_s\n",
-            "      - name: holdout\n        description: Which side of the split.\n"
-            "        config: {meta: {role: split}}\n      - name: vibration_mm_s\n",
-        )
+    sql.write_text(sql.read_text() + "where as_of = date '2026-03-23'\n")
+    _edit(
+        machines / "models" / "machine_health.yml",
+        "      - name: vibration_mm_s\n",
+        "      - name: holdout\n        description: Which side of the split.\n"
+        "        config: {meta: {role: split}}\n      - name: vibration_mm_s\n",
     )
 
 
@@ -181,8 +177,7 @@ def test_drift_on_a_one_snapshot_dataset_is_not_the_day_compared_with_itself(mac
 
 def test_bands_where_most_rows_are_positive_follow_the_validation_scores_in_batch_and_online(machines):
     """87% of the machines fail: a fixed cut at 0.3 calls nearly all of them high risk and explains them all."""
-    sql = machines / "models" / "machine_health.sql"
-    sql.write_text(sql.read_text().replace("> 0.95 as failed_within_30d", "> 0.45 as failed_within_30d"))
+    _edit(machines / "models" / "machine_health.sql", "> 0.95 as failed_within_30d", "> 0.45 as failed_within_30d")
     spec, frame = build_and_load(machines)
     assert frame["failed_within_30d"].mean() > 0.8
     trained = train(frame, spec, PARAMS, max_rounds=300, early_stopping_rounds=20)

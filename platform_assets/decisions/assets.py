@@ -22,32 +22,27 @@ from platform_assets.decisions.review import (
     ReviewStore,
 )
 from platform_assets.decisions.uplift import UpliftConfig, train_uplift
-from platform_assets.metadata import OWNER, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, stored_in
 from platform_assets.partitions import daily_partitions
-from platform_assets.predictions import PREDICTIONS, churn_predictions
+from platform_assets.predictions import PREDICTIONS, churn_predictions, scored_day
 from resources.exports import ContactExport, ReviewInbox
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
 from resources.settings import settings
 from resources.warehouse import Warehouse
 
-GROUP = "decisions"
-TAGS = {"layer": "decisions"}
-
 
 @dg.asset(
     partitions_def=daily_partitions,
-    group_name=GROUP,
+    **layer("decisions"),
     kinds={"delta", "polars"},
-    owners=[OWNER],
-    tags=TAGS,
     description=(
         "Review decisions that reviewers dropped in the review inbox for the day "
         "(`<inbox>/<YYYY-MM-DD>[-name].csv`: customer_id, decision approve|reject, reviewer, note), stored with who, "
         "when and which file, beside the ones recorded with `churn-platform review decide`. A file with a row that "
         "is not a decision is refused whole, naming the line."
     ),
-    metadata={"lake_table": REVIEW_DECISIONS, "dagster/column_schema": table_schema(DECISION_COLUMNS)},
+    metadata=stored_in(REVIEW_DECISIONS, DECISION_COLUMNS),
 )
 def review_decisions(context: dg.AssetExecutionContext, lake: Lake, review_inbox: ReviewInbox) -> dg.MaterializeResult:
     from platform_assets.decisions.review import ReviewError
@@ -81,24 +76,20 @@ def review_decisions(context: dg.AssetExecutionContext, lake: Lake, review_inbox
 @dg.asset(
     partitions_def=daily_partitions,
     deps=[churn_predictions, review_decisions],
-    group_name=GROUP,
+    **layer("decisions"),
     kinds={"delta", "polars"},
-    owners=[OWNER],
-    tags=TAGS,
     description=(
         "Customers of the day's predictions in the review band who have no recent decision: they wait here, and no "
         "campaign contacts them, until a reviewer approves (`churn-platform review list` shows them)."
     ),
-    metadata={"lake_table": REVIEW_QUEUE, "dagster/column_schema": table_schema(QUEUE_COLUMNS)},
+    metadata=stored_in(REVIEW_QUEUE, QUEUE_COLUMNS),
 )
 def review_queue(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
     from platform_assets.decisions.campaign import reasons_text
 
     day = date.fromisoformat(context.partition_key)
     spec = spec_of(DEFAULT)
-    predictions = lake.read_days(PREDICTIONS, day) if lake.exists(PREDICTIONS) else pl.DataFrame()
-    if predictions.is_empty():
-        raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
+    predictions = scored_day(lake, PREDICTIONS, day)
     decided = ReviewStore(lake).decisions_before(day).select("customer_id")
     queue = (
         predictions.rename({spec.entity: "customer_id"})
@@ -124,10 +115,8 @@ def review_queue(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materializ
 @dg.asset(
     partitions_def=daily_partitions,
     deps=[churn_predictions, dbt_key(DEFAULT.scoring_model), review_decisions],
-    group_name=GROUP,
+    **layer("decisions"),
     kinds={"delta", "polars", "statsmodels"},
-    owners=[OWNER],
-    tags=TAGS,
     description=(
         "The day's retention campaign: eligible customers (not targeted within the cooldown, review-band ones only "
         "once approved, rejected ones never) ranked by expected net value of contact (risk: p x offer effect x "
@@ -135,7 +124,7 @@ def review_queue(context: dg.AssetExecutionContext, lake: Lake) -> dg.Materializ
         "a holdout sized by a power analysis, contacts up to the budget. Both arms are logged in Delta with the "
         "model version, score, reasons and arm; the contacts are exported as CSV and Parquet for the CRM."
     ),
-    metadata={"lake_table": CAMPAIGN_LOG, "dagster/column_schema": table_schema(LOG_COLUMNS)},
+    metadata=stored_in(CAMPAIGN_LOG, LOG_COLUMNS),
 )
 def retention_campaign(
     context: dg.AssetExecutionContext,
@@ -169,27 +158,23 @@ def retention_campaign(
 # so it reads the log of the days before, every contact that can act on a matured label.
 campaign_log = dg.AssetSpec(
     "campaign_log",
-    group_name=GROUP,
+    **layer("decisions"),
     kinds={"delta"},
-    owners=[OWNER],
-    tags=TAGS,
     description=(
         "The retention campaigns' log (`decisions/campaign_log`, written by `retention_campaign`: both arms, "
         "whether each customer was contacted) as the dbt source `lake.campaign_log`. `churn_outcomes` flags the "
         "customer-days a contact acted on within the label horizon (`treated_within_horizon`), which training and "
         "performance monitoring leave out by default (dbt var `treated_labels`). Empty until the first campaign."
     ),
-    metadata={"lake_table": CAMPAIGN_LOG, "dagster/column_schema": table_schema(LOG_COLUMNS)},
+    metadata=stored_in(CAMPAIGN_LOG, LOG_COLUMNS),
 )
 
 
 @dg.asset(
     partitions_def=daily_partitions,
     deps=[retention_campaign, dbt_key(DEFAULT.outcome_model)],
-    group_name=GROUP,
+    **layer("decisions"),
     kinds={"delta", "polars", "statsmodels"},
-    owners=[OWNER],
-    tags=TAGS,
     description=(
         "What the campaigns measurably did, once their label horizon has passed: churn of contacted against holdout "
         "customers stratified by campaign (Cochran-Mantel-Haenszel test and odds ratio, the campaigns' differences "
@@ -220,10 +205,8 @@ def campaign_impact(
 
 @dg.asset(
     deps=[retention_campaign, dbt_key(DEFAULT.outcome_model), dbt_key(DEFAULT.scoring_model)],
-    group_name=GROUP,
+    **layer("decisions"),
     kinds={"lightgbm", "mlflow", "polars"},
-    owners=[OWNER],
-    tags=TAGS,
     description=(
         "An uplift model (an S-learner on LightGBM that starts from the churn score: one booster with the score's "
         "log-odds as initial score, on the campaign day's features and a contact indicator) trained on every matured "
@@ -250,10 +233,8 @@ weekly_partitions = dg.WeeklyPartitionsDefinition(start_date=settings().start_da
 @dg.asset(
     partitions_def=weekly_partitions,
     deps=[review_decisions, review_queue, retention_campaign, dbt_key(DEFAULT.outcome_model)],
-    group_name=GROUP,
+    **layer("decisions"),
     kinds={"delta", "polars"},
-    owners=[OWNER],
-    tags=TAGS,
     description=(
         "The week's review transparency report: customers queued, reviewed, approved and overridden (rejected: the "
         "reviewer stopped a contact the model recommended), by how many reviewers, and how reviewed customers fared "
@@ -284,10 +265,8 @@ def review_report(context: dg.AssetExecutionContext, lake: Lake, warehouse: Ware
 
 @dg.asset(
     deps=[campaign_impact, review_decisions, retention_campaign, "model_performance", "feature_drift_report"],
-    group_name=GROUP,
+    **layer("decisions"),
     kinds={"delta", "polars"},
-    owners=[OWNER],
-    tags=TAGS,
     description=(
         "The business dashboard: churn rate and ROC AUC of matured predictions, measured net saving and ROI of the "
         "campaigns, the share of drifted features, review volume and campaign reach, day by day, plotted together "

@@ -24,6 +24,7 @@ from platform_assets.decisions.assignment import assign, holdout_draw, plan_hold
 from platform_assets.decisions.uplift import predict_uplift
 from platform_assets.metadata import markdown_table
 from platform_assets.ml.scoring import top_reasons
+from platform_assets.predictions import scored_day
 
 EXPORT_COLUMNS = [
     "customer_id",
@@ -171,9 +172,7 @@ def run_campaign(
 ) -> dg.MaterializeResult:
     """Choose, assign, log and export one day's campaign."""
     day = date.fromisoformat(context.partition_key)
-    predictions = lake.read_days(predictions_table, day) if lake.exists(predictions_table) else pl.DataFrame()
-    if predictions.is_empty():
-        raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
+    predictions = scored_day(lake, predictions_table, day)
     features = warehouse.query(f"select * from {scoring_relation} where {snapshot} = ?", [day]).rename(
         {entity: "customer_id"}
     )

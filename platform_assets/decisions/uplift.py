@@ -34,6 +34,7 @@ from pydantic import Field
 from platform_assets.campaign_log import CAMPAIGN_LOG, CONTACT, HOLDOUT, matured_log
 from platform_assets.decisions.assignment import holdout_draw
 from platform_assets.metadata import markdown_table
+from platform_assets.ml.training import categories_of
 
 UPLIFT_MODEL = "uplift_model"
 PYFUNC = Path(__file__).with_name("uplift_pyfunc.py")
@@ -99,10 +100,6 @@ def with_features(rows: pl.DataFrame, warehouse, spec) -> pl.DataFrame:
         days,
     ).with_columns(pl.col("ds").cast(pl.Date))
     return rows.join(features, on=["customer_id", "ds"], how="inner")
-
-
-def categories_of(frame: pl.DataFrame, features: list[str]) -> dict[str, list[str]]:
-    return {f: sorted(frame[f].drop_nulls().unique().to_list()) for f in features if frame.schema[f] == pl.String}
 
 
 def fit(frame: pl.DataFrame, features: list[str], categories: dict, config: UpliftConfig):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -265,8 +265,8 @@ class TrainedModel:
         return pl.DataFrame({"feature": self.model.features, "gain": gain}).sort("gain", descending=True)
 
 
-def categories_of(frame: pl.DataFrame, features: tuple[str, ...]) -> dict[str, list[str]]:
-    """The known values of each string feature, in a stable order."""
+def categories_of(frame: pl.DataFrame, features: Iterable[str]) -> dict[str, list[str]]:
+    """The known values of each string feature, in a stable order (the churn and the uplift model encode by them)."""
     return {
         name: sorted(frame[name].drop_nulls().unique().to_list()) for name in features if frame[name].dtype == pl.String
     }

@@ -153,6 +153,18 @@ DRIFT_SCHEMA = {
 }
 
 
+def level_check(name: str, level: str, description: str, metadata: dict) -> dg.AssetCheckResult:
+    """A drift check's result from its level: passes only on ``ok``, ERROR on ``error``, else WARN (a
+    warning, or a day of the reference); the description cut to what the UI shows."""
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=level == "ok",
+        severity=dg.AssetCheckSeverity.ERROR if level == "error" else dg.AssetCheckSeverity.WARN,
+        description=description[:2000],
+        metadata=metadata,
+    )
+
+
 class Thresholds(dg.Config):
     """When drift warns and when it fails: run config of the drift reports, and the judge's rules."""
 

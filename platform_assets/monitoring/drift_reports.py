@@ -17,11 +17,11 @@ import polars as pl
 from pydantic import Field
 
 from platform_assets.datasets import DEFAULT, dbt_key, spec_of
-from platform_assets.metadata import OWNER, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, stored_in
 from platform_assets.ml.feature_spec import Dataset
-from platform_assets.monitoring.drift import Thresholds
+from platform_assets.monitoring.drift import Thresholds, level_check
 from platform_assets.partitions import daily_partitions
-from platform_assets.predictions import PREDICTIONS, predictions_asset
+from platform_assets.predictions import PREDICTIONS, predictions_asset, scored_day
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
 from resources.warehouse import Warehouse
@@ -68,18 +68,12 @@ def _reference_text(reference: dict) -> str:
     return recorded["description"] if recorded else f"snapshots {reference.get('snapshot', 'unknown')}"
 
 
-def scored_day(lake: Lake, dataset: Dataset, day: date) -> pl.DataFrame:
-    """The day's predictions; the drift reports compare against the model that made them."""
-    predictions = lake.read_days(dataset.lake_table(PREDICTIONS), day)
-    if predictions.is_empty():
-        raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
-    return predictions
-
-
 def _history(lake: Lake, table: str, day: date, days: int) -> pl.DataFrame:
     return lake.scan(table).filter(pl.col("ds").is_between(day - timedelta(days=days - 1), day)).collect()
 
 
+# The asset arguments both drift reports share: daily, in Delta, in the monitoring layer.
+_DRIFT_REPORT = dict(partitions_def=daily_partitions, kinds={"delta", "polars", "scipy"}, **layer("monitoring"))
 _DRIFT_CHECK_SPEC = dict(blocking=False, partitions_def=daily_partitions)
 
 
@@ -98,7 +92,7 @@ def report_feature_drift(
     day = date.fromisoformat(context.partition_key)
     spec = spec_of(dataset)
     table = dataset.lake_table(FEATURE_DRIFT)
-    version = registry.by_number(scored_day(lake, dataset, day)["model_version"][0])
+    version = registry.by_number(scored_day(lake, dataset.lake_table(PREDICTIONS), day)["model_version"][0])
     reference = registry.reference_profile(version.run_id)
     features = warehouse.query(f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day])
     verdict = judge_features(feature_drift(reference, features, list(spec.features)), config)
@@ -149,12 +143,11 @@ def report_feature_drift(
             "delta_version": delta_version,
         }
     )
-    yield dg.AssetCheckResult(
-        check_name=FEATURE_DRIFT_CHECK,
-        passed=severity == "ok",
-        severity=dg.AssetCheckSeverity.ERROR if severity == "error" else dg.AssetCheckSeverity.WARN,
-        description=description[:2000],
-        metadata={
+    yield level_check(
+        FEATURE_DRIFT_CHECK,
+        severity,
+        description,
+        {
             "partition": day.isoformat(),
             "model_version": version.version,
             "reference": _reference_text(reference),
@@ -177,7 +170,7 @@ def report_prediction_drift(
     from platform_assets.plots import as_metadata, metric_over_time, png_bytes
 
     day = date.fromisoformat(context.partition_key)
-    predictions = scored_day(lake, dataset, day)
+    predictions = scored_day(lake, dataset.lake_table(PREDICTIONS), day)
     table = dataset.lake_table(PREDICTION_DRIFT)
     version = registry.by_number(predictions["model_version"][0])
     reference = registry.reference_profile(version.run_id)
@@ -212,12 +205,11 @@ def report_prediction_drift(
             "delta_version": delta_version,
         }
     )
-    yield dg.AssetCheckResult(
-        check_name=PREDICTION_DRIFT_CHECK,
-        passed=level == "ok",
-        severity=dg.AssetCheckSeverity.ERROR if level == "error" else dg.AssetCheckSeverity.WARN,
-        description=description[:2000],
-        metadata={
+    yield level_check(
+        PREDICTION_DRIFT_CHECK,
+        level,
+        description,
+        {
             "partition": day.isoformat(),
             "model_version": version.version,
             "psi": stats["psi"],
@@ -234,12 +226,8 @@ def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
 
     @dg.asset(
         key=feature_key,
-        partitions_def=daily_partitions,
         deps=[dbt_key(dataset.scoring_model), predictions],
-        group_name="monitoring",
-        kinds={"delta", "polars", "scipy"},
-        owners=[OWNER],
-        tags={"layer": "monitoring"},
+        **_DRIFT_REPORT,
         description=(
             f"Feature drift of the day's rows of `{dataset.scoring_model}` against the reference profile of the "
             f"`{dataset.registered_model}` version that scored them (its training rows, or its validation rows "
@@ -248,10 +236,7 @@ def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
             "KS or chi-square p-values, and the share of drifted features. History in Delta; today as a table, the "
             "last 30 days as a chart."
         ),
-        metadata={
-            "lake_table": dataset.lake_table(FEATURE_DRIFT),
-            "dagster/column_schema": table_schema(FEATURE_DRIFT_COLUMNS),
-        },
+        metadata=stored_in(dataset.lake_table(FEATURE_DRIFT), FEATURE_DRIFT_COLUMNS),
         check_specs=[
             dg.AssetCheckSpec(
                 FEATURE_DRIFT_CHECK,
@@ -275,21 +260,14 @@ def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
 
     @dg.asset(
         key=prediction_key,
-        partitions_def=daily_partitions,
         deps=[predictions],
-        group_name="monitoring",
-        kinds={"delta", "polars", "scipy"},
-        owners=[OWNER],
-        tags={"layer": "monitoring"},
+        **_DRIFT_REPORT,
         description=(
             f"Drift of the day's `{dataset.registered_model}` scores against the score profile frozen with the "
             "version that made them: PSI on the reference deciles, KS statistic and p-value, and the mean score. "
             "History in Delta."
         ),
-        metadata={
-            "lake_table": dataset.lake_table(PREDICTION_DRIFT),
-            "dagster/column_schema": table_schema(PREDICTION_DRIFT_COLUMNS),
-        },
+        metadata=stored_in(dataset.lake_table(PREDICTION_DRIFT), PREDICTION_DRIFT_COLUMNS),
         check_specs=[
             dg.AssetCheckSpec(
                 PREDICTION_DRIFT_CHECK,

@@ -32,10 +32,10 @@ import polars as pl
 from pydantic import Field
 
 from platform_assets.datasets import DEFAULT, dbt_key, performance_partitions, spec_of
-from platform_assets.metadata import OWNER, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, stored_in
 from platform_assets.ml.feature_spec import Dataset, FeatureSpec, LabelledModel
 from platform_assets.partitions import daily_partitions
-from platform_assets.predictions import PREDICTIONS, predictions_asset
+from platform_assets.predictions import PREDICTIONS, predictions_asset, scored_day
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
 from resources.settings import settings
@@ -387,9 +387,7 @@ def report_business_impact(
     day = date.fromisoformat(context.partition_key)
     spec = spec_of(dataset)
     table = dataset.lake_table(BUSINESS_IMPACT)
-    today = lake.read_days(dataset.lake_table(PREDICTIONS), day)
-    if today.is_empty():
-        raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
+    today = scored_day(lake, dataset.lake_table(PREDICTIONS), day)
     expected = campaign_value(today["churn_probability"].to_numpy(), config)
     found = matured(lake, warehouse, registry, dataset, spec, day)
     scored_on, outcomes, note = found.scored_on, found.rows, found.note
@@ -459,10 +457,8 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
         key=performance_key,
         partitions_def=matures,
         deps=[dg.AssetDep(predictions, partition_mapping=scored), outcome],
-        group_name="monitoring",
+        **layer("monitoring"),
         kinds={"delta", "polars"},
-        owners=[OWNER],
-        tags={"layer": "monitoring"},
         description=(
             f"How the `{dataset.registered_model}` predictions of the latest snapshot at least one label horizon "
             f"ago did, now that their outcome has matured in the dbt model `{dataset.outcome_model}`: ROC AUC, PR "
@@ -474,10 +470,7 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
             "customers a retention contact acted on within the horizon; dbt var `treated_labels`), counted in "
             "`treated_left_out`. One row per day in Delta; the chart shows the trend."
         ),
-        metadata={
-            "lake_table": dataset.lake_table(MODEL_PERFORMANCE),
-            "dagster/column_schema": table_schema(PERFORMANCE_COLUMNS),
-        },
+        metadata=stored_in(dataset.lake_table(MODEL_PERFORMANCE), PERFORMANCE_COLUMNS),
         check_specs=[
             dg.AssetCheckSpec(
                 PERFORMANCE_CHECK,
@@ -510,20 +503,15 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
         key=dataset.key("business_impact"),
         partitions_def=daily_partitions,
         deps=[predictions, outcome],
-        group_name="monitoring",
+        **layer("monitoring"),
         kinds={"delta", "polars"},
-        owners=[OWNER],
-        tags={"layer": "monitoring"},
         description=(
             f"What the `{dataset.registered_model}` predictions are worth: the expected saving of contacting "
             "today's top-k, and for the predictions of the latest snapshot at least one label horizon ago (the "
             "rows model_performance judges) the lift in the top decile and the "
             "saving actually achieved against random targeting, with a configurable cost matrix."
         ),
-        metadata={
-            "lake_table": dataset.lake_table(BUSINESS_IMPACT),
-            "dagster/column_schema": table_schema(IMPACT_COLUMNS),
-        },
+        metadata=stored_in(dataset.lake_table(BUSINESS_IMPACT), IMPACT_COLUMNS),
     )
     def business_impact(
         context: dg.AssetExecutionContext,

@@ -16,10 +16,10 @@ import polars as pl
 from pydantic import Field
 
 from platform_assets.datasets import dbt_key, spec_of
-from platform_assets.metadata import OWNER, markdown_table, table_schema
+from platform_assets.metadata import layer, markdown_table, stored_in
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.model_assets import model_assets
-from platform_assets.monitoring.drift import Thresholds
+from platform_assets.monitoring.drift import Thresholds, level_check
 from platform_assets.serving.audit import AUDIT_COLUMNS, AUDIT_SCHEMA
 from platform_assets.serving.evidence import paired_customers
 from platform_assets.serving.rollout import ROLLOUT_CHECK, RolloutRules, judge_rollout
@@ -211,12 +211,11 @@ def report_online_drift(
             "delta_version": delta_version,
         }
     )
-    yield dg.AssetCheckResult(
-        check_name=ONLINE_DRIFT_CHECK,
-        passed=severity == "ok",
-        severity=dg.AssetCheckSeverity.ERROR if severity == "error" else dg.AssetCheckSeverity.WARN,
-        description=description[:2000],
-        metadata={"partition": day.isoformat(), "model_version": version.version, "served_rows": served.height},
+    yield level_check(
+        ONLINE_DRIFT_CHECK,
+        severity,
+        description,
+        {"partition": day.isoformat(), "model_version": version.version, "served_rows": served.height},
     )
 
 
@@ -344,7 +343,13 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
     """``online_features``, ``serving_log``, ``online_feature_drift`` and ``rollout_report`` of a dataset."""
     _, champion = model_assets(dataset)
     name = dataset.registered_model
-    common = dict(group_name="serving", owners=[OWNER], tags={"layer": "serving"})
+    common = layer("serving")
+
+    def day_check(check: str, asset: str, description: str) -> dg.AssetCheckSpec:
+        """A check of each serving day that warns or fails without blocking what comes after."""
+        return dg.AssetCheckSpec(
+            check, asset=dataset.key(asset), description=description, blocking=False, partitions_def=serving_days
+        )
 
     @dg.asset(
         key=dataset.key("online_features"),
@@ -374,12 +379,9 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
             "and role, score, reasons and latency. The API appends it in micro-batches; materializing a day compacts "
             "its files and summarizes it."
         ),
-        metadata={
-            "lake_table": requests_table(dataset),
-            "dagster/column_schema": table_schema(
-                {c: (str(AUDIT_SCHEMA[c]), text) for c, text in AUDIT_COLUMNS.items()}
-            ),
-        },
+        metadata=stored_in(
+            requests_table(dataset), {c: (str(AUDIT_SCHEMA[c]), text) for c, text in AUDIT_COLUMNS.items()}
+        ),
         **common,
     )
     def serving_log(context: dg.AssetExecutionContext, lake: Lake):
@@ -397,12 +399,10 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
         ),
         metadata={"lake_table": dataset.lake_table(ONLINE_DRIFT)},
         check_specs=[
-            dg.AssetCheckSpec(
+            day_check(
                 ONLINE_DRIFT_CHECK,
-                asset=dataset.key("online_feature_drift"),
-                description="The batch's feature drift rules (and score PSI) on online traffic.",
-                blocking=False,
-                partitions_def=serving_days,
+                "online_feature_drift",
+                "The batch's feature drift rules (and score PSI) on online traffic.",
             )
         ],
         **common,
@@ -424,12 +424,10 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
             "the rollout sensor then rolls it back, or promotes it once it has won."
         ),
         check_specs=[
-            dg.AssetCheckSpec(
+            day_check(
                 ROLLOUT_CHECK,
-                asset=dataset.key("rollout_report"),
-                description="ERROR when the challenger breaches the latency SLA or the error budget, or does worse.",
-                blocking=False,
-                partitions_def=serving_days,
+                "rollout_report",
+                "ERROR when the challenger breaches the latency SLA or the error budget, or does worse.",
             )
         ],
         **common,

@@ -7,12 +7,5 @@ select
     count(*) as offers_90d,
     count(*) filter (where p.responded_on <= g.snapshot_date) as offers_accepted_90d,
     max(p.offered_on) as last_offer_on
-from {{ ref('int_customer_days') }} as g
-inner join {{ ref('stg_promotions') }} as p
-    on
-        g.customer_id = p.customer_id
-        and g.snapshot_date >= p.offered_on
-        and g.snapshot_date >= p.loaded_on
-        and g.snapshot_date - interval 90 day < p.offered_on
-where {{ snapshot_days('g.snapshot_date') }} and {{ snapshot_days('p.offered_on', 89) }}
+{{ events_in_window(ref('stg_promotions'), 'p', 'offered_on') }}
 group by g.customer_id, g.snapshot_date

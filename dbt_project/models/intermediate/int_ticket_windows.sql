@@ -12,12 +12,5 @@ select
     ) as unresolved_tickets_30d,
     avg(t.resolution_hours) filter (where t.resolved_on <= g.snapshot_date) as avg_resolution_hours_90d,
     max(t.opened_on) as last_ticket_on
-from {{ ref('int_customer_days') }} as g
-inner join {{ ref('stg_support_tickets') }} as t
-    on
-        g.customer_id = t.customer_id
-        and g.snapshot_date >= t.opened_on
-        and g.snapshot_date >= t.loaded_on
-        and g.snapshot_date - interval 90 day < t.opened_on
-where {{ snapshot_days('g.snapshot_date') }} and {{ snapshot_days('t.opened_on', 89) }}
+{{ events_in_window(ref('stg_support_tickets'), 't', 'opened_on') }}
 group by g.customer_id, g.snapshot_date
