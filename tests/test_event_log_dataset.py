@@ -11,7 +11,6 @@ page's bash block, `dg launch` lines included, runs once as a user runs it (the 
 import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -37,7 +36,7 @@ from platform_assets.monitoring.drift import (
     served_outside_reference,
 )
 from platform_assets.monitoring.performance_reports import snapshot_to_judge, unseen
-from tests.onboarding_page import page_blocks, write_blocks
+from tests.onboarding_page import page_blocks, run_example, write_blocks
 
 pytestmark = pytest.mark.world
 
@@ -299,20 +298,9 @@ def test_bands_where_most_customer_weeks_are_positive_follow_the_validation_scor
 def launched(tmp_path_factory):
     """Section 4 of the second example as a new user runs it: the page's blocks join the platform's dbt project,
     then the page's bash block, export to monitored weeks, in a fresh home."""
-    tmp = tmp_path_factory.mktemp("event_log_launched")
-    project = tmp / "dbt_project"
-    shutil.copytree(CHECKOUT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
-    commands = write_blocks(project, example=2)
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PLATFORM_HOME")}
-    env |= {"PLATFORM_HOME": str(tmp / "home"), "PLATFORM_DBT_PROJECT_DIR": str(project)}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", commands], cwd=CHECKOUT, env=env, capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    assert "SupersessionWarning" not in done.stderr, done.stderr[-5000:]
+    done = run_example(tmp_path_factory.mktemp("event_log_launched"), example=2)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DAGSTER_HOME", str(tmp / "home" / "dagster"))
+        patch.setenv("DAGSTER_HOME", str(done["home"] / "dagster"))
         with dg.DagsterInstance.get() as instance:
             yield instance
 

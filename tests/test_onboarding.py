@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from datetime import date, timedelta
 from importlib.metadata import distribution
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from deltalake import DeltaTable
 from sklearn.metrics import roc_auc_score
 
-from tests.onboarding_page import page_blocks, write_blocks
+from tests.onboarding_page import page_blocks, run_example
 
 pytestmark = pytest.mark.world
 
@@ -38,37 +37,19 @@ def telco_csv() -> Path:
     return Path(str(datasets)) / "train.csv"
 
 
-def follow_the_page(project: Path) -> str:
-    """Steps 1 to 3 of the first example: the seed, then every SQL and YAML block written where its first line
-    says. The page's second example (an event log) is followed by tests/test_event_log_dataset.py."""
+def seed_the_page(project: Path) -> None:
+    """Step 1 of the first example: the seed. The page's second example (an event log) is followed by
+    tests/test_event_log_dataset.py."""
     (project / "seeds").mkdir(exist_ok=True)
     shutil.copyfile(telco_csv(), project / "seeds" / "telco_customers.csv")
-    return write_blocks(project, example=1)
 
 
 @pytest.fixture(scope="module")
 def onboarded(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("onboarding")
-    project = tmp / "dbt_project"
-    shutil.copytree(CHECKOUT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PLATFORM_HOME")}
-    env |= {"PLATFORM_HOME": str(tmp / "home"), "PLATFORM_DBT_PROJECT_DIR": str(project)}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    started = time.monotonic()
-    commands = follow_the_page(project)
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", commands],
-        cwd=CHECKOUT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    seconds = time.monotonic() - started
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    assert "SupersessionWarning" not in done.stderr, done.stderr[-5000:]  # the documented commands are current
-    print(f"\nCSV to monitored model: {seconds:.1f} s")
-    return {"home": tmp / "home", "env": env, "seconds": seconds}
+    """Steps 1 to 4: the seed, every SQL and YAML block written where its first line says, the page's commands."""
+    done = run_example(tmp_path_factory.mktemp("onboarding"), example=1, seed=seed_the_page)
+    print(f"\nCSV to monitored model: {done['seconds']:.1f} s")
+    return done
 
 
 def _latest(home: Path, key: str) -> dict:
