@@ -80,8 +80,11 @@ def test_the_same_data_in_another_row_order_trains_the_same_model(machines):
 
 
 def _edit(path: Path, old: str, new: str) -> None:
-    """Change the copied project as a data engineer would: by editing its SQL or YAML."""
-    path.write_text(path.read_text().replace(old, new))
+    """Change the copied project as a data engineer would: by editing its SQL or YAML (an edit that finds
+    nothing to change fails, so a test never runs on the unchanged fixture by mistake)."""
+    text = path.read_text()
+    assert old in text, f"{path.name} has no {old!r} to edit"
+    path.write_text(text.replace(old, new))
 
 
 def test_a_feature_documented_in_dbt_is_trained_without_python_changes(machines):
