@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from report import finish, ratio_bound  # benchmarks/report.py, beside this script
+
 CHECKOUT = Path(__file__).resolve().parents[1]
 PROBE = "import time; t = time.perf_counter(); import platform_assets.definitions; print(time.perf_counter() - t)"
 
@@ -59,8 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--extra-models", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--max-ratio", type=float, default=None, help="exit 1 if the ratio exceeds this")
-    args = parser.parse_args()
+    args = ratio_bound(parser)
 
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PLATFORM_HOME": str(Path(tmp) / "home")}
@@ -83,9 +84,7 @@ def main() -> None:
         "with_extra_models_seconds": round(extra, 2),
         "ratio": round(extra / real, 2),
     }
-    print(json.dumps(result, indent=2))
-    if args.max_ratio is not None and result["ratio"] > args.max_ratio:
-        raise SystemExit(f"ratio {result['ratio']} exceeds {args.max_ratio}")
+    finish(result, "ratio", args.max_ratio)
 
 
 if __name__ == "__main__":

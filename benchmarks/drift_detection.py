@@ -2,7 +2,7 @@
 
 Builds a simulated business through the real jobs (raw ingestion, then dbt) in a temp
 home, with session time falling by ``--factor`` from day ``--drift-day``. Then, as
-churn_model and feature_drift_report do, it freezes a reference profile on the two
+candidate_model and feature_drift_report do, it freezes a reference profile on the two
 weeks before a deployment day and judges each following day:
 
 - quiet: 30 days without drift (deployed 31 days before the drift starts);
@@ -37,15 +37,15 @@ def build_features(customers: int, drift_day: int, factor: float, days: int):
     os.environ["PLATFORM_SIM_CUSTOMERS"] = str(customers)
     drift = {"start_date": (first + timedelta(days=drift_day)).isoformat(), "session_minutes_factor": factor}
     os.environ["PLATFORM_SIM_DRIFT"] = json.dumps(drift)
-    from platform_assets.dbt_models import dbt_models
     from platform_assets.definitions import build_definitions
+    from platform_assets.defs.features.assets import by_day_models
     from platform_assets.runs import QUIET, range_tags
 
     defs = build_definitions()
     span = range_tags(first, first + timedelta(days=days - 1))
     with dg.instance_for_test() as instance:
         defs.resolve_job_def("ingest_raw").execute_in_process(instance=instance, tags=span, run_config=QUIET)
-        dg.materialize([dbt_models], instance=instance, resources=defs.resources, tags=span)
+        dg.materialize([by_day_models()], instance=instance, resources=defs.resources, tags=span)
     frame = defs.resources["warehouse"].query(
         "select * from customer_features where snapshot_date >= ?", [first + timedelta(days=drift_day - 50)]
     )
@@ -82,7 +82,7 @@ def main() -> None:
 
     with contextlib.redirect_stdout(sys.stderr):  # dbt's log, so that stdout is the result alone
         features, first = build_features(args.customers, args.drift_day, args.factor, args.drift_day + 10)
-    names = list(discover(dbt_project.manifest_path, "training_set", "customer_features").features)
+    names = list(discover(dbt_project().manifest_path, "training_set", "customer_features").features)
 
     def on(n: int):
         return features.filter(pl.col("snapshot_date") == first + timedelta(days=n))
@@ -139,7 +139,7 @@ def main() -> None:
         "bare_psi_seconds_per_day": round(bare, 4),
         "ratio_to_baseline": round(seconds / bare, 1),
     }
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ def _settle(args) -> Path:
     from resources.dbt import dbt_project
 
     _init()
-    if not dbt_project.manifest_path.exists():
+    if not dbt_project().manifest_path.exists():
         _prepare()
     return home
 
@@ -200,9 +200,9 @@ class Benchmark:
         return sum(counts.values()), {}, None
 
     def features(self, first: date, last: date, full: bool):
-        from platform_assets.dbt_models import dbt_models
+        from platform_assets.defs.features.assets import by_day_models
 
-        result = self.materialize(self.dg.AssetSelection.assets(dbt_models), first, last)
+        result = self.materialize(self.dg.AssetSelection.assets(by_day_models()), first, last)
         # dagster-dbt gives each invocation its own target folder, named after the run.
         (run_dir,) = (self.settings.dbt_project_dir / "target").glob(f"dbt_models-{result.run_id[:7]}-*")
         compiled = run_dir / "compiled" / "churn_platform" / "models"
@@ -229,8 +229,8 @@ class Benchmark:
         from deltalake import DeltaTable
 
         from platform_assets.contracts import CONTRACTS
-        from platform_assets.dbt_models import _staged_by_day
-        from platform_assets.raw import lake_table
+        from platform_assets.defs.features.assets import _staged_by_day
+        from platform_assets.tables import raw_table
 
         lake = self.defs.resources["lake"]
         by_landing_day = _staged_by_day()
@@ -244,7 +244,7 @@ class Benchmark:
         with duckdb.connect(str(self.bare_path), config=config) as con:
             con.execute("create schema if not exists lake")
             for table in CONTRACTS:
-                con.register(f"raw_{table}_dataset", DeltaTable(lake.uri(lake_table(table))).to_pyarrow_dataset())
+                con.register(f"raw_{table}_dataset", DeltaTable(lake.uri(raw_table(table))).to_pyarrow_dataset())
                 kind = "view" if table in by_landing_day.values() else "table"
                 con.execute(f"create or replace {kind} lake.raw_{table} as select * from raw_{table}_dataset")
             for path in sorted((compiled / "staging").glob("*.sql")):
@@ -259,14 +259,14 @@ class Benchmark:
         return round(time.monotonic() - started, 2)
 
     def training(self):
-        selection = self.dg.AssetSelection.assets("churn_outcomes", "training_set", "churn_model", "champion_model")
+        selection = self.dg.AssetSelection.assets("churn_outcomes", "training_set", "candidate_model", "champion_model")
         result = self.materialize(selection)
         metadata = {
             e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
             for e in result.get_asset_materialization_events()
         }
         rows = metadata["training_set"]["dagster/row_count"].value
-        auc = metadata["churn_model"]["validation_roc_auc"].value
+        auc = metadata["candidate_model"]["validation_roc_auc"].value
         return rows, {"validation_roc_auc": round(auc, 3)}, None
 
     def predictions(self, day: date):

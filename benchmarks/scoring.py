@@ -44,7 +44,7 @@ def train_champion(days: int, learning_rate: float):
     span = range_tags(first, last)
     with dg.instance_for_test() as instance:
         defs.resolve_job_def("ingest_raw").execute_in_process(instance=instance, tags=span, run_config=QUIET)
-        training = {"ops": {"churn_model": {"config": {"learning_rate": learning_rate}}}}
+        training = {"ops": {"candidate_model": {"config": {"learning_rate": learning_rate}}}}
         defs.resolve_job_def("train_model").execute_in_process(
             instance=instance, tags=span, run_config=QUIET | training
         )

@@ -194,7 +194,7 @@ def main() -> None:
     import polars as pl
     from scoring import train_champion
 
-    from platform_assets.datasets import DEFAULT
+    from platform_assets.defs.datasets import default
     from platform_assets.serving.store import online_table
     from resources.model_registry import CHAMPION
 
@@ -208,7 +208,7 @@ def main() -> None:
     store = day.sample(args.customers, with_replacement=True, seed=1).with_columns(
         pl.int_range(pl.len()).alias("customer_id")
     )
-    lake.overwrite(online_table(DEFAULT), store)
+    lake.overwrite(online_table(default()), store)
     rng = np.random.default_rng(5)
     ids = rng.integers(0, args.customers, 20_000).tolist()
     single = [json.dumps({"customer_id": i}).encode() for i in ids]

@@ -89,12 +89,12 @@ def policy_choices(
     alias: str = "champion",
 ):
     """The customers risk and uplift targeting would contact on ``day`` at the same budget (no export, no log)."""
-    from platform_assets.datasets import DEFAULT, spec_of
     from platform_assets.decisions.campaign import CampaignConfig, rank_candidates
     from platform_assets.decisions.uplift import predict_uplift
-    from platform_assets.predictions import PREDICTIONS
+    from platform_assets.defs.datasets import default, spec_of
+    from platform_assets.tables import PREDICTIONS
 
-    spec = spec_of(DEFAULT)
+    spec = spec_of(default())
     lake, warehouse, registry = defs.resources["lake"], defs.resources["warehouse"], defs.resources["registry"]
     predictions = lake.read_days(PREDICTIONS, day).rename({spec.entity: "customer_id"})
     features = warehouse.query(f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day]).rename(
@@ -119,14 +119,20 @@ def run_campaign_demo(customers: int, history_days: int, campaigns: int, every: 
     """The whole loop; returns every figure it prints."""
     import dagster as dg
 
-    from platform_assets.dbt_models import dbt_models
-    from platform_assets.decisions.assets import campaign_impact, retention_campaign, review_decisions, uplift_model
     from platform_assets.definitions import defs
-    from platform_assets.predictions import churn_predictions
+    from platform_assets.defs.datasets import default
+    from platform_assets.defs.decisions.assets import decision_assets
+    from platform_assets.defs.features.assets import materialize_features
+    from platform_assets.defs.predictions.assets import predictions_asset
     from resources.settings import settings
     from simulator.treatment import EFFECT_DAYS, read_contacts
     from simulator.world import simulate_windows
 
+    decisions = {a.key.to_user_string(): a for a in decision_assets()[0]}
+    churn_predictions = predictions_asset(default())
+    review_decisions, retention_campaign, campaign_impact, uplift_model = (
+        decisions[name] for name in ("review_decisions", "retention_campaign", "campaign_impact", "uplift_model")
+    )
     start = settings().start_date
     first_campaign = start + timedelta(days=history_days - 1)
     campaign_days = [first_campaign + timedelta(days=every * k) for k in range(campaigns)]
@@ -157,15 +163,7 @@ def run_campaign_demo(customers: int, history_days: int, campaigns: int, every: 
         def land(first: date, last: date):
             """Days first..last land (the simulator reading every contact so far) and get their features."""
             job("ingest_raw", first, last)
-            tags = range_tags(first, last)
-            result = dg.materialize(
-                [dbt_models],
-                instance=instance,
-                resources=defs.resources,
-                tags=tags,
-                run_config=QUIET,
-                raise_on_error=False,
-            )
+            result = materialize_features(defs.resources, instance, tags=range_tags(first, last), run_config=QUIET)
             if not result.success:
                 raise RuntimeError(f"dbt models {first}..{last} failed")
 
@@ -299,10 +297,11 @@ def campaign_demo(args) -> None:
     (home / "campaign-demo.json").write_text(json.dumps(figures, default=str, indent=1))
 
 
-def add_command(commands, settle, defaults) -> None:
-    demo = commands.add_parser("campaign-demo", help="campaigns with a holdout, the world reacts, value is measured")
-    demo.add_argument("--customers", type=int, default=defaults.sim_customers)
-    demo.add_argument("--days", type=int, default=defaults.sim_days, help="history before the first campaign")
+def add_command(commands, settle, world_options) -> None:
+    demo = world_options(
+        commands.add_parser("campaign-demo", help="campaigns with a holdout, the world reacts, value is measured"),
+        days="history before the first campaign",
+    )
     demo.add_argument("--campaigns", type=int, default=4, help="campaign days")
     demo.add_argument("--every", type=int, default=7, help="days between campaigns")
     demo.add_argument("--contacts", type=int, default=800, help="contacts per campaign day (the budget)")

@@ -27,8 +27,8 @@ def _prepare(_: argparse.Namespace | None = None) -> None:
     export_environment()
     from resources.dbt import dbt_project
 
-    dbt_project.preparer.prepare(dbt_project)
-    print(f"dbt manifest ready: {dbt_project.manifest_path}")
+    dbt_project().preparer.prepare(dbt_project())
+    print(f"dbt manifest ready: {dbt_project().manifest_path}")
 
 
 def _init(_: argparse.Namespace | None = None) -> None:
@@ -43,7 +43,7 @@ def _init(_: argparse.Namespace | None = None) -> None:
     import dagster as dg
 
     from platform_assets.dead_runs import fail_dead_runs
-    from platform_assets.raw import create_missing_tables
+    from platform_assets.defs.raw.assets import create_missing_tables
     from resources import build_resources
 
     with dg.DagsterInstance.get() as instance:
@@ -65,7 +65,7 @@ def _ready() -> None:
     _init()
     from resources.dbt import dbt_project
 
-    if not dbt_project.manifest_path.exists():
+    if not dbt_project().manifest_path.exists():
         _prepare()
 
 
@@ -165,7 +165,7 @@ def _summarize(results, seconds: float) -> None:
     for check in failed + warned:
         label = "FAILED" if check in failed else "WARN  "
         print(f"  {label} {check.asset_key.to_user_string()}:{check.check_name}: {check.description}")
-    model = {k: v.value for k, v in latest[dg.AssetKey("churn_model")].metadata.items()}
+    model = {k: v.value for k, v in latest[dg.AssetKey("candidate_model")].metadata.items()}
     gate = {k: v.value for k, v in latest[dg.AssetKey("champion_model")].metadata.items()}
     scored = {k: v.value for k, v in latest[dg.AssetKey("churn_predictions")].metadata.items()}
     print(
@@ -208,8 +208,9 @@ def _drift_demo(args: argparse.Namespace) -> None:
     _settle_environment(args)
     import dagster as dg
 
-    from platform_assets.automation import retrain_on_failed_checks
     from platform_assets.definitions import defs
+
+    retrain_on_failed_checks = defs.resolve_sensor_def("retrain_on_failed_checks")
 
     registry = defs.resources["registry"]
     if registry.version("champion") is not None:
@@ -259,10 +260,12 @@ def _latest_metadata(instance, key) -> dict:
 def _day_line(instance, day: date, drift_day: date) -> str:
     import dagster as dg
 
-    from platform_assets.automation import WATCHED_CHECKS, read_evaluations
+    from platform_assets.defs.datasets import default
+    from platform_assets.defs.ml.sensors import watched_checks
+    from platform_assets.ml.retraining import read_evaluations
 
     marks = []
-    for check in WATCHED_CHECKS:
+    for check in watched_checks(default()):
         evaluation = next((e for e in read_evaluations(instance, check, 20) if e.day == day), None)
         if evaluation is not None:
             marks.append(f"{check.name} {evaluation.status.upper()}")
@@ -332,7 +335,7 @@ def _serve(args: argparse.Namespace) -> None:
     _init()
     from resources.dbt import dbt_project
 
-    if not dbt_project.manifest_path.exists():
+    if not dbt_project().manifest_path.exists():
         _prepare()
     import uvicorn
 
@@ -363,19 +366,21 @@ def _serving_key(args: argparse.Namespace) -> None:
     print(f"or this entry to PLATFORM_SERVING_API_KEYS (JSON):\n  {json.dumps({name: digest})}")
 
 
+def world_options(parser: argparse.ArgumentParser, days: str = "days of history") -> argparse.ArgumentParser:
+    """The simulated business's size, for the commands that build one (``PLATFORM_SIM_*`` by default)."""
+    parser.add_argument("--customers", type=int, default=settings().sim_customers, help="customers simulated")
+    parser.add_argument("--days", type=int, default=settings().sim_days, help=days)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="churn-platform", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("prepare", help="parse the dbt project (writes the manifest)").set_defaults(func=_prepare)
     commands.add_parser("init", help="create the home and the Dagster instance config").set_defaults(func=_init)
-    demo = commands.add_parser("demo", help="run the whole graph on the built-in simulated business")
-    defaults = settings()
-    demo.add_argument("--customers", type=int, default=defaults.sim_customers)
-    demo.add_argument("--days", type=int, default=defaults.sim_days)
+    demo = world_options(commands.add_parser("demo", help="run the whole graph on the built-in simulated business"))
     demo.set_defaults(func=_demo)
-    drift = commands.add_parser("drift-demo", help="inject drift and watch the platform retrain itself")
-    drift.add_argument("--customers", type=int, default=defaults.sim_customers)
-    drift.add_argument("--days", type=int, default=defaults.sim_days, help="history")
+    drift = world_options(commands.add_parser("drift-demo", help="inject drift and watch the platform retrain itself"))
     drift.add_argument("--quiet-days", type=int, default=3, help="days without drift after the history")
     drift.add_argument("--drift-days", type=int, default=9, help="days with drift")
     drift.add_argument("--minutes-factor", type=float, default=0.7, help="session time multiplier once drifted")
@@ -389,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     export.add_argument("--out", required=True, help="folder to write the CSV files to (e.g. a dbt seeds folder)")
     export.add_argument("--customers", type=int, default=1000)
     export.add_argument("--days", type=int, default=240)
-    export.add_argument("--start", default=defaults.start_date.isoformat(), help="first day (ISO)")
+    export.add_argument("--start", default=settings().start_date.isoformat(), help="first day (ISO)")
     export.add_argument("--seed", type=int, default=7)
     export.set_defaults(func=_export_event_log)
     run = commands.add_parser("run", help="run one job now (ingest_raw, train_model, score_day, daily_pipeline, ...)")
@@ -409,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
     from platform_assets.decisions.review_cli import add_commands
 
     add_commands(commands, _init)
-    add_command(commands, _settle_environment, defaults)
+    add_command(commands, _settle_environment, world_options)
     args = parser.parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s churn-platform %(levelname)s %(message)s"))

@@ -19,8 +19,6 @@ import dagster as dg
 import psutil
 from dagster._core.storage.runs import SqliteRunStorage
 
-from resources.settings import settings
-
 # psutil's create_time is rounded against the boot time; a worker can look up to this
 # much younger than its own first event.
 CLOCK_SLACK_SECONDS = 2.0
@@ -78,13 +76,3 @@ def fail_dead_runs(instance: dg.DagsterInstance, log: logging.Logger | logging.L
         log.warning(f"Run {run.run_id} of {run.job_name}: {message}")
         failed.append(run.run_id)
     return failed
-
-
-@dg.sensor(
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=settings().sensor_interval_seconds,
-    description="Marks runs whose worker process died as failed, so a killed run never stays STARTED.",
-)
-def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    failed = fail_dead_runs(context.instance, context.log)
-    return dg.SkipReason(f"Marked failed: {', '.join(failed)}" if failed else "No run with a dead worker.")

@@ -109,8 +109,9 @@ class LandedFile:
 
 
 @dataclass(frozen=True)
-class Waiting:
-    """An entry left alone for now (an upload in flight, a file not yet quiet), and why."""
+class Entry:
+    """Something in the zone that is not taken this run, and why: where it is, and the table and day its
+    folder and name give, when they give one."""
 
     path: Path
     problem: str
@@ -118,28 +119,22 @@ class Waiting:
     day: date | None = None
 
 
-@dataclass(frozen=True)
-class Held:
-    """A day's file left in place and not stored this run (it may still be written), and why."""
+class Waiting(Entry):
+    """An entry left alone for now (an upload in flight, a file not yet quiet)."""
 
-    path: Path
-    problem: str
-    table: str | None
-    day: date | None
+
+@dataclass(frozen=True)
+class Held(Entry):
+    """A day's file left in place and not stored this run (it may still be written)."""
+
     rows: int = 0
 
     def __str__(self) -> str:
         return f"{self.path}: {self.problem} (left in place; taken again once complete)"
 
 
-@dataclass(frozen=True)
-class Stray:
-    """Something in the zone that is not one day of one known table, and why."""
-
-    path: Path
-    problem: str
-    table: str | None = None  # the folder's table, when it is a known one
-    day: date | None = None  # the day its name gives, when it gives one
+class Stray(Entry):
+    """Something in the zone that is not one day of one known table."""
 
 
 @dataclass(frozen=True)

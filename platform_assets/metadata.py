@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
 import dagster as dg
 import polars as pl
 
+if TYPE_CHECKING:
+    from platform_assets.tables import Table
+
 OWNER = "data-platform@example.com"
+
+
+class KeepsTables(Protocol):
+    """A declared dataset, as far as where its tables live goes (``Dataset.lake_table``)."""
+
+    def lake_table(self, table: str) -> str: ...
 
 
 def layer(name: str) -> dict[str, object]:
@@ -15,9 +25,13 @@ def layer(name: str) -> dict[str, object]:
     return {"group_name": name, "owners": [OWNER], "tags": {"layer": name}}
 
 
-def stored_in(table: str, columns: Mapping[str, tuple[object, str]]) -> dict[str, object]:
-    """An asset's metadata: the lake table it writes and the documented columns the catalog shows."""
-    return {"lake_table": table, "dagster/column_schema": table_schema(columns)}
+def stored_in(
+    table: Table, dataset: KeepsTables | None = None, key_columns: Mapping | None = None
+) -> dict[str, object]:
+    """An asset's metadata: the lake table it writes (a dataset's own, given one) and the documented
+    columns the catalog shows (a dataset's key columns first)."""
+    path = dataset.lake_table(table) if dataset is not None else str(table)
+    return {"lake_table": path, "dagster/column_schema": table.catalog(key_columns)}
 
 
 def markdown_table(frame: pl.DataFrame, max_rows: int = 10, digits: int = 4) -> str:

@@ -1,4 +1,9 @@
-"""The daily partitions shared by raw data, predictions and monitoring, and those of matured outcomes."""
+"""Every partitions definition of the graph: the days of raw data, predictions and monitoring,
+the days of matured outcomes, the serving days and the review weeks.
+
+Each is made from ``PLATFORM_START_DATE`` when asked for, not on import; two calls give
+equal definitions, which is what Dagster compares.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,20 @@ import dagster as dg
 
 from resources.settings import settings
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date=settings().start_date.isoformat())
+
+def daily_partitions() -> dg.DailyPartitionsDefinition:
+    """The days of raw data, features, predictions and monitoring, from ``PLATFORM_START_DATE`` through yesterday."""
+    return dg.DailyPartitionsDefinition(start_date=settings().start_date.isoformat())
+
+
+def serving_days() -> dg.DailyPartitionsDefinition:
+    """The days of online traffic: through today, whose requests are already being served."""
+    return dg.DailyPartitionsDefinition(start_date=settings().start_date.isoformat(), end_offset=1)
+
+
+def weekly_partitions() -> dg.WeeklyPartitionsDefinition:
+    """The weeks of the review report."""
+    return dg.WeeklyPartitionsDefinition(start_date=settings().start_date.isoformat())
 
 
 @cache
@@ -32,7 +50,7 @@ def partition_hint(first: date, last: date) -> str | None:
     unknown-partition error at the first scoring. (Days after today become partitions
     as time passes.)
     """
-    start = daily_partitions.start.date()
+    start = daily_partitions().start.date()
     if first < start:
         return (
             f"snapshot dates {first}..{last} begin before the first daily partition {start}; predictions and "

@@ -24,24 +24,16 @@ import polars as pl
 
 from platform_assets.contracts import CONTRACTS, PII, key_columns
 from platform_assets.parsing import INVISIBLE, ROW, no_failures, parse
+from platform_assets.tables import QUARANTINE
 
 MASK = "<masked>"
 SHOWN_CHARS = 60
-QUARANTINE_SCHEMA = {
-    "table": pl.String,
-    "ds": pl.Date,
-    "source_file": pl.String,
-    "source_row": pl.Int64,
-    "reason": pl.String,
-    "record": pl.String,
-    "quarantined_at": pl.Datetime("us", "UTC"),
-}
 FAILURE_COLUMNS = ["column", "check", "failure_case"]
 LINEAGE = ["_source_file", "_source_row"]
 
 
 @dataclass(frozen=True)
-class Verdict:
+class ContractVerdict:
     """What a contract made of a batch: stored rows, quarantined rows, and why."""
 
     good: pl.DataFrame
@@ -66,7 +58,7 @@ class Verdict:
         )
 
 
-def enforce(table: str, frames: list[pl.DataFrame], salt: str, stored: pl.LazyFrame | None = None) -> Verdict:
+def enforce(table: str, frames: list[pl.DataFrame], salt: str, stored: pl.LazyFrame | None = None) -> ContractVerdict:
     """Parse, check keys, validate and split a batch of one raw table.
 
     ``frames`` carry ``ds`` and ``_source_*`` columns; ``stored`` holds the key columns,
@@ -135,12 +127,12 @@ def enforce(table: str, frames: list[pl.DataFrame], salt: str, stored: pl.LazyFr
             pl.col("_source_row").alias("source_row"),
             pl.concat_str(where, pl.col("_reason")).alias("reason"),
             pl.col("record"),
-            pl.lit(datetime.now(UTC)).cast(QUARANTINE_SCHEMA["quarantined_at"]).alias("quarantined_at"),
+            pl.lit(datetime.now(UTC)).cast(QUARANTINE.schema["quarantined_at"]).alias("quarantined_at"),
         )
     )
-    return Verdict(
+    return ContractVerdict(
         good=_pseudonymize(table, good, salt),
-        quarantined=quarantined.cast(QUARANTINE_SCHEMA),
+        quarantined=quarantined.cast(QUARANTINE.schema),
         failures=failures,
     )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from platform_assets.landing import Held, LandingFileError, LandingZone, Rejected, Rules
-from resources.sources import RawSource
+from resources.sources import LANDING_RULES, RawSource
 from simulator.world import TABLES, simulate_windows
 
 SIMULATOR = "simulator"
@@ -23,14 +23,7 @@ SIMULATOR = "simulator"
 def landing_zone(source: RawSource, tables: list[str], known_columns: Iterable[str] = ()) -> LandingZone:
     """The source's landing zone, whose folders may be named after ``tables``; notes may show ``known_columns``."""
     rules = Rules(
-        follow_symlinks=source.follow_symlinks,
-        quiet_seconds=source.quiet_seconds,
-        temporary_max_age_seconds=source.temporary_max_age_seconds,
-        unterminated_last_line=source.unterminated_last_line,
-        max_file_bytes=source.max_file_bytes,
-        max_line_bytes=source.max_line_bytes,
-        require_marker=source.require_marker,
-        future_days=source.future_days,
+        **{rule: getattr(source, rule) for rule in LANDING_RULES},
         first_day=source.simulator.start,  # the first partition, in either mode
         known_columns=frozenset(known_columns),
     )

@@ -20,7 +20,7 @@ def build_resources() -> dict[str, object]:
     from resources.model_registry import ModelRegistry
     from resources.privacy import Privacy
     from resources.settings import export_environment, settings
-    from resources.sources import RawSource
+    from resources.sources import LANDING_RULES, RawSource
     from resources.warehouse import Warehouse
 
     export_environment()
@@ -31,14 +31,7 @@ def build_resources() -> dict[str, object]:
             landing_root=str(config.resolved_home / "landing"),
             simulator_enabled=config.source == "simulator",
             simulator=config.simulator,
-            follow_symlinks=config.landing_follow_symlinks,
-            quiet_seconds=config.landing_quiet_seconds,
-            temporary_max_age_seconds=config.landing_temporary_max_age_seconds,
-            unterminated_last_line=config.landing_unterminated_last_line,
-            max_file_bytes=config.landing_max_file_bytes,
-            max_line_bytes=config.landing_max_line_bytes,
-            require_marker=config.landing_require_marker,
-            future_days=config.landing_future_days,
+            **{rule: getattr(config, f"landing_{rule}") for rule in LANDING_RULES},  # PLATFORM_LANDING_<RULE>
         ),
         "privacy": Privacy(
             # An EnvVar when set, so the value is read at run time and never shown in the UI.

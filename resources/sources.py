@@ -37,3 +37,9 @@ class RawSource(dg.ConfigurableResource):
     max_line_bytes: int = Field(default=8 * 2**20, gt=0, description="Longest CSV line read.")
     future_days: int = Field(default=7, ge=0, description="Files dated further ahead than this are moved aside.")
     require_marker: bool = Field(default=False, description="Take a file only with a _SUCCESS or <day>.done marker.")
+
+
+# The landing zone's rules RawSource holds, each set by the setting of its name (PLATFORM_LANDING_<RULE>).
+LANDING_RULES = tuple(
+    name for name in RawSource.model_fields if name not in ("landing_root", "simulator_enabled", "simulator")
+)

@@ -48,7 +48,7 @@ def pytest_configure(config):
         return  # the controller parsed it before starting the workers
     from resources.dbt import dbt_project
 
-    dbt_project.preparer.prepare(dbt_project)
+    dbt_project().preparer.prepare(dbt_project())
 
 
 # Modules in the order their measured minutes call for, longest first (CI's --durations,
@@ -141,15 +141,9 @@ def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, first: date, last
 
 def build_features(defs: dg.Definitions, instance: dg.DagsterInstance, first: date, last: date):
     """dbt build through Dagster: features of days first..last in one run, then the training set, with their tests."""
-    from platform_assets.dbt_models import dbt_models, dbt_whole_history
+    from platform_assets.defs.features.assets import materialize_features
 
-    return dg.materialize(
-        [dbt_models, dbt_whole_history],
-        instance=instance,
-        resources=defs.resources,
-        tags=range_tags(first, last),
-        raise_on_error=False,
-    )
+    return materialize_features(defs.resources, instance, tags=range_tags(first, last), whole_history=True)
 
 
 CHECKOUT = Path(__file__).resolve().parents[1]

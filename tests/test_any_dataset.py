@@ -18,7 +18,7 @@ from platform_assets.ml.profiles import build_profile, reference_rows
 from platform_assets.ml.scoring import DayScorer, ScoringConfig
 from platform_assets.ml.training import SCORE, SplitRefused, labels, train
 from platform_assets.monitoring.drift import Thresholds, feature_drift, judge_features, reference_overlap
-from platform_assets.monitoring.performance_reports import snapshot_to_judge, unseen
+from platform_assets.monitoring.outcomes import snapshot_to_judge, unseen
 from platform_assets.serving.scorer import ServedModel
 from platform_assets.serving.store import FeatureSnapshot
 

@@ -3,17 +3,15 @@
 import dagster as dg
 import pytest
 
-from platform_assets.automation import (
-    WATCHED_CHECKS,
-    RetrainPolicy,
-    daily_schedule,
-    retrain_on_failed_checks,
-)
-from platform_assets.jobs import retrain_job
+from platform_assets.definitions import build_definitions
+from platform_assets.defs.datasets import default
+from platform_assets.defs.ml.sensors import retraining_sensor, watched_checks
 from platform_assets.partitions import daily_partitions
 from resources.model_registry import CHAMPION
+from resources.policy import RetrainPolicy
 from tests.conftest import day
 
+WATCHED_CHECKS = watched_checks(default())
 FEATURE_DRIFT = WATCHED_CHECKS[0]
 PERFORMANCE = WATCHED_CHECKS[2]
 
@@ -41,7 +39,7 @@ class Sensor:
         context = dg.build_sensor_context(
             instance=self.instance, cursor=self.cursor, resources={"registry": self.registry, "policy": self.policy}
         )
-        requests = list(retrain_on_failed_checks(context))
+        requests = list(retraining_sensor(default())(context))
         self.cursor = context.cursor
         return requests
 
@@ -61,8 +59,8 @@ def _stand_in(check: dg.AssetCheckKey) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=check.asset_key,
-        partitions_def=daily_partitions,
-        check_specs=[dg.AssetCheckSpec(check.name, asset=check.asset_key, partitions_def=daily_partitions)],
+        partitions_def=daily_partitions(),
+        check_specs=[dg.AssetCheckSpec(check.name, asset=check.asset_key, partitions_def=daily_partitions())],
     )
     def stand_in(context: dg.AssetExecutionContext, config: Outcome):
         yield dg.MaterializeResult()
@@ -93,9 +91,11 @@ def evaluate(instance, check, n: int, passed=False, severity="ERROR", version="1
 
 
 def test_the_sensor_runs_by_default_and_targets_the_retraining():
-    assert retrain_on_failed_checks.default_status == dg.DefaultSensorStatus.RUNNING
-    assert retrain_on_failed_checks.job_name == retrain_job.name
-    assert daily_schedule.job_name == "daily_pipeline"
+    code_location = build_definitions()
+    sensor = code_location.resolve_sensor_def("retrain_on_failed_checks")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.job_name == "retrain_model" == code_location.resolve_job_def("retrain_model").name
+    assert code_location.resolve_schedule_def("daily_pipeline_schedule").job_name == "daily_pipeline"
 
 
 def test_three_failing_days_request_exactly_one_retraining(instance, registry):

@@ -27,7 +27,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from platform_assets.raw import QUARANTINE, create_missing_tables, lake_table, raw_key, raw_tables
+from platform_assets.defs.raw.assets import create_missing_tables, raw_ingest, raw_key
+from platform_assets.tables import QUARANTINE, raw_table
 from tests.conftest import day, memory_instance, module_home
 
 KEYS = {
@@ -931,7 +932,7 @@ def land(world: World, table: str, files: dict, number: int, when: date) -> dict
 
 def ingest(world: World, table: str, when: date) -> dg.ExecuteInProcessResult:
     result = dg.materialize(
-        [raw_tables],
+        [raw_ingest()],
         partition_key=when.isoformat(),
         selection=[raw_key(table)],
         resources=world.resources,
@@ -969,7 +970,7 @@ def test_bad_input(world, name):
 
     result = ingest(world, table, when)
 
-    stored = lake.read_days(lake_table(table), when).sort(key)
+    stored = lake.read_days(raw_table(table), when).sort(key)
     assert stored[key].to_list() == [number * 100 + s for s in kind.stored]
     for column, values in kind.stored_values.items():
         shown = [str(v) if isinstance(v, datetime) else v for v in stored[column].to_list()]
@@ -1040,11 +1041,11 @@ def test_a_file_growing_during_the_ingest_is_left_for_the_next_run(world, monkey
     assert not first.success and path.exists()
     failure = next(e for e in first.all_events if e.is_step_failure).event_specific_data.user_failure_data
     assert "changed while it was read" in failure.description and "left in place" in failure.description
-    assert world.resources["lake"].read_days(lake_table(table), when).is_empty()
+    assert world.resources["lake"].read_days(raw_table(table), when).is_empty()
 
     monkeypatch.setattr(landing, "_read_csv", read)
     assert ingest(world, table, when).success
-    stored = world.resources["lake"].read_days(lake_table(table), when)
+    stored = world.resources["lake"].read_days(raw_table(table), when)
     assert sorted(stored["customer_id"].to_list()) == [number * 100 + 1, number * 100 + 2, number * 100 + 3]
 
 

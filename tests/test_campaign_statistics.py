@@ -143,7 +143,7 @@ def test_assignment_is_a_reproducible_hash_of_campaign_and_customer():
 
 @pytest.mark.parametrize(("base_rate", "mde", "contacts"), [(0.3, 0.05, 5600), (0.15, 0.03, 20_000), (0.4, 0.1, 900)])
 def test_the_holdout_is_what_the_power_analysis_of_statsmodels_asks(base_rate, mde, contacts):
-    plan = plan_holdout(base_rate, mde, contacts, alpha=0.05, power=0.8, min_share=0.01, max_share=0.6)
+    plan = plan_holdout(base_rate, mde, contacts, alpha=0.05, power=0.8, shares=(0.01, 0.6))
     effect = abs(proportion_effectsize(base_rate, base_rate - mde))
     assert plan.effect_size == pytest.approx(effect)
     ratio = NormalIndPower().solve_power(effect, nobs1=contacts, alpha=0.05, power=0.8, ratio=None)
@@ -156,7 +156,7 @@ def test_the_holdout_is_what_the_power_analysis_of_statsmodels_asks(base_rate, m
 
 
 def test_an_underpowered_plan_says_so():
-    plan = plan_holdout(0.1, 0.01, 300, max_share=0.5)
+    plan = plan_holdout(0.1, 0.01, 300, shares=(0.05, 0.5))
     assert plan.required_holdout is None and plan.holdout_share == 0.5
     assert plan.achieved_power < 0.8 and plan.note.startswith("underpowered")
 

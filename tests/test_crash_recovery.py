@@ -22,7 +22,7 @@ import polars as pl
 import psutil
 import pytest
 
-from platform_assets.dead_runs import dead_run_sensor
+from platform_assets.defs.operations.sensors import dead_run_sensor
 from resources.lake import Lake
 from resources.locks import LockTimeout, hold
 from resources.settings import ensure_dagster_home
@@ -96,7 +96,7 @@ def test_a_lock_wait_names_the_holder_and_gives_up_with_a_clear_error(tmp_path, 
 
 
 def test_a_dbt_build_waits_for_the_warehouse_lock_then_fails_clearly(home, monkeypatch):
-    from platform_assets.dbt_models import dbt_models
+    from platform_assets.defs.features.assets import by_day_models
     from resources import build_resources
 
     monkeypatch.setenv("PLATFORM_LOCK_TIMEOUT_SECONDS", "2")
@@ -106,7 +106,7 @@ def test_a_dbt_build_waits_for_the_warehouse_lock_then_fails_clearly(home, monke
     try:
         with dg.instance_for_test() as instance:
             result = dg.materialize(
-                [dbt_models],
+                [by_day_models()],
                 instance=instance,
                 resources=resources,
                 partition_key=day(0).isoformat(),
@@ -170,19 +170,19 @@ def test_the_sensor_fails_a_killed_run_frees_its_slot_and_spares_a_live_run(tmp_
             assert instance.event_log_storage.get_concurrency_info("slow_pool").claimed_slots
 
             # Alive: the sensor leaves it alone.
-            assert "No run with a dead worker" in _evaluate(dead_run_sensor, instance)
+            assert "No run with a dead worker" in _evaluate(dead_run_sensor(), instance)
             assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
 
             # SIGKILLed, and not reaped yet: a zombie counts as dead.
             os.kill(worker.pid, signal.SIGKILL)
             psutil.wait_procs([psutil.Process(worker.pid)], timeout=0.5)
-            assert f"Marked failed: {run.run_id}" in _evaluate(dead_run_sensor, instance)
+            assert f"Marked failed: {run.run_id}" in _evaluate(dead_run_sensor(), instance)
             assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
             assert not instance.event_log_storage.get_concurrency_info("slow_pool").claimed_slots
             failure = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
             assert f"Run worker (pid {worker.pid}) is gone" in failure[0].event_log_entry.dagster_event.message
             # Once failed, it is not failed again.
-            assert "No run with a dead worker" in _evaluate(dead_run_sensor, instance)
+            assert "No run with a dead worker" in _evaluate(dead_run_sensor(), instance)
     finally:
         _kill(worker)
 

@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from platform_assets.campaign_log import CAMPAIGN_LOG, LOG_SCHEMA
 from platform_assets.definitions import build_definitions
+from platform_assets.tables import CAMPAIGN_LOG
 from tests.conftest import SMALL, build_features, day, ingest, memory_instance, module_home
 
 pytestmark = pytest.mark.world
@@ -38,8 +38,8 @@ def log_campaigns(lake, active: list[int]) -> dict[str, list[int]]:
             for c in groups[name]
         ]
     )
-    log = rows.with_columns(pl.lit(None).alias(c) for c in LOG_SCHEMA if c not in rows.columns)
-    log = log.select([pl.col(c).cast(t) for c, t in LOG_SCHEMA.items()])
+    log = rows.with_columns(pl.lit(None).alias(c) for c in CAMPAIGN_LOG.schema if c not in rows.columns)
+    log = log.select([pl.col(c).cast(t) for c, t in CAMPAIGN_LOG.schema.items()])
     for (ds,), part in log.group_by("ds"):
         lake.replace_days(CAMPAIGN_LOG, part, ds, ds)
     return groups

@@ -8,27 +8,32 @@ import numpy as np
 import polars as pl
 import pytest
 
-from platform_assets.campaign_log import CAMPAIGN_LOG, CONTACT, HOLDOUT
+from platform_assets.campaign_log import CONTACT, HOLDOUT
 from platform_assets.cli import main
-from platform_assets.datasets import DEFAULT, spec_of
-from platform_assets.decisions.assets import (
-    business_dashboard,
-    campaign_impact,
-    retention_campaign,
-    review_decisions,
-    review_queue,
-    review_report,
-    uplift_model,
-    weekly_partitions,
-)
 from platform_assets.decisions.assignment import assign, plan_holdout
-from platform_assets.decisions.review import REVIEW_DECISIONS, REVIEW_QUEUE
 from platform_assets.definitions import build_definitions
-from platform_assets.predictions import PREDICTIONS
+from platform_assets.defs.datasets import default, spec_of
+from platform_assets.defs.decisions.assets import decision_assets
+from platform_assets.partitions import weekly_partitions
+from platform_assets.tables import CAMPAIGN_LOG, PREDICTIONS, REVIEW_DECISIONS, REVIEW_QUEUE
 from resources.settings import settings
 from simulator.treatment import read_contacts
 from simulator.world import simulate_windows
 from tests.conftest import QUIET, build_features, day, ingest, memory_instance, module_home, range_tags
+
+_DECISIONS = {a.key.to_user_string(): a for a in decision_assets()[0]}
+business_dashboard, campaign_impact, retention_campaign, review_decisions, review_queue, review_report, uplift_model = (
+    _DECISIONS[name]
+    for name in (
+        "business_dashboard",
+        "campaign_impact",
+        "retention_campaign",
+        "review_decisions",
+        "review_queue",
+        "review_report",
+        "uplift_model",
+    )
+)
 
 pytestmark = pytest.mark.world
 
@@ -121,7 +126,7 @@ def platform(tmp_path_factory):
             following = run([retention_campaign], defs, instance, NEXT_DAY)
             matured = run([campaign_impact], defs, instance, MATURED_DAY)
             uplift = dg.materialize([uplift_model], instance=instance, resources=defs.resources, run_config=QUIET)
-            week = max(k for k in weekly_partitions.get_partition_keys() if k <= day(CAMPAIGN_DAY).isoformat())
+            week = max(k for k in weekly_partitions().get_partition_keys() if k <= day(CAMPAIGN_DAY).isoformat())
             report = dg.materialize(
                 [review_report], instance=instance, resources=defs.resources, partition_key=week, run_config=QUIET
             )
@@ -206,7 +211,7 @@ def test_every_logged_customer_carries_model_score_reasons_and_arm(platform):
 def test_the_holdout_size_is_the_power_analysis_in_the_metadata(platform):
     meta = metadata(platform["runs"]["first"], "retention_campaign")
     plan = meta["power_analysis"]
-    expected = plan_holdout(plan["base_rate"], 0.05, CAMPAIGN["planned_contacts"], 0.05, 0.8, 0.05, 0.4)
+    expected = plan_holdout(plan["base_rate"], 0.05, CAMPAIGN["planned_contacts"], 0.05, 0.8, (0.05, 0.4))
     assert plan == expected.as_dict()
     assert meta["holdout_share"] == plan["holdout_share"] == platform["first_log"]["holdout_share"][0]
     assert meta["contacted"] + meta["held_out"] == platform["first_log"].height
@@ -316,7 +321,7 @@ def test_a_campaign_targets_by_the_registered_uplift_model(platform):
     assert (log["policy"] == "uplift").all() and (log["uplift_model_version"] == trained["model_version"]).all()
 
     defs, lake = platform["defs"], platform["lake"]
-    spec = spec_of(DEFAULT)
+    spec = spec_of(default())
     features = defs.resources["warehouse"].query(
         f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day(TRIAL_DAY)]
     )

@@ -3,8 +3,8 @@
 import dagster as dg
 
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.raw.assets import raw_key
 from platform_assets.partitions import daily_partitions
-from platform_assets.raw import raw_key
 
 
 def test_definitions_load_and_validate(resources):
@@ -55,10 +55,10 @@ def test_the_manifest_is_read_once_per_process(resources):
     from platform_assets.ml import feature_spec
     from resources.dbt import dbt_project
 
-    feature_spec.discover(dbt_project.manifest_path, "training_set", "customer_features")
+    feature_spec.discover(dbt_project().manifest_path, "training_set", "customer_features")
     before = feature_spec._manifest.cache_info()
     for _ in range(3):
-        feature_spec.discover(dbt_project.manifest_path, "training_set", "customer_features")
+        feature_spec.discover(dbt_project().manifest_path, "training_set", "customer_features")
     after = feature_spec._manifest.cache_info()
     assert after.misses == before.misses and after.hits == before.hits + 3
 
@@ -69,21 +69,21 @@ def test_the_ml_assets_depend_on_the_dbt_models_the_dataset_declares(resources):
     def parents(name: str) -> set[str]:
         return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
 
-    assert parents("churn_model") == {"training_set"}
-    assert parents("champion_model") == {"churn_model", "training_set"}
+    assert parents("candidate_model") == {"training_set"}
+    assert parents("champion_model") == {"candidate_model", "training_set"}
     assert parents("churn_predictions") == {"champion_model", "customer_features"}
     assert parents("feature_drift_report") == {"churn_predictions", "customer_features"}
     assert parents("model_performance") == parents("business_impact") == {"churn_predictions", "churn_outcomes"}
     assert "raw_cancellations" not in parents("model_performance")  # outcomes come from dbt, not the simulator
     train = build_definitions().resolve_job_def("train_model").asset_layer.selected_asset_keys
-    assert {dg.AssetKey(k) for k in ("training_set", "churn_outcomes", "churn_model", "champion_model")} <= train
+    assert {dg.AssetKey(k) for k in ("training_set", "churn_outcomes", "candidate_model", "champion_model")} <= train
 
 
 def test_no_asset_takes_the_dataset_as_run_config(resources):
     """The dataset is declared once, in dbt: no run config repeats the models or the segments."""
     defs = build_definitions()
     for name in (
-        "churn_model",
+        "candidate_model",
         "champion_model",
         "churn_predictions",
         "feature_drift_report",
@@ -101,7 +101,7 @@ def test_matured_performance_judges_the_predictions_of_one_horizon_before(resour
     defs = build_definitions()
     graph = defs.resolve_asset_graph()
     performance, predictions = dg.AssetKey("model_performance"), dg.AssetKey("churn_predictions")
-    assert graph.get(performance).partitions_def == daily_partitions
+    assert graph.get(performance).partitions_def == daily_partitions()
     mapping = graph.get_partition_mapping(performance, predictions)
     assert (mapping.start_offset, mapping.end_offset) == (-30, -30)
     assert performance in defs.resolve_job_def("daily_pipeline").asset_layer.selected_asset_keys

@@ -1,7 +1,7 @@
 """Drift monitoring on real dbt features: quiet without drift, quick and precise with it.
 
 One simulated world of 5,000 customers, with session time falling 30% from day 190.
-References are built as churn_model builds them: the two weeks before the model's
+References are built as candidate_model builds them: the two weeks before the model's
 deployment day.
 """
 
@@ -36,7 +36,7 @@ def world(tmp_path_factory):
         features = defs.resources["warehouse"].query(
             "select * from customer_features where snapshot_date >= ?", [day(140)]
         )
-    spec = discover(dbt_project.manifest_path, "training_set", "customer_features")
+    spec = discover(dbt_project().manifest_path, "training_set", "customer_features")
     return features, list(spec.features)
 
 

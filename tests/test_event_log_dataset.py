@@ -35,7 +35,7 @@ from platform_assets.monitoring.drift import (
     reference_overlap,
     served_outside_reference,
 )
-from platform_assets.monitoring.performance_reports import snapshot_to_judge, unseen
+from platform_assets.monitoring.outcomes import snapshot_to_judge, unseen
 from tests.onboarding_page import page_blocks, run_example, write_blocks
 
 pytestmark = pytest.mark.world

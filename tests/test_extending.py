@@ -86,7 +86,7 @@ def test_the_feature_is_in_the_catalog(extended):
 
 @pytest.mark.slow
 def test_the_next_model_trains_on_it_and_ranks_it(extended):
-    model = _latest(extended["home"], "churn_model")
+    model = _latest(extended["home"], "candidate_model")
     assert FEATURE in model["features"]
     import mlflow
 

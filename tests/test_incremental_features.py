@@ -28,15 +28,10 @@ FULL_REFRESH = {**QUIET, "ops": {"dbt_models": {"config": {"full_refresh": True}
 
 
 def build(defs, instance, partition_key=None, tags=None, run_config=QUIET):
-    from platform_assets.dbt_models import dbt_models
+    from platform_assets.defs.features.assets import materialize_features
 
-    result = dg.materialize(
-        [dbt_models],
-        instance=instance,
-        resources=defs.resources,
-        partition_key=partition_key,
-        tags=tags,
-        run_config=run_config,
+    result = materialize_features(
+        defs.resources, instance, partition_key=partition_key, tags=tags, run_config=run_config
     )
     assert result.success
     return result

@@ -7,8 +7,8 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from platform_assets.landing_sensor import landing_sensor
-from platform_assets.raw import raw_key
+from platform_assets.defs.raw.assets import raw_key
+from platform_assets.defs.raw.sensors import landing_sensor
 from tests.conftest import day
 
 
@@ -33,12 +33,12 @@ def tick(resources, instance, cursor=None, messages: Messages | None = None):
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"source": resources["source"]})
     if messages:
         context.log.addHandler(messages)
-    requests = list(landing_sensor(context))
+    requests = list(landing_sensor()(context))
     return requests, context.cursor
 
 
 def test_new_files_request_their_days_and_tables_once(home, resources, instance):
-    assert landing_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert landing_sensor().default_status == dg.DefaultSensorStatus.RUNNING
     land(home, "cancellations", day(3))
     land(home, "plan_changes", day(3))
     path = land(home, "cancellations", day(4))

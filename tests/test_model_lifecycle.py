@@ -13,11 +13,13 @@ import pytest
 import yaml
 
 from platform_assets.definitions import build_definitions
-from platform_assets.model_assets import PROMOTION_CHECK, champion_model, churn_model
-from platform_assets.predictions import PREDICTIONS, churn_predictions
-from platform_assets.serving.rollout import PROMOTE, apply_action
+from platform_assets.defs.datasets import default
+from platform_assets.defs.ml.assets import PROMOTION_CHECK, model_assets
+from platform_assets.defs.predictions.assets import predictions_asset
+from platform_assets.rollout.rules import PROMOTE, apply_action
 from platform_assets.serving.state import live_challenger
-from resources.dbt import DBT_PROJECT_DIR
+from platform_assets.tables import PREDICTIONS
+from resources.dbt import dbt_project
 from resources.model_registry import CANDIDATE, CHALLENGER, CHAMPION, ModelRegistry
 from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 from tests.test_registry import flaky_registry
@@ -73,7 +75,7 @@ def test_the_pipeline_trains_promotes_and_scores(platform):
 
 
 def test_the_gate_judged_on_the_challengers_validation_rows_not_its_training_days(platform):
-    model, gate = _metadata(platform, "churn_model"), _metadata(platform, "champion_model")
+    model, gate = _metadata(platform, "candidate_model"), _metadata(platform, "champion_model")
     validation = model["validation_window"].split(", ")
     assert gate["evaluation_window"] == f"{model['validation_rows']} rows of {', '.join(validation)}"
     assert model["split"].startswith("time split: trained on ") and "labels look 30 days ahead" in model["split"]
@@ -82,7 +84,7 @@ def test_the_gate_judged_on_the_challengers_validation_rows_not_its_training_day
 
 
 def test_validation_auc_is_clearly_above_chance(platform):
-    model = _metadata(platform, "churn_model")
+    model = _metadata(platform, "candidate_model")
     # A shuffled label or a feature pipeline that leaks nothing useful sits near 0.5.
     assert model["validation_roc_auc"] >= 0.70, model["validation_roc_auc"]
     assert model["validation_lift_top_decile"] > 2.5
@@ -93,11 +95,11 @@ def test_validation_auc_is_clearly_above_chance(platform):
 
 
 def test_features_come_from_the_dbt_yaml(platform):
-    declared = yaml.safe_load((DBT_PROJECT_DIR / "models" / "marts" / "_marts.yml").read_text())
+    declared = yaml.safe_load((dbt_project().project_dir / "models" / "marts" / "_marts.yml").read_text())
     features_model = next(m for m in declared["models"] if m["name"] == "customer_features")
     roles = {c["name"]: c.get("config", {}).get("meta", {}).get("role") for c in features_model["columns"]}
     expected = [name for name, role in roles.items() if role == "feature" or "feature" in (role or [])]
-    assert _metadata(platform, "churn_model")["features"] == expected
+    assert _metadata(platform, "candidate_model")["features"] == expected
     assert {"plan", "region", "acquisition_channel"} <= set(expected)  # categoricals train too
 
 
@@ -107,10 +109,10 @@ def test_mlflow_holds_the_run_the_version_and_its_profile(platform):
     version = registry.version(CHAMPION)
     run = client.get_run(version.run_id)
     assert run.data.metrics["validation_roc_auc"] == pytest.approx(
-        _metadata(platform, "churn_model")["validation_roc_auc"]
+        _metadata(platform, "candidate_model")["validation_roc_auc"]
     )
     assert json.loads(run.data.tags["lake_versions"]).keys() >= {"raw_sessions", "raw_cancellations"}
-    assert run.data.tags["features"].split(",") == _metadata(platform, "churn_model")["features"]
+    assert run.data.tags["features"].split(",") == _metadata(platform, "candidate_model")["features"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"model_card.md", "reference_profile.json", "feature_importance.png"} <= artifacts
     profile = json.loads(Path(client.download_artifacts(run.info.run_id, "reference_profile.json")).read_text())
@@ -197,7 +199,7 @@ def test_rescoring_a_day_replaces_it_and_reasons_for_all_explains_everyone(platf
     lake = platform["defs"].resources["lake"]
     before, version = _day_predictions(platform), lake.version(PREDICTIONS)
     everyone = {"ops": {"churn_predictions": {"config": {"reasons_for": "all", "chunk_rows": 1000}}}}
-    result = _materialize(platform, [churn_predictions], partition_key=LAST.isoformat(), run_config=everyone)
+    result = _materialize(platform, [predictions_asset(default())], partition_key=LAST.isoformat(), run_config=everyone)
     assert result.success
     after = _day_predictions(platform)
     assert after.height == after["customer_id"].n_unique() == before.height
@@ -232,7 +234,7 @@ def test_the_gate_refuses_a_worse_model_promotes_a_better_one_and_rollback_resto
     registry = platform["defs"].resources["registry"]
     worse = {"num_leaves": 2, "max_rounds": 3, "learning_rate": 0.01, "min_data_in_leaf": 2000}
     refused = _materialize(
-        platform, [churn_model, champion_model], run_config={"ops": {"churn_model": {"config": worse}}}
+        platform, [*model_assets(default())], run_config={"ops": {"candidate_model": {"config": worse}}}
     )
     check = _checks(refused)[PROMOTION_CHECK]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
@@ -243,7 +245,7 @@ def test_the_gate_refuses_a_worse_model_promotes_a_better_one_and_rollback_resto
     assert tags["promotion_decision"] == "refused" and "ROC AUC" in tags["promotion_reason"]
     assert live_challenger(registry.by_number("2"), registry.version(CHAMPION)) is None
 
-    passed = _materialize(platform, [churn_model, champion_model])  # the default rollout mode: online
+    passed = _materialize(platform, [*model_assets(default())])  # the default rollout mode: online
     assert _checks(passed)[PROMOTION_CHECK].passed
     gate = _metadata(platform, "champion_model")
     assert gate["decision"] == "challenger" and gate["champion_version"] == "1"
@@ -276,8 +278,8 @@ def test_the_gate_refuses_a_window_the_champion_trained_on(platform):
     champion = registry.version(CHAMPION).version
     result = _materialize(
         platform,
-        [churn_model, champion_model],
-        run_config={"ops": {"churn_model": {"config": {"validation_snapshots": 4}}}},
+        [*model_assets(default())],
+        run_config={"ops": {"candidate_model": {"config": {"validation_snapshots": 4}}}},
     )
     check = _checks(result)[PROMOTION_CHECK]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
@@ -309,7 +311,7 @@ def test_a_registry_error_fails_the_gate_and_never_promotes(platform, monkeypatc
                 model_name=registry.model_name,
             )
             result = dg.materialize(
-                [champion_model],
+                [model_assets(default())[1]],
                 instance=platform["instance"],
                 resources={**platform["defs"].resources, "registry": flaky},
                 raise_on_error=False,

@@ -7,20 +7,15 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from platform_assets.campaign_log import CAMPAIGN_LOG
-from platform_assets.datasets import DEFAULT, spec_of
-from platform_assets.dbt_models import dbt_whole_history
-from platform_assets.decisions.assets import retention_campaign
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.datasets import default, spec_of
+from platform_assets.defs.decisions.assets import decision_assets
+from platform_assets.defs.features.assets import whole_history_models
+from platform_assets.defs.monitoring.performance import performance_assets
+from platform_assets.defs.predictions.assets import predictions_asset
 from platform_assets.ml.training import TimeSplit
-from platform_assets.monitoring.drift_reports import FEATURE_DRIFT, PREDICTION_DRIFT
-from platform_assets.monitoring.performance_reports import (
-    BUSINESS_IMPACT,
-    MODEL_PERFORMANCE,
-    matured,
-    model_performance,
-)
-from platform_assets.predictions import predictions_asset
+from platform_assets.monitoring.outcomes import matured
+from platform_assets.tables import BUSINESS_IMPACT, CAMPAIGN_LOG, FEATURE_DRIFT, MODEL_PERFORMANCE, PREDICTION_DRIFT
 from resources.model_registry import CHAMPION
 from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
@@ -49,34 +44,34 @@ def platform(tmp_path_factory):
             }
             # Two more scored days, judged a horizon later: one within the horizon of the last training snapshot,
             # one past it that is not a validation day (both before the campaign, so no row is treated).
-            registry = defs.resources["registry"].named(DEFAULT.registered_model)
+            registry = defs.resources["registry"].named(default().registered_model)
             split = TimeSplit.from_json(registry.split(registry.by_number("1").run_id))
             last = max(split.train)
             horizon = timedelta(days=split.horizon_days)
             judged = {"within": last + timedelta(days=5), "later": last + horizon + timedelta(days=1)}
             for name, scored in judged.items():
                 assert dg.materialize(
-                    [predictions_asset(DEFAULT)],
+                    [predictions_asset(default())],
                     instance=instance,
                     resources=defs.resources,
                     partition_key=scored.isoformat(),
                     run_config=QUIET,
                 ).success
                 runs[name] = dg.materialize(
-                    [model_performance],
+                    [performance_assets(default())[0]],
                     instance=instance,
                     resources=defs.resources,
                     partition_key=(scored + horizon).isoformat(),
                     run_config=QUIET,
                 )
             runs["campaign"] = dg.materialize(
-                [retention_campaign],
+                [next(a for a in decision_assets()[0] if a.key.to_user_string() == "retention_campaign")],
                 instance=instance,
                 resources=defs.resources,
                 partition_key=day(119).isoformat(),
                 run_config=CAMPAIGN,
             )
-            runs["outcomes"] = dg.materialize([dbt_whole_history], instance=instance, resources=defs.resources)
+            runs["outcomes"] = dg.materialize([whole_history_models()], instance=instance, resources=defs.resources)
             runs[149] = score.execute_in_process(
                 instance=instance, partition_key=day(149).isoformat(), run_config=QUIET
             )
@@ -207,7 +202,7 @@ def test_a_day_whose_exact_horizon_ago_was_not_scored_judges_the_latest_scored_b
 
 def test_business_impact_uses_the_cost_matrix(platform):
     impact = metadata(platform["runs"][149], "business_impact")
-    assert impact["cost_matrix"] == {"offer_cost": 15.0, "customer_value": 400.0, "offer_success_rate": 0.3}
+    assert impact["cost_matrix"] == {"offer_cost": 15.0, "customer_value": 400.0, "offer_effect": 0.3}
     assert impact["lift_top_decile"] > 1.5
     assert impact["realized_saving_eur"] > impact["random_targeting_saving_eur"]
     row = platform["defs"].resources["lake"].read_days(BUSINESS_IMPACT, day(149))
@@ -244,8 +239,10 @@ def test_customers_a_campaign_contacted_are_not_judged_and_the_count_is_reported
     assert business["treated_left_out"] == len(contacted)
 
     defs = platform["defs"]
-    registry = defs.resources["registry"].named(DEFAULT.registered_model)
-    judged = matured(defs.resources["lake"], defs.resources["warehouse"], registry, DEFAULT, spec_of(DEFAULT), day(149))
+    registry = defs.resources["registry"].named(default().registered_model)
+    judged = matured(
+        defs.resources["lake"], defs.resources["warehouse"], registry, default(), spec_of(default()), day(149)
+    )
     assert judged.scored_on == day(119) and judged.treated_left_out == len(contacted)
     customers = set(judged.rows["customer_id"])
     assert not customers & contacted and holdout <= customers

@@ -102,7 +102,7 @@ def test_two_datasets_live_in_one_home_each_with_its_lineage(onboarded):
         "jobs = {j.name for j in defs.resolve_all_job_defs()}; "
         "train = sorted(k.to_user_string() for k in "
         "defs.resolve_job_def('train_model_telco_churn').asset_layer.selected_asset_keys); "
-        "print(json.dumps({'telco': parents('telco_churn', 'churn_model'), 'builtin': parents('churn_model'), "
+        "print(json.dumps({'telco': parents('telco_churn', 'candidate_model'), 'builtin': parents('candidate_model'), "
         "'performance': parents('telco_churn', 'model_performance'), 'jobs': sorted(jobs), 'train': train, "
         "'group': g.get(dg.AssetKey('telco_churn')).group_name, "
         "'matures_until': g.get(dg.AssetKey(['telco_churn', 'model_performance'])).partitions_def"
@@ -118,8 +118,8 @@ def test_two_datasets_live_in_one_home_each_with_its_lineage(onboarded):
     assert {"train_model", "train_model_telco_churn", "score_day_telco_churn"} <= set(graph["jobs"])
     assert graph["train"] == [
         "telco_churn",
+        "telco_churn/candidate_model",
         "telco_churn/champion_model",
-        "telco_churn/churn_model",
         "telco_customers",
     ]
     assert graph["group"] == "features"  # a new folder joins the dbt layer, not `default`
@@ -127,7 +127,7 @@ def test_two_datasets_live_in_one_home_each_with_its_lineage(onboarded):
     # performance partitions reach a horizon past the last daily partition, in a job of their own.
     from platform_assets.partitions import daily_partitions
 
-    last_day = date.fromisoformat(daily_partitions.get_last_partition_key())
+    last_day = date.fromisoformat(daily_partitions().get_last_partition_key())
     assert graph["matures_until"] == (last_day + timedelta(days=30)).isoformat()
     assert "monitor_performance_telco_churn" in graph["jobs"]
     assert "telco_churn/model_performance" not in graph["score"]
@@ -151,9 +151,9 @@ def test_a_snapshot_date_before_the_start_date_fails_the_definitions_load(onboar
 @pytest.mark.slow
 def test_validation_auc_equals_bare_lightgbm_on_the_same_rows(onboarded):
     """The platform's figure is bare LightGBM's, with the same parameters on the same rows, to 1e-6."""
-    from platform_assets.model_assets import TrainingConfig
+    from platform_assets.defs.ml.assets import TrainingConfig
 
-    model = _latest(onboarded["home"], "churn_model")
+    model = _latest(onboarded["home"], "candidate_model")
     frame = _table(onboarded["home"], "telco_churn").sort("snapshot_date", "customer_id")
     features = model["features"]
     train = frame.filter(pl.col("holdout") == "train")
@@ -194,7 +194,7 @@ def test_validation_auc_equals_bare_lightgbm_on_the_same_rows(onboarded):
 def test_the_split_was_honest_and_is_recorded(onboarded):
     import mlflow
 
-    model = _latest(onboarded["home"], "churn_model")
+    model = _latest(onboarded["home"], "candidate_model")
     assert model["split"].startswith("declared split column `holdout`")
     assert "Split: declared split column `holdout`" in model["model_card"]
     mlflow.set_tracking_uri(f"sqlite:///{onboarded['home'] / 'mlflow' / 'mlflow.db'}")
@@ -216,7 +216,7 @@ def test_the_split_was_honest_and_is_recorded(onboarded):
 @pytest.mark.slow
 def test_the_lineage_lists_only_the_lake_tables_the_model_reads(onboarded):
     """telco_churn is built from a seed: it read none of the simulator's raw tables, and says so."""
-    model = _latest(onboarded["home"], "churn_model")
+    model = _latest(onboarded["home"], "candidate_model")
     assert model["lake_versions"] == {}
     assert "Lake versions the features were built from: none (its dbt models read no lake table)" in model["model_card"]
     feature_versions = json.loads(_lake(onboarded["home"], "predictions/churn_predictions")["feature_versions"][0])
@@ -230,7 +230,7 @@ def test_predictions_carry_reasons(onboarded):
     explained = predictions["explained_because"].is_not_null()
     assert (predictions["top_reasons"].is_not_null() == explained).all() and explained.any()
     assert predictions.filter(explained)["top_reasons"].list.len().unique().to_list() == [3]
-    features = set(_latest(onboarded["home"], "churn_model")["features"])
+    features = set(_latest(onboarded["home"], "candidate_model")["features"])
     named = predictions.select(pl.col("top_reasons").list.eval(pl.element().struct.field("feature"))).explode(
         "top_reasons"
     )
@@ -238,7 +238,7 @@ def test_predictions_carry_reasons(onboarded):
     assert predictions["churn_probability"].is_between(0, 1).all()
     # No bands declared: the top 5% of the validation scores are high risk, the next 15% medium. The
     # validation customers' scores are those validation scores, so their shares are the rule's.
-    assert _latest(onboarded["home"], "churn_model")["risk_bands"].startswith("from the validation scores (")
+    assert _latest(onboarded["home"], "candidate_model")["risk_bands"].startswith("from the validation scores (")
     holdout = _table(onboarded["home"], "telco_churn").select("customer_id", "holdout")
     validation = predictions.join(holdout, on="customer_id").filter(pl.col("holdout") == "validation")
     shares = dict(validation["risk_band"].value_counts(normalize=True).iter_rows())
@@ -248,7 +248,7 @@ def test_predictions_carry_reasons(onboarded):
 @pytest.mark.slow
 def test_drift_and_performance_reports_have_finite_figures(onboarded):
     drift = _lake(onboarded["home"], "monitoring/feature_drift")
-    assert drift.height == len(_latest(onboarded["home"], "churn_model")["features"])
+    assert drift.height == len(_latest(onboarded["home"], "candidate_model")["features"])
     assert np.isfinite(drift["psi"].to_numpy()).all() and np.isfinite(drift["effect_size"].to_numpy()).all()
     scores = _lake(onboarded["home"], "monitoring/prediction_drift")
     assert scores.height == 1 and np.isfinite(scores["psi"][0])
@@ -260,7 +260,7 @@ def test_drift_and_performance_reports_have_finite_figures(onboarded):
 
     performance = _lake(onboarded["home"], "monitoring/model_performance")
     assert performance.height == 1 and performance["scored_on"][0].isoformat() == "2026-06-01"
-    model = _latest(onboarded["home"], "churn_model")
+    model = _latest(onboarded["home"], "candidate_model")
     # The matured rows the model did not train on are its validation customers: the same figure.
     assert performance["rows"][0] == model["validation_rows"]
     assert performance["roc_auc"][0] == pytest.approx(model["validation_roc_auc"], abs=1e-9)
@@ -316,6 +316,6 @@ def test_a_gate_that_cannot_measure_fairness_says_not_evaluated_and_warns(onboar
     assert check.description == f"challenger v2: {unmeasured}"
     assert gate["fairness"] == unmeasured
     assert gate["challenger_version"] == "2" and "segment gap not evaluated (no two values of any of" in gate["reason"]
-    model = _latest(home, "churn_model")
+    model = _latest(home, "candidate_model")
     assert model["model_version"] == "2" and model["segment_gap"] == unmeasured
     assert "SupersessionWarning" not in done.stderr

@@ -15,13 +15,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from platform_assets.datasets import DEFAULT, spec_of
+from platform_assets.defs.datasets import default, spec_of
+from platform_assets.defs.serving.assets import report_online_drift
 from platform_assets.ml.profiles import build_profile, reference_rows
 from platform_assets.ml.training import TimeSplit
 from platform_assets.monitoring.drift import Thresholds
-from platform_assets.serving.assets import ONLINE_DRIFT, report_online_drift
-from platform_assets.serving.audit import AUDIT_SCHEMA
 from platform_assets.serving.store import online_table, requests_table
+from platform_assets.tables import ONLINE_DRIFT, SERVING_REQUESTS
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
 
@@ -40,7 +40,7 @@ def customers(spec, snapshot: date, n: int, seed: int, shift: float = 0.0) -> pl
 @pytest.fixture
 def platform(tmp_path):
     """A version of the built-in model whose reference is its training day TRAINED, and an empty online store."""
-    spec = spec_of(DEFAULT)
+    spec = spec_of(default())
     registry = ModelRegistry(
         tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_location=str(tmp_path / "artifacts")
     )
@@ -51,10 +51,10 @@ def platform(tmp_path):
     profile = build_profile(rows, list(spec.features), np.random.default_rng(3).uniform(0, 0.3, rows.height))
     with mlflow.start_run() as run:
         mlflow.log_dict(profile | {"reference": record}, "reference_profile.json")
-    client.create_registered_model(DEFAULT.registered_model)
-    client.create_model_version(DEFAULT.registered_model, f"runs:/{run.info.run_id}/model", run.info.run_id)
+    client.create_registered_model(default().registered_model)
+    client.create_model_version(default().registered_model, f"runs:/{run.info.run_id}/model", run.info.run_id)
     lake = Lake(root=str(tmp_path / "lake"))
-    lake.overwrite(online_table(DEFAULT), customers(spec, LATER, 10, 4).with_columns(ds=pl.lit(LATER)))
+    lake.overwrite(online_table(default()), customers(spec, LATER, 10, 4).with_columns(ds=pl.lit(LATER)))
     return spec, registry, lake, record
 
 
@@ -74,14 +74,14 @@ def serve(lake: Lake, spec, answered: pl.DataFrame) -> None:
         }
     )
     full = rows.with_columns(
-        [pl.lit(None, dtype=t).alias(c) for c, t in AUDIT_SCHEMA.items() if c not in rows.columns]
-    ).select([pl.col(c).cast(t) for c, t in AUDIT_SCHEMA.items()])
-    lake.replace_days(requests_table(DEFAULT), full, SERVED_ON, SERVED_ON)
+        [pl.lit(None, dtype=t).alias(c) for c, t in SERVING_REQUESTS.schema.items() if c not in rows.columns]
+    ).select([pl.col(c).cast(t) for c, t in SERVING_REQUESTS.schema.items()])
+    lake.replace_days(requests_table(default()), full, SERVED_ON, SERVED_ON)
 
 
 def judge(registry: ModelRegistry, lake: Lake) -> tuple[dict, dg.AssetCheckResult]:
     context = dg.build_asset_context(partition_key=SERVED_ON.isoformat())
-    materialized, check = list(report_online_drift(context, Thresholds(), DEFAULT, registry, lake))
+    materialized, check = list(report_online_drift(context, Thresholds(), default(), registry, lake))
     return {k: getattr(v, "value", v) for k, v in materialized.metadata.items()}, check
 
 
@@ -97,7 +97,7 @@ def test_answers_all_from_a_reference_day_are_part_of_the_reference_not_a_pass(p
         f"{record['description']}); figures for information only (no feature drifted"
     )
     assert (metadata["served_rows"], metadata["compared_rows"]) == (300, 0)
-    stored = lake.read_days(DEFAULT.lake_table(ONLINE_DRIFT), SERVED_ON)
+    stored = lake.read_days(default().lake_table(ONLINE_DRIFT), SERVED_ON)
     assert set(stored["level"]) == {"in reference"}
 
 
@@ -114,7 +114,7 @@ def test_answers_from_a_reference_day_are_left_out_and_the_others_compared(platf
         f"features are of snapshot {TRAINED} (the reference is {record['description']})): tenure_days PSI"
     )
     assert (metadata["served_rows"], metadata["compared_rows"]) == (600, 300)
-    stored = lake.read_days(DEFAULT.lake_table(ONLINE_DRIFT), SERVED_ON)
+    stored = lake.read_days(default().lake_table(ONLINE_DRIFT), SERVED_ON)
     assert stored["current_mean"].min() > 0.8  # the shifted rows' means, not diluted by the reference rows
 
 

@@ -6,14 +6,15 @@ import pytest
 
 from platform_assets.contracts import CONTRACTS
 from platform_assets.definitions import build_definitions
-from platform_assets.raw import QUARANTINE, lake_table, raw_key, raw_tables
+from platform_assets.defs.raw.assets import raw_ingest, raw_key
+from platform_assets.tables import QUARANTINE, raw_table
 from simulator.world import simulate
 from tests.conftest import day, range_tags
 
 
 def materialize(resources, instance, partition_key, selection=None, raise_on_error=True):
     return dg.materialize(
-        [raw_tables],
+        [raw_ingest()],
         partition_key=partition_key,
         resources=resources,
         instance=instance,
@@ -34,11 +35,11 @@ def test_a_day_lands_in_delta_with_metadata_and_passing_contracts(resources, ins
     result = materialize(resources, instance, day(5).isoformat())
     lake = resources["lake"]
     for table in CONTRACTS:
-        stored = lake.read_days(lake_table(table), day(5))
+        stored = lake.read_days(raw_table(table), day(5))
         event = instance.get_latest_materialization_event(raw_key(table)).asset_materialization
         assert event.partition == day(5).isoformat()
         assert event.metadata["dagster/row_count"].value == stored.height
-        assert event.metadata["delta_version"].value == lake.version(lake_table(table))
+        assert event.metadata["delta_version"].value == lake.version(raw_table(table))
         assert event.metadata["partition_range"].value == f"{day(5)}..{day(5)}"
         assert stored["ds"].unique().to_list() in ([day(5)], [])
     assert all(c.passed for c in checks(result).values())
@@ -48,24 +49,24 @@ def test_a_day_lands_in_delta_with_metadata_and_passing_contracts(resources, ins
 def test_rematerializing_a_day_replaces_it(resources, instance):
     materialize(resources, instance, day(5).isoformat())
     lake = resources["lake"]
-    first = lake.read_days(lake_table("sessions"), day(5))
-    version = lake.version(lake_table("sessions"))
+    first = lake.read_days(raw_table("sessions"), day(5))
+    version = lake.version(raw_table("sessions"))
     materialize(resources, instance, day(5).isoformat())
-    again = lake.read_days(lake_table("sessions"), day(5))
-    assert lake.version(lake_table("sessions")) == version + 1
+    again = lake.read_days(raw_table("sessions"), day(5))
+    assert lake.version(raw_table("sessions")) == version + 1
     assert again.height == first.height > 0
     assert again.sort("session_id").equals(first.sort("session_id"))
 
 
 def test_a_range_backfills_in_one_run(resources, instance):
-    assert raw_tables.backfill_policy == dg.BackfillPolicy.single_run()
+    assert raw_ingest().backfill_policy == dg.BackfillPolicy.single_run()
     job = build_definitions().resolve_job_def("ingest_raw")
     result = job.execute_in_process(instance=instance, tags=range_tags(day(0), day(9)))
     assert result.success
     partitions = {e.partition for e in result.get_asset_materialization_events() if e.asset_key == raw_key("sessions")}
     assert partitions == {day(n).isoformat() for n in range(10)}
     assert len(instance.get_runs()) == 1
-    days = resources["lake"].scan(lake_table("sessions")).select(pl.col("ds").n_unique()).collect().item()
+    days = resources["lake"].scan(raw_table("sessions")).select(pl.col("ds").n_unique()).collect().item()
     assert days == 10
 
 
@@ -81,9 +82,9 @@ def test_a_range_is_stored_window_by_window_and_equals_the_source(resources, ins
     lake = resources["lake"]
     result = job.execute_in_process(instance=instance, tags=range_tags(day(0), day(9)), run_config=config)
     assert result.success
-    assert lake.version(lake_table("sessions")) == 3  # four commits: versions 0..3
+    assert lake.version(raw_table("sessions")) == 3  # four commits: versions 0..3
     simulated = simulate(resources["source"].simulator, day(0), day(9))["sessions"]
-    stored = lake.read_days(lake_table("sessions"), day(0), day(9))
+    stored = lake.read_days(raw_table("sessions"), day(0), day(9))
     assert stored["session_id"].sort().equals(simulated["session_id"].sort())
     event = next(e for e in result.get_asset_materialization_events() if e.asset_key == raw_key("sessions"))
     assert event.event_specific_data.materialization.metadata["dagster/row_count"].value == simulated.height
@@ -109,7 +110,7 @@ def test_a_landed_file_replaces_the_simulator_and_its_bad_rows_are_quarantined(h
     )
     assert not result.success  # a blocking contract check failed with ERROR: downstream must not run
     lake = resources["lake"]
-    stored = lake.read_days(lake_table("cancellations"), day(5))
+    stored = lake.read_days(raw_table("cancellations"), day(5))
     assert stored["customer_id"].to_list() == [11, 12]
     assert stored["_source_file"].unique().to_list() == [str(path)]
     quarantined = lake.read_days(QUARANTINE, day(5)).filter(pl.col("table") == "cancellations")
@@ -126,14 +127,14 @@ def test_a_landed_file_replaces_the_simulator_and_its_bad_rows_are_quarantined(h
     # Fixing the file and re-running the day clears the quarantine for it: no duplicates, no stale rows.
     path.write_text("customer_id,cancelled_on,reason\n11,2026-01-06,price\n")
     materialize(resources, instance, day(5).isoformat(), selection=[raw_key("cancellations")])
-    assert lake.read_days(lake_table("cancellations"), day(5))["customer_id"].to_list() == [11]
+    assert lake.read_days(raw_table("cancellations"), day(5))["customer_id"].to_list() == [11]
     assert lake.read_days(QUARANTINE, day(5)).filter(pl.col("table") == "cancellations").height == 0
 
 
 def test_an_unreadable_file_fails_the_run_by_name_and_line_and_is_kept(home, resources, instance):
     materialize(resources, instance, day(5).isoformat())
     lake = resources["lake"]
-    before = lake.read_days(lake_table("cancellations"), day(5))
+    before = lake.read_days(raw_table("cancellations"), day(5))
     path = _land(home, "cancellations", day(5), "customer_id,cancelled_on,reason\n11,2026-01-06,price,extra\n")
 
     result = materialize(resources, instance, day(5).isoformat(), raise_on_error=False)
@@ -144,7 +145,7 @@ def test_an_unreadable_file_fails_the_run_by_name_and_line_and_is_kept(home, res
     rejected = list((home / "landing" / "_rejected" / "cancellations").glob("2026-01-06.*.csv"))
     assert len(rejected) == 1 and "extra" in rejected[0].read_text()
     # The day's previous rows were not wiped by the failed delivery; other tables went on.
-    assert lake.read_days(lake_table("cancellations"), day(5)).equals(before)
+    assert lake.read_days(raw_table("cancellations"), day(5)).equals(before)
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert raw_key("sessions") in materialized and raw_key("cancellations") not in materialized
 
@@ -152,8 +153,8 @@ def test_an_unreadable_file_fails_the_run_by_name_and_line_and_is_kept(home, res
 @pytest.mark.parametrize("table", ["customers"])
 def test_stored_schema_matches_what_is_written(resources, instance, table):
     materialize(resources, instance, day(0).isoformat(), selection=[raw_key(table)])
-    stored = resources["lake"].read_days(lake_table(table), day(0))
-    declared = raw_tables.specs_by_key[raw_key(table)].metadata["dagster/column_schema"]
+    stored = resources["lake"].read_days(raw_table(table), day(0))
+    declared = raw_ingest().specs_by_key[raw_key(table)].metadata["dagster/column_schema"]
     assert [c.name for c in declared.columns] == stored.columns
 
 

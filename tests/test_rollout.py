@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from platform_assets.serving.evidence import delong, paired_customers
-from platform_assets.serving.rollout import ADVANCE, PROMOTE, ROLLBACK, WAIT, RolloutRules, judge_rollout
+from platform_assets.rollout.evidence import delong, paired_customers
+from platform_assets.rollout.rules import ADVANCE, PROMOTE, ROLLBACK, WAIT, RolloutRules, judge_rollout
 
 RULES = RolloutRules(
     latency_sla_ms=5.0, error_budget=0.01, min_requests=200, auc_tolerance=0.01, window_days=2, max_looks=1

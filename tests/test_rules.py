@@ -12,16 +12,17 @@ import numpy as np
 import polars as pl
 import pytest
 
-from platform_assets.automation import Cursor, Evaluation, RetrainPolicy, decide_retraining
-from platform_assets.datasets import refuse_days_before_the_partitions
+from platform_assets.defs.datasets import refuse_days_before_the_partitions
+from platform_assets.defs.ml.assets import gate_fairness_check
 from platform_assets.ml.evaluation import judge_fairness, largest_gap, segment_performance
 from platform_assets.ml.feature_spec import Dataset, FeatureSpec, labelled, load_manifest, sources_read
 from platform_assets.ml.promotion import PromotionConfig, decide
+from platform_assets.ml.retraining import Cursor, Evaluation, decide_retraining
 from platform_assets.ml.scoring import top_reasons
 from platform_assets.ml.training import SplitRefused, TimeSplit, split_rows
-from platform_assets.model_assets import gate_fairness_check
-from platform_assets.monitoring.performance_reports import snapshot_to_judge, unseen
+from platform_assets.monitoring.outcomes import snapshot_to_judge, unseen
 from platform_assets.partitions import daily_partitions, matured_partitions, partition_hint
+from resources.policy import RetrainPolicy
 
 D0 = date(2026, 3, 2)
 
@@ -341,7 +342,7 @@ def test_top_reasons_are_the_largest_contributions_with_their_sign():
 
 
 def test_snapshot_dates_outside_the_partitions_say_what_to_set():
-    start = daily_partitions.start.date()
+    start = daily_partitions().start.date()
     early = partition_hint(start - timedelta(days=10), start + timedelta(days=5))
     assert f"set PLATFORM_START_DATE={start - timedelta(days=10)}" in early
     assert partition_hint(start, start + timedelta(days=5)) is None
@@ -402,11 +403,11 @@ def test_a_declared_first_snapshot_is_checked_too(tmp_path):
 
 def test_matured_outcomes_have_partitions_a_horizon_past_the_last_day():
     """A one-off extract with horizon_days 365, snapshot on the last daily partition, is judged 365 days later."""
-    last = date.fromisoformat(daily_partitions.get_last_partition_key())
+    last = date.fromisoformat(daily_partitions().get_last_partition_key())
     matured = (last + timedelta(days=365)).isoformat()
     assert matured_partitions(365).get_last_partition_key() == matured
-    assert matured_partitions(365).has_partition_key(matured) and not daily_partitions.has_partition_key(matured)
-    assert matured_partitions(365).get_first_partition_key() == daily_partitions.get_first_partition_key()
+    assert matured_partitions(365).has_partition_key(matured) and not daily_partitions().has_partition_key(matured)
+    assert matured_partitions(365).get_first_partition_key() == daily_partitions().get_first_partition_key()
 
 
 # Lineage
@@ -417,7 +418,7 @@ def test_a_model_reads_only_the_sources_its_lineage_reaches(tmp_path):
 
     seeded = load_manifest(_one_model_manifest(tmp_path, "select 1"))
     assert sources_read(seeded, "telco_churn") == set()  # built from a seed: no lake table
-    project = load_manifest(dbt_project.manifest_path)
+    project = load_manifest(dbt_project().manifest_path)
     assert sources_read(project, "stg_sessions") == {"raw_sessions"}
     assert {"raw_sessions", "raw_cancellations", "campaign_log"} <= sources_read(project, "training_set")
 

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,16 +29,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from platform_assets.datasets import DEFAULT
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.datasets import default
+from platform_assets.defs.serving.assets import serving_assets
 from platform_assets.ml.bands import bands_of
 from platform_assets.ml.scoring import top_reasons
 from platform_assets.ml.training import TimeSplit
-from platform_assets.serving.assets import serving_assets
-from platform_assets.serving.automation import SERVING_SENSORS
-from platform_assets.serving.rollout import ADVANCE, ROLLOUT_CHECK, apply_action
+from platform_assets.rollout.rules import ADVANCE, ROLLOUT_CHECK, apply_action
 from platform_assets.serving.state import CANARY_ROLLED_BACK, STAGE
-from platform_assets.serving.store import ONLINE_FEATURES, SERVING_REQUESTS
+from platform_assets.tables import ONLINE_FEATURES, SERVING_REQUESTS
 from resources.model_registry import CHALLENGER, CHAMPION, GATE, ModelRegistry
 from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
@@ -47,7 +45,7 @@ pytestmark = pytest.mark.world
 
 WORLD = {"PLATFORM_SIM_CUSTOMERS": "1500", "PLATFORM_SIM_DAYS": "150"}  # the least history a time split trains on
 CHURN_PLATFORM = str(Path(sys.executable).parent / "churn-platform")
-online_features, serving_log, online_feature_drift, rollout_report = serving_assets(DEFAULT)
+online_features, serving_log, online_feature_drift, rollout_report = serving_assets(default())
 
 
 def _free_port() -> int:
@@ -213,7 +211,7 @@ def _register_booster(world: World, name: str, params: dict, rounds: int, shuffl
     0.5), many deep trees make it slow (TreeSHAP's cost grows with leaves and depth)."""
     import mlflow
 
-    from platform_assets.model_assets import PYFUNC_MODEL, _pip_requirements
+    from platform_assets.ml.registration import log_booster, models_from_code
 
     registry, champion = world.registry, world.registry.load(world.champion)
     split = registry.split(registry.by_number(world.champion).run_id)
@@ -229,20 +227,11 @@ def _register_booster(world: World, name: str, params: dict, rounds: int, shuffl
     )
     booster = lgb.train({"objective": "binary", "verbosity": -1, "num_threads": 2, **params}, data, rounds)
     registry.activate()
-    with mlflow.start_run(run_name=name), tempfile.TemporaryDirectory() as tmp:
+    with mlflow.start_run(run_name=name):
         mlflow.set_tag("split", split)
         mlflow.log_dict(registry.reference_profile(registry.by_number(world.champion).run_id), "reference_profile.json")
-        booster.save_model(f"{tmp}/booster.txt")
-        Path(tmp, "encoding.json").write_text(
-            json.dumps({"features": champion.features, "categories": champion.categories})
-        )
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC_MODEL),
-            artifacts={"booster": f"{tmp}/booster.txt", "encoding": f"{tmp}/encoding.json"},
-            pip_requirements=_pip_requirements(),
-            registered_model_name=registry.model_name,
-        )
+        pyfunc = models_from_code("platform_assets.ml.pyfunc_model")
+        info = log_booster(booster, champion.features, champion.categories, pyfunc, registry.model_name)
     return str(info.registered_model_version)
 
 
@@ -686,7 +675,7 @@ def _judge(world: World, monkeypatch, **settings):
 
 
 def _sense(world: World):
-    sensor = next(s for s in SERVING_SENSORS if s.name == "rollout_on_report")
+    sensor = build_definitions().resolve_sensor_def("rollout_on_report")
     context = dg.build_sensor_context(
         instance=world.instance, cursor=world.sensor_cursor, resources={"registry": world.registry}
     )

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -24,8 +23,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from platform_assets.datasets import DEFAULT, spec_of
-from platform_assets.model_assets import PYFUNC_MODEL, _pip_requirements
+from platform_assets.defs.datasets import default, spec_of
+from platform_assets.ml.registration import log_booster, models_from_code
 from platform_assets.serving.access import ApiKeys, KeysInvalid, hash_key, new_key, parse_lines
 from platform_assets.serving.store import online_table, requests_table
 from resources.lake import Lake
@@ -48,7 +47,7 @@ def home(tmp_path_factory):
     """A temp home with a registered champion and an online snapshot, as the server finds them."""
     home = tmp_path_factory.mktemp("auth") / "home"
     settings = Settings(home=home)
-    spec = spec_of(DEFAULT)
+    spec = spec_of(default())
     features = list(spec.features)
     rng = np.random.default_rng(7)
     values = {name: rng.normal(0, 1, 200) for name in features}
@@ -59,22 +58,15 @@ def home(tmp_path_factory):
     registry = ModelRegistry(
         tracking_uri=settings.tracking_uri,
         artifact_location=settings.artifact_location,
-        model_name=DEFAULT.registered_model,
+        model_name=default().registered_model,
     )
     registry.activate()
-    with mlflow.start_run(run_name="auth test model"), tempfile.TemporaryDirectory() as tmp:
+    with mlflow.start_run(run_name="auth test model"):
         mlflow.log_dict({"features": {}}, "reference_profile.json")
-        booster.save_model(f"{tmp}/booster.txt")
-        Path(tmp, "encoding.json").write_text(json.dumps({"features": features, "categories": {}}))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC_MODEL),
-            artifacts={"booster": f"{tmp}/booster.txt", "encoding": f"{tmp}/encoding.json"},
-            pip_requirements=_pip_requirements(),
-            registered_model_name=registry.model_name,
-        )
+        pyfunc = models_from_code("platform_assets.ml.pyfunc_model")
+        info = log_booster(booster, features, {}, pyfunc, registry.model_name)
     registry.activate().set_registered_model_alias(registry.model_name, CHAMPION, info.registered_model_version)
-    Lake(root=settings.lake).overwrite(online_table(DEFAULT), frame.with_columns(ds=pl.lit(SNAPSHOT)))
+    Lake(root=settings.lake).overwrite(online_table(default()), frame.with_columns(ds=pl.lit(SNAPSHOT)))
     return home
 
 
@@ -192,7 +184,7 @@ def test_the_audit_names_the_key_and_no_log_or_audit_row_holds_a_key_or_its_hash
         assert server.call("post", "/v1/score", _bearer(made[name])).status_code == 200
     assert server.stop() in (0, -signal.SIGTERM)  # SIGTERM writes every audit row (uvicorn may re-raise it)
     assert "audit log flushed" in server.log.read_text()
-    rows = pl.read_delta(Lake(root=Settings(home=home).lake).uri(requests_table(DEFAULT)))
+    rows = pl.read_delta(Lake(root=Settings(home=home).lake).uri(requests_table(default())))
     assert rows.height > 0 and rows["api_key_name"].null_count() == 0
     assert {"ops", "later", "batch"} <= set(rows["api_key_name"])
     everything = rows.write_ndjson() + server.log.read_text()

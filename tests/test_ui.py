@@ -115,7 +115,7 @@ def test_the_catalog_lists_every_asset_with_its_group(ui, page):
         "stg_sessions",
         "customer_features",
         "training_set",
-        "churn_model",
+        "candidate_model",
         "champion_model",
         "churn_predictions",
         "feature_drift_report",
@@ -137,10 +137,10 @@ def test_an_asset_page_shows_its_description_metadata_and_checks(ui, page):
     assert "thresholds" in text and "max_psi" in text  # and its figures against which thresholds
     page.screenshot(path=str(ARTIFACTS / "feature_drift_report_checks.png"), full_page=True)
 
-    text = _open(page, f"{ui}/assets/churn_model", "validation_roc_auc", "mlflow_run")
+    text = _open(page, f"{ui}/assets/candidate_model", "validation_roc_auc", "mlflow_run")
     assert "LightGBM trained on the dbt model" in text and "training_set" in text
     assert "validation_roc_auc" in text and "mlflow_run" in text
-    page.screenshot(path=str(ARTIFACTS / "churn_model.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "candidate_model.png"), full_page=True)
 
     text = _open(page, f"{ui}/assets/raw_sessions?view=checks", "Evaluation result", "rows meet the contract")
     assert "contract" in text and "rows meet the contract" in text

@@ -10,6 +10,7 @@ smallest effect worth detecting with the planned number of contacts.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 
@@ -57,17 +58,17 @@ def plan_holdout(
     planned_contacts: int,
     alpha: float = 0.05,
     power: float = 0.8,
-    min_share: float = 0.05,
-    max_share: float = 0.5,
+    shares: tuple[float, float] = (0.05, 0.5),
 ) -> PowerPlan:
     """The holdout share for detecting an absolute churn reduction of ``min_detectable_effect`` from ``base_rate``.
 
     The contacts are fixed by the budget; the question is how many eligible customers to
     keep back. statsmodels' ``NormalIndPower.solve_power`` solves for the ratio
     holdout/contacts at the given power (two-sided, Cohen's h from ``proportion_effectsize``).
-    The share is clipped to ``[min_share, max_share]``; past ``max_share`` the plan says it
-    is underpowered rather than pretend.
+    The share is clipped to ``shares``, the smallest and largest holdout share; past the
+    largest the plan says it is underpowered rather than pretend.
     """
+    min_share, max_share = shares
     from statsmodels.stats.power import NormalIndPower
     from statsmodels.stats.proportion import proportion_effectsize
 
@@ -79,25 +80,19 @@ def plan_holdout(
         holdout = planned_contacts * share / (1.0 - share)
         return float(analysis.power(effect, nobs1=planned_contacts, alpha=alpha, ratio=holdout / planned_contacts))
 
-    given = dict(
-        base_rate=base_rate,
-        min_detectable_effect=min_detectable_effect,
-        effect_size=effect,
-        alpha=alpha,
-        power=power,
-        planned_contacts=planned_contacts,
-    )
+    # What is given, in PowerPlan's field order; the plan adds what was found.
+    plan = partial(PowerPlan, base_rate, min_detectable_effect, effect, alpha, power, planned_contacts)
     ceiling = achieved(max_share)
     if ceiling < power:
         note = (
             f"underpowered: even a {max_share:.0%} holdout reaches power {ceiling:.2f} < {power} with "
             f"{planned_contacts} contacts"
         )
-        return PowerPlan(**given, required_holdout=None, holdout_share=max_share, achieved_power=ceiling, note=note)
+        return plan(required_holdout=None, holdout_share=max_share, achieved_power=ceiling, note=note)
     ratio = float(analysis.solve_power(effect, nobs1=planned_contacts, alpha=alpha, power=power, ratio=None))
     required = int(np.ceil(ratio * planned_contacts))
     share = min(max(required / (required + planned_contacts), min_share), max_share)
     note = f"{required} holdout customers for {planned_contacts} contacts detect -{min_detectable_effect:.3f}"
     if share == min_share and required / (required + planned_contacts) < min_share:
         note += f"; the floor {min_share:.0%} keeps more"
-    return PowerPlan(**given, required_holdout=required, holdout_share=share, achieved_power=achieved(share), note=note)
+    return plan(required_holdout=required, holdout_share=share, achieved_power=achieved(share), note=note)

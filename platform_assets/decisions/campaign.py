@@ -12,19 +12,29 @@ logged, so the holdout is a random sample of exactly the customers who were targ
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 import numpy as np
 import polars as pl
 from pydantic import Field
 
-from platform_assets.campaign_log import CAMPAIGN_LOG, CONTACT, LOG_SCHEMA
+from platform_assets.campaign_log import CONTACT
 from platform_assets.decisions.assignment import assign, holdout_draw, plan_holdout
 from platform_assets.decisions.uplift import predict_uplift
+from platform_assets.economics import OfferEconomics
 from platform_assets.metadata import markdown_table
 from platform_assets.ml.scoring import top_reasons
-from platform_assets.predictions import scored_day
+from platform_assets.tables import CAMPAIGN_LOG, scored_day
+from resources.settings import settings
+
+if TYPE_CHECKING:
+    from platform_assets.decisions.review import ReviewStore
+    from platform_assets.ml.feature_spec import FeatureSpec
+    from resources.exports import ContactExport
+    from resources.lake import Lake
+    from resources.model_registry import ModelRegistry
+    from resources.warehouse import Warehouse
 
 EXPORT_COLUMNS = [
     "customer_id",
@@ -37,17 +47,13 @@ EXPORT_COLUMNS = [
 ]
 
 
-class CampaignConfig(dg.Config):
+class CampaignConfig(OfferEconomics):
     """Run config of ``retention_campaign``: budget, economics, policy and the holdout's power analysis."""
 
     name: str = Field(default="retention", description="Campaign name; with the period it is the campaign id.")
     period_days: int = Field(default=28, ge=1, description="Days of one campaign id (arms are fixed within it).")
     daily_budget: float = Field(default=3000.0, gt=0, description="Offer budget per campaign day (EUR).")
     max_contacts: int = Field(default=200, ge=1, description="Most customers contacted per campaign day.")
-    offer_cost: float = Field(default=15.0, ge=0, description="Cost of one retention offer (EUR).")
-    offer_effect: float = Field(
-        default=0.3, ge=0, le=1, description="Risk policy: expected share of a churner's risk the offer removes."
-    )
     value_months: float = Field(default=12.0, gt=0, description="Customer value = monthly charge x these months.")
     value_column: str = Field(default="monthly_charge", description="Column of the scoring model with the charge.")
     cooldown_days: int = Field(default=30, ge=0, description="Days after being targeted (either arm) before again.")
@@ -159,21 +165,20 @@ def campaign_share(lake, campaign: str, day: date) -> float | None:
 def run_campaign(
     context: dg.AssetExecutionContext,
     config: CampaignConfig,
-    lake,
-    warehouse,
-    contact_export,
-    registry,
+    *,
+    spec: FeatureSpec,
     predictions_table: str,
-    scoring_relation: str,
-    entity: str,
-    snapshot: str,
-    start: date,
-    review,
+    lake: Lake,
+    warehouse: Warehouse,
+    registry: ModelRegistry,
+    contact_export: ContactExport,
+    review: ReviewStore,
 ) -> dg.MaterializeResult:
-    """Choose, assign, log and export one day's campaign."""
+    """Choose, assign, log and export one day's campaign on the predictions of ``spec``'s scoring model."""
     day = date.fromisoformat(context.partition_key)
+    entity, start = spec.entity, settings().start_date
     predictions = scored_day(lake, predictions_table, day)
-    features = warehouse.query(f"select * from {scoring_relation} where {snapshot} = ?", [day]).rename(
+    features = warehouse.query(f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day]).rename(
         {entity: "customer_id"}
     )
     candidates = predictions.rename({entity: "customer_id"}).join(
@@ -214,8 +219,7 @@ def run_campaign(
             planned,
             config.alpha,
             config.power,
-            config.min_holdout_share,
-            config.max_holdout_share,
+            (config.min_holdout_share, config.max_holdout_share),
         )
         if ranked.height
         else None
@@ -235,7 +239,7 @@ def run_campaign(
         offer_cost=pl.lit(config.offer_cost),
         planned_contacts=pl.lit(planned),
         ds=pl.lit(day),
-    ).select([pl.col(name).cast(dtype) for name, dtype in LOG_SCHEMA.items()])
+    ).select([pl.col(name).cast(dtype) for name, dtype in CAMPAIGN_LOG.schema.items()])
     delta_version = lake.replace_days(CAMPAIGN_LOG, log, day, day, add_columns=True)
     contacts = log.filter(pl.col("contacted")).select(
         "customer_id",

@@ -37,8 +37,8 @@ from platform_assets.decisions.sequential_test import (
 )
 from platform_assets.decisions.uplift import policy_comparison
 from platform_assets.metadata import markdown_table
+from platform_assets.tables import CAMPAIGN_IMPACT
 
-CAMPAIGN_IMPACT = "decisions/campaign_impact"
 EFFECT_CHECK = "campaign_effect"
 
 
@@ -263,35 +263,6 @@ def judge(impact: Impact | None, why_not: str) -> tuple[bool, dg.AssetCheckSever
     )
 
 
-IMPACT_SCHEMA = {
-    "ds": pl.Date,
-    "matured_through": pl.Date,
-    "campaign_days": pl.Int64,
-    "campaigns": pl.Int64,
-    "contacted": pl.Int64,
-    "holdout": pl.Int64,
-    "contacted_rate": pl.Float64,
-    "holdout_rate": pl.Float64,
-    "difference": pl.Float64,
-    "difference_low": pl.Float64,
-    "difference_high": pl.Float64,
-    "odds_ratio": pl.Float64,
-    "p_value": pl.Float64,
-    "pooled_difference": pl.Float64,
-    "pooled_p_value": pl.Float64,
-    "look": pl.Int64,
-    "information_fraction": pl.Float64,
-    "alpha_at_look": pl.Float64,
-    "alpha_spent": pl.Float64,
-    "declared": pl.String,
-    "net_saving_eur": pl.Float64,
-    "net_saving_eur_low": pl.Float64,
-    "net_saving_eur_high": pl.Float64,
-    "roi": pl.Float64,
-    "status": pl.String,
-}
-
-
 def per_campaign(rows: pl.DataFrame, config: ImpactConfig) -> pl.DataFrame:
     """One row per campaign id: the two-arm comparison within it (its arms share one holdout share)."""
     out = []
@@ -422,7 +393,7 @@ def report_impact(context: dg.AssetExecutionContext, config: ImpactConfig, lake,
     shares = sorted(set(rows["holdout_share"].round(4).to_list())) if rows.height else []
     passed, severity, text = judge(impact, why_not)
     row = impact_row(day, outcome.horizon_days, rows, impact, money, text)
-    frame = pl.DataFrame([row], schema=IMPACT_SCHEMA)
+    frame = pl.DataFrame([row], schema=CAMPAIGN_IMPACT.schema)
     version = lake.replace_days(CAMPAIGN_IMPACT, frame, day, day, add_columns=True)
     history = lake.scan(CAMPAIGN_IMPACT).filter(pl.col("difference").is_not_null()).collect()
     context.log.info(f"{day}: {text}")

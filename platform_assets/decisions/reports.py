@@ -10,12 +10,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from platform_assets.campaign_log import CAMPAIGN_LOG
-from platform_assets.decisions.impact import CAMPAIGN_IMPACT
-from platform_assets.decisions.review import REVIEW_DECISIONS, REVIEW_QUEUE
-
-REVIEW_REPORT = "decisions/review_report"
-DASHBOARD = "decisions/business_dashboard"
+from platform_assets.tables import CAMPAIGN_IMPACT, CAMPAIGN_LOG, REVIEW_DECISIONS, REVIEW_QUEUE
 
 
 def _table(lake, name: str) -> pl.DataFrame:
@@ -70,8 +65,7 @@ def review_outcomes(lake, warehouse, outcome, first: date, last: date) -> tuple[
 
 def dashboard_history(lake) -> dict[str, pl.DataFrame]:
     """Daily series of every business and model figure the platform stored."""
-    from platform_assets.monitoring.drift_reports import FEATURE_DRIFT
-    from platform_assets.monitoring.performance_reports import MODEL_PERFORMANCE
+    from platform_assets.tables import FEATURE_DRIFT, MODEL_PERFORMANCE
 
     series: dict[str, pl.DataFrame] = {}
     performance = _table(lake, MODEL_PERFORMANCE)

@@ -14,28 +14,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
-REVIEW_DECISIONS = "decisions/review_decisions"
-REVIEW_QUEUE = "decisions/review_queue"
+from platform_assets.tables import REVIEW_DECISIONS
+
 DECISIONS = ("approve", "reject")
-DECISION_COLUMNS = {
-    "customer_id": (pl.Int64, "Customer decided on."),
-    "decision": (pl.String, "`approve` (may be contacted) or `reject` (must not be)."),
-    "reviewer": (pl.String, "Who decided."),
-    "note": (pl.String, "Why, in the reviewer's words."),
-    "decided_at": (pl.Datetime("us", "UTC"), "When the decision was recorded (UTC)."),
-    "source": (pl.String, "`cli` or the inbox file it came from."),
-    "ds": (pl.Date, "Day the decision applies from (partition)."),
-}
-DECISION_SCHEMA = {name: dtype for name, (dtype, _) in DECISION_COLUMNS.items()}
-QUEUE_COLUMNS = {
-    "customer_id": (pl.Int64, "Customer waiting for review."),
-    "churn_probability": (pl.Float64, "The uncertain score."),
-    "risk_band": (pl.String, "Its risk band."),
-    "top_reasons": (pl.String, "Top reasons, as `feature (contribution)`."),
-    "model_version": (pl.String, "Model version that scored."),
-    "ds": (pl.Date, "Day queued (partition)."),
-}
-QUEUE_SCHEMA = {name: dtype for name, (dtype, _) in QUEUE_COLUMNS.items()}
 
 
 class ReviewError(ValueError):
@@ -82,7 +63,7 @@ class ReviewStore:
             source=pl.lit(source),
             ds=pl.lit(day),
         )
-        rows = rows.select([pl.col(n).cast(t) for n, t in DECISION_SCHEMA.items()])
+        rows = rows.select([pl.col(n).cast(t) for n, t in REVIEW_DECISIONS.schema.items()])
         existing = self.read(day, day)
         kept = existing if source == "cli" else existing.filter(pl.col("source") != source)
         rows = pl.concat([kept, rows])
@@ -90,7 +71,7 @@ class ReviewStore:
 
     def read(self, first: date, last: date) -> pl.DataFrame:
         if not self.lake.exists(REVIEW_DECISIONS):
-            return pl.DataFrame(schema=DECISION_SCHEMA)
+            return pl.DataFrame(schema=REVIEW_DECISIONS.schema)
         return self.lake.read_days(REVIEW_DECISIONS, first, last)
 
     def decisions_before(self, day: date) -> pl.DataFrame:

@@ -16,7 +16,7 @@ def _lake():
 
 
 def _latest_queue_day(lake) -> date | None:
-    from platform_assets.decisions.review import REVIEW_QUEUE
+    from platform_assets.tables import REVIEW_QUEUE
 
     if not lake.exists(REVIEW_QUEUE):
         return None
@@ -25,7 +25,8 @@ def _latest_queue_day(lake) -> date | None:
 
 def review_list(args: argparse.Namespace) -> None:
     """Print the queue of a day (the latest by default), minus customers decided since it was built."""
-    from platform_assets.decisions.review import REVIEW_QUEUE, ReviewStore
+    from platform_assets.decisions.review import ReviewStore
+    from platform_assets.tables import REVIEW_QUEUE
 
     lake = _lake()
     day = args.day or _latest_queue_day(lake)

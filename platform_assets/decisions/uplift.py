@@ -20,10 +20,7 @@ worse than risk.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from datetime import date, timedelta
-from pathlib import Path
 
 import dagster as dg
 import lightgbm as lgb
@@ -31,13 +28,15 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from platform_assets.campaign_log import CAMPAIGN_LOG, CONTACT, HOLDOUT, matured_log
+from platform_assets.campaign_log import CONTACT, HOLDOUT, matured_log
 from platform_assets.decisions.assignment import holdout_draw
 from platform_assets.metadata import markdown_table
+from platform_assets.ml.registration import log_booster, models_from_code
 from platform_assets.ml.training import categories_of
+from platform_assets.tables import CAMPAIGN_LOG
 
 UPLIFT_MODEL = "uplift_model"
-PYFUNC = Path(__file__).with_name("uplift_pyfunc.py")
+UPLIFT_PYFUNC = models_from_code("platform_assets.decisions.uplift_pyfunc")
 TRAINED_THROUGH = "trained_through"
 VALIDATION = "uplift-validation"  # the hash that holds customers out of training
 
@@ -172,7 +171,7 @@ def train_uplift(
     trained_through = frame["ds"].max()
 
     registry.activate()
-    with mlflow.start_run(run_name=f"{UPLIFT_MODEL} {context.run_id[:8]}") as run, tempfile.TemporaryDirectory() as tmp:
+    with mlflow.start_run(run_name=f"{UPLIFT_MODEL} {context.run_id[:8]}") as run:
         mlflow.log_params({**params, "rounds": config.rounds, "learner": "S-learner from the churn score (LightGBM)"})
         mlflow.log_metrics(
             {"validation_qini_uplift": scores["qini_uplift"], "validation_qini_risk": scores["qini_risk"]}
@@ -189,17 +188,7 @@ def train_uplift(
                 "validation_seed": str(config.seed),
             }
         )
-        booster = Path(tmp, "booster.txt")
-        model.booster.save_model(str(booster))
-        encoding = Path(tmp, "encoding.json")
-        encoding.write_text(json.dumps({"features": features, "categories": categories}))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC),
-            artifacts={"booster": str(booster), "encoding": str(encoding)},
-            pip_requirements=[f"{n}=={_version(n)}" for n in ("mlflow", "lightgbm", "polars", "numpy", "pandas")],
-            registered_model_name=UPLIFT_MODEL,
-        )
+        info = log_booster(model.booster, features, categories, UPLIFT_PYFUNC, UPLIFT_MODEL)
         mlflow.log_dict(scores, "validation.json")
     version = str(info.registered_model_version)
     client = registry.activate()
@@ -234,12 +223,6 @@ def train_uplift(
             "population": "customers the campaigns targeted (both arms); outside it the model extrapolates",
         }
     )
-
-
-def _version(name: str) -> str:
-    from importlib.metadata import version
-
-    return version(name)
 
 
 def _not_trained(context, why: str) -> dg.MaterializeResult:

@@ -93,6 +93,11 @@ class Dataset:
         """The asset key path of one of this dataset's ML or monitoring assets."""
         return [*self.prefix, name]
 
+    def name(self, base: str) -> str:
+        """The name of one of this dataset's jobs, sensors or schedules: the platform's own keep
+        ``base``, another dataset's end with its registered model name (``train_model_telco``)."""
+        return f"{base}_{self.registered_model}" if self.prefix else base
+
     def lake_table(self, table: str) -> str:
         """Where one of this dataset's Delta tables lives under the lake root."""
         return "/".join([*self.prefix, table])

@@ -1,11 +1,17 @@
-"""The promotion rules, as a pure function of the two models' figures on the same window."""
+"""The promotion gate: its rules, as a pure function of the two models' figures on the same window, the
+rows that window holds, and what a decision does to the registry."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import dagster as dg
+import polars as pl
 from pydantic import Field
+
+from resources.model_registry import GATE, ModelRegistry
+from resources.settings import settings
+from resources.warehouse import Warehouse
 
 
 class PromotionConfig(dg.Config):
@@ -20,7 +26,7 @@ class PromotionConfig(dg.Config):
 
 
 @dataclass(frozen=True)
-class Decision:
+class GateDecision:
     verdict: str  # "passed", "refused" or "unchanged"
     reasons: tuple[str, ...]
 
@@ -34,19 +40,19 @@ class Decision:
         return f"{self.verdict}: " + "; ".join(self.reasons)
 
 
-def refuse(challenger: str, reason: str) -> Decision:
+def refuse(challenger: str, reason: str) -> GateDecision:
     """The gate cannot judge honestly (no window, or a window a contender trained on)."""
-    return Decision("refused", (f"challenger v{challenger} refused", f"not judged: {reason}"))
+    return GateDecision("refused", (f"challenger v{challenger} refused", f"not judged: {reason}"))
 
 
-def decide(challenger: dict, champion: dict | None, rules: PromotionConfig) -> Decision:
+def decide(challenger: dict, champion: dict | None, rules: PromotionConfig) -> GateDecision:
     """Pass the challenger only if it clears every rule; say which ones it failed.
 
     ``segment_gap`` None means fairness could not be measured (no declared segment, or
     too few churners): that is said, not counted as a pass.
     """
     if champion is not None and champion["version"] == challenger["version"]:
-        return Decision("unchanged", (f"version {challenger['version']} is already the champion",))
+        return GateDecision("unchanged", (f"version {challenger['version']} is already the champion",))
     failed, passed, unjudged = [], [], []
     auc, gap = challenger["roc_auc"], challenger["segment_gap"]
     if champion is None:
@@ -72,5 +78,52 @@ def decide(challenger: dict, champion: dict | None, rules: PromotionConfig) -> D
         )
     subject = f"challenger v{challenger['version']}"
     if failed:
-        return Decision("refused", (f"{subject} refused", *(f"failed {r}" for r in failed), *unjudged))
-    return Decision("passed", (f"{subject} passed the gate", *(f"passed {r}" for r in passed), *unjudged))
+        return GateDecision("refused", (f"{subject} refused", *(f"failed {r}" for r in failed), *unjudged))
+    return GateDecision("passed", (f"{subject} passed the gate", *(f"passed {r}" for r in passed), *unjudged))
+
+
+def apply_gate(registry: ModelRegistry, version: str, champion, decision) -> tuple[str, str]:
+    """What the gate's decision does to the registry, appended to the version's history.
+
+    Returns the outcome (``promoted``, ``challenger``, ``refused`` or ``unchanged``) and what was done.
+    """
+    client = registry.activate()
+    if decision.verdict == "unchanged":
+        return "unchanged", decision.summary
+    passed = decision.promote
+    if not client.get_model_version(registry.model_name, version).tags.get(GATE):
+        # the gate's own verdict, written once: later steps append to the history instead
+        client.set_model_version_tag(registry.model_name, version, GATE, "passed" if passed else "refused")
+        for key, value in {"promotion_decision": decision.verdict, "promotion_reason": decision.summary}.items():
+            client.set_model_version_tag(registry.model_name, version, key, value[:5000])
+    registry.record(version, "gate", "passed" if passed else "refused", decision.summary)
+    if not passed:
+        return "refused", f"v{version} refused by the offline gate: it receives no traffic"
+    mode = settings().rollout_mode
+    if champion is None or mode == "promote_on_gate":
+        why = "first model: no champion to compare online" if champion is None else "rollout mode promote_on_gate"
+        registry.promote(version)
+        registry.record(version, "promotion", "promoted", f"on the offline gate ({why})")
+        return "promoted", f"v{version} promoted on the offline gate ({why})"
+    registry.make_challenger(version)
+    serving = settings().serving_challenger_mode
+    registry.record(version, "rollout", "challenger", f"live challenger ({serving}) until its online verdict")
+    return "challenger", (
+        f"v{version} is the live challenger ({serving}) against champion v{champion.version}, until its online verdict"
+    )
+
+
+def validation_rows(warehouse: Warehouse, spec, split) -> pl.DataFrame:
+    """The rows of the training model a split validated on, read without the rest of the table."""
+    if split.kind == "column":
+        return warehouse.table(spec.training_relation, f"cast({split.column} as varchar) = 'validation'")
+    return warehouse.table(spec.training_relation, f"list_contains(?, {spec.snapshot})", [split.validation])
+
+
+def window_text(window: pl.DataFrame, spec) -> str:
+    """The snapshot days of the rows judged, and how many rows."""
+    if window.is_empty():
+        return "no rows"
+    days = sorted(window[spec.snapshot].unique().to_list())
+    shown = ", ".join(map(str, days)) if len(days) <= 3 else f"{days[0]}..{days[-1]} ({len(days)} days)"
+    return f"{window.height} rows of {shown}" + (f", split {spec.split} = validation" if spec.split else "")

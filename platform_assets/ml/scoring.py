@@ -23,8 +23,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from platform_assets.ml.bands import RiskBands
-
-REASONS = pl.List(pl.Struct({"feature": pl.String, "contribution": pl.Float64}))
+from platform_assets.tables import REASONS
 
 
 class ScoringConfig(dg.Config):

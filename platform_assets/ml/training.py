@@ -14,7 +14,7 @@ import polars as pl
 from platform_assets.ml.feature_spec import SPLIT_VALUES, FeatureSpec
 from platform_assets.ml.pyfunc_model import ChurnModel, encode
 
-SCORE = "churn_probability"  # also platform_assets.model_assets.SCORE, kept light to import
+SCORE = "churn_probability"  # also platform_assets.defs.ml.assets.SCORE, kept light to import
 
 
 class SplitRefused(ValueError):

@@ -495,14 +495,16 @@ class Scoring:
 
 def create_app(settings=None, dataset=None) -> FastAPI:
     """The API for the configured registered model (``PLATFORM_SERVING_MODEL``'s dataset), uvicorn's factory."""
-    from platform_assets.datasets import DATASETS, spec_of
+    from platform_assets.ml.feature_spec import datasets
     from platform_assets.serving.store import online_table, requests_table
+    from resources.dbt import dbt_project
     from resources.lake import Lake
     from resources.model_registry import ModelRegistry
     from resources.settings import settings as current_settings
 
     settings = settings or current_settings()
-    dataset = dataset or next(d for d in DATASETS if d.registered_model == settings.serving_model)
+    manifest = dbt_project().manifest_path
+    dataset = dataset or next(d for d in datasets(manifest) if d.registered_model == settings.serving_model)
     lake = Lake(root=settings.lake, storage_options=settings.lake_storage_options)
     registry = ModelRegistry(
         tracking_uri=settings.tracking_uri,
@@ -515,7 +517,7 @@ def create_app(settings=None, dataset=None) -> FastAPI:
         registry,
         lake,
         online_table(dataset),
-        spec_of(dataset),
+        dataset.spec(manifest),
         settings.serving_challenger_mode,
         settings.serving_canary_share,
         settings.serving_poll_seconds,

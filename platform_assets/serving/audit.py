@@ -44,60 +44,11 @@ import polars as pl
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from tenacity import Retrying, stop_after_attempt, wait_exponential
 
-from platform_assets.ml.scoring import REASONS
+from platform_assets.tables import SERVING_REQUESTS
 from resources.lake import Lake
 
 LOG = logging.getLogger("churn_platform.serving")
 WRITE_ATTEMPTS = 3  # per micro-batch; rows still unwritten wait for the next one
-AUDIT_SCHEMA = {
-    "request_id": pl.String,
-    "requested_at": pl.Datetime("us", "UTC"),
-    "route": pl.String,
-    "customer_id": pl.String,
-    "feature_snapshot_version": pl.Int64,
-    "feature_snapshot_date": pl.Date,
-    "features": pl.String,
-    "model_name": pl.String,
-    "model_version": pl.String,
-    "role": pl.String,
-    "status": pl.String,
-    "error": pl.String,
-    "churn_probability": pl.Float64,
-    "risk_band": pl.String,
-    "needs_review": pl.Boolean,
-    "top_reasons": REASONS,
-    "latency_ms": pl.Float64,
-    "api_key_name": pl.String,
-    "ds": pl.Date,
-}
-AUDIT_COLUMNS = {
-    "request_id": "Id of the HTTP request (returned to the client; shared by its rows).",
-    "requested_at": "When the request arrived (UTC).",
-    "route": "`id` (features looked up in the online store) or `values` (what-if: features sent).",
-    "customer_id": "Customer scored (null for what-if rows sent without one).",
-    "feature_snapshot_version": "Delta version of the online snapshot read (null for what-if).",
-    "feature_snapshot_date": "Snapshot day of the features read (null for what-if).",
-    "features": "The feature values used, as JSON.",
-    "model_name": "Registered model.",
-    "model_version": "Version that scored the row.",
-    "role": "`champion` or `canary`: the version that answered; `shadow`: the other version's silent score of "
-    "the same customer, never returned (the challenger's in shadow mode and for the champion's customers in "
-    "canary mode, the champion's for the canary's customers). With a live challenger each scored customer of "
-    "a request has one row per version, one answered and one `shadow` (unless the shadow was dropped, counted "
-    "in `churn_serving_shadow_dropped`), so the two versions compare on the same customers.",
-    "status": "`ok`, `not_found` (unknown customer) or `error`.",
-    "error": "What failed, when status is not ok.",
-    "churn_probability": "Score.",
-    "risk_band": "low, medium or high.",
-    "needs_review": "In the uncertain band.",
-    "top_reasons": "Top SHAP reasons returned (null when reasons are off).",
-    "latency_ms": "This version's server time: the request's shared part (arrival to features looked up or "
-    "validated) plus its own scoring of its rows, never another version's (a canary in a batch is not charged "
-    "the champion's part); for `shadow` rows, what the answer would have taken.",
-    "api_key_name": "Name of the API key the request was authenticated with (never the key; null without "
-    "API keys configured, and in rows written before keys existed).",
-    "ds": "Day of the request (UTC), the partition.",
-}
 
 
 class AuditFull(Exception):
@@ -260,7 +211,7 @@ class AuditLog:
         """Append the kept rows and these batches in one commit; on failure keep them all for the next."""
         for batch in batches:
             try:
-                self._kept.append(pl.DataFrame(batch, schema=AUDIT_SCHEMA))
+                self._kept.append(pl.DataFrame(batch, schema=SERVING_REQUESTS.schema))
             except Exception:
                 rows = len(batch["request_id"])
                 LOG.exception(f"{rows} audit rows could not be built into a frame and are dropped")

@@ -16,9 +16,7 @@ import numpy as np
 import polars as pl
 
 from platform_assets.ml.feature_spec import Dataset, FeatureSpec
-
-ONLINE_FEATURES = "serving/online_features"
-SERVING_REQUESTS = "serving/requests"
+from platform_assets.tables import ONLINE_FEATURES, SERVING_REQUESTS
 
 
 def online_table(dataset: Dataset) -> str:

@@ -5,14 +5,14 @@ expands them into session rows with numpy, nothing else: the floor for generatin
 that many rows. The ratio says how much the realism (hidden state, tickets, offers,
 plan changes, churn, string columns) costs on top, on the same machine in the same run.
 
-    .venv/bin/python benchmarks/simulator.py --customers 1000000 --days 180
+    .venv/bin/python benchmarks/world.py --customers 1000000 --days 180
 """
 
 import argparse
-import json
 import time
 
 import numpy as np
+from report import finish, ratio_bound  # benchmarks/report.py, beside this script
 
 from simulator.config import SimulatorConfig
 from simulator.world import simulate
@@ -33,8 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=180)
-    parser.add_argument("--max-ratio", type=float, default=None, help="exit 1 if the ratio exceeds this")
-    args = parser.parse_args()
+    args = ratio_bound(parser)
 
     config = SimulatorConfig(customers=args.customers, days=args.days)
     started = time.perf_counter()
@@ -56,9 +55,7 @@ def main() -> None:
         "baseline_seconds": round(bare, 2),
         "ratio_to_baseline": round(simulated / bare, 2),
     }
-    print(json.dumps(result, indent=2))
-    if args.max_ratio is not None and result["ratio_to_baseline"] > args.max_ratio:
-        raise SystemExit(f"ratio {result['ratio_to_baseline']} exceeds {args.max_ratio}")
+    finish(result, "ratio_to_baseline", args.max_ratio)
 
 
 if __name__ == "__main__":

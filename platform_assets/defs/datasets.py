@@ -11,11 +11,12 @@ dataset's keys and lake tables are prefixed with its registered model name.
 from __future__ import annotations
 
 from datetime import date
+from functools import cache
 from pathlib import Path
 
 import dagster as dg
 
-from platform_assets.dbt_models import PlatformDbtTranslator
+from platform_assets.defs.features.translator import PlatformDbtTranslator
 from platform_assets.ml.feature_spec import (
     Dataset,
     FeatureSpec,
@@ -48,18 +49,26 @@ def refuse_days_before_the_partitions(manifest_path: Path, found: list[Dataset],
                 )
 
 
-DATASETS = datasets(dbt_project.manifest_path)
-if not DATASETS:
-    raise ValueError(
-        f"the dbt project {dbt_project.project_dir} declares no dataset: add meta.churn_platform "
-        "(registered_model, scoring_model, outcome_model) to a labelled model's YAML, see docs/onboarding.md"
-    )
-refuse_days_before_the_partitions(dbt_project.manifest_path, DATASETS, daily_partitions.start.date())
-DEFAULT = DATASETS[0]
+@cache
+def declared() -> tuple[Dataset, ...]:
+    """The datasets the dbt project declares, validated on first use (not on import)."""
+    found = datasets(dbt_project().manifest_path)
+    if not found:
+        raise ValueError(
+            f"the dbt project {dbt_project().project_dir} declares no dataset: add meta.churn_platform "
+            "(registered_model, scoring_model, outcome_model) to a labelled model's YAML, see docs/onboarding.md"
+        )
+    refuse_days_before_the_partitions(dbt_project().manifest_path, found, daily_partitions().start.date())
+    return tuple(found)
+
+
+def default() -> Dataset:
+    """The platform's own dataset: the first declared (``churn_model``, unprefixed keys)."""
+    return declared()[0]
 
 
 def _node(model: str) -> dict:
-    nodes = load_manifest(dbt_project.manifest_path)["nodes"].values()
+    nodes = load_manifest(dbt_project().manifest_path)["nodes"].values()
     return next(n for n in nodes if n["resource_type"] in ("model", "seed", "snapshot") and n["name"] == model)
 
 
@@ -70,7 +79,7 @@ def dbt_key(model: str) -> dg.AssetKey:
 
 def spec_of(dataset: Dataset) -> FeatureSpec:
     """The dataset's column roles, read from the manifest (cached per manifest version)."""
-    return dataset.spec(dbt_project.manifest_path)
+    return dataset.spec(dbt_project().manifest_path)
 
 
 def lake_versions_read(instance: dg.DagsterInstance, model: str) -> dict:
@@ -82,7 +91,7 @@ def lake_versions_read(instance: dg.DagsterInstance, model: str) -> dict:
     """
     event = instance.get_latest_materialization_event(dbt_key(model))
     recorded = event.asset_materialization.metadata.get("lake_versions") if event else None
-    read = sources_read(load_manifest(dbt_project.manifest_path), model)
+    read = sources_read(load_manifest(dbt_project().manifest_path), model)
     return {table: version for table, version in (recorded.value if recorded else {}).items() if table in read}
 
 
@@ -101,5 +110,15 @@ def performance_partitions(dataset: Dataset) -> dg.PartitionsDefinition:
     past today (``partitions.matured_partitions``).
     """
     if built_by_day(dataset.scoring_model):
-        return daily_partitions
+        return daily_partitions()
     return matured_partitions(spec_of(dataset).outcome.horizon_days)
+
+
+def selection(dataset: Dataset, *names: str) -> dg.AssetSelection:
+    """The named ML and monitoring assets of a dataset (``Dataset.key``) as a selection."""
+    return dg.AssetSelection.assets(*(dg.AssetKey(dataset.key(n)) for n in names))
+
+
+def judged_by_day(dataset: Dataset) -> bool:
+    """Whether ``model_performance`` has the daily partitions, so a day's scoring run can judge it too."""
+    return performance_partitions(dataset) == daily_partitions()

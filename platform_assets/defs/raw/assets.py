@@ -7,6 +7,7 @@ refresh one table's day alone. Backfills of a range run as one run.
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cache
 
 import dagster as dg
 import polars as pl
@@ -16,14 +17,14 @@ from platform_assets.contracts import CONTRACTS, PII, key_columns, known_columns
 from platform_assets.landing import Held
 from platform_assets.metadata import layer, markdown_table, table_schema
 from platform_assets.partitions import daily_partitions
-from platform_assets.quality import QUARANTINE_SCHEMA, Verdict, enforce, no_failures
+from platform_assets.quality import ContractVerdict, enforce, no_failures
 from platform_assets.raw_source import load_days
+from platform_assets.tables import QUARANTINE, raw_table
 from resources.lake import Lake
 from resources.privacy import Privacy
 from resources.settings import settings
 from resources.sources import RawSource
 
-QUARANTINE = "quarantine"
 CONTRACT_CHECK = "contract"
 LINEAGE_COLUMNS = {
     "_source_file": "File the row came from, or 'simulator'.",
@@ -33,10 +34,6 @@ LINEAGE_COLUMNS = {
 
 def raw_key(table: str) -> dg.AssetKey:
     return dg.AssetKey(f"raw_{table}")
-
-
-def lake_table(table: str) -> str:
-    return f"raw/{table}"
 
 
 def _stored_columns(table: str) -> dict[str, tuple[pl.DataType, str]]:
@@ -59,8 +56,8 @@ def stored_schema(table: str) -> dg.TableSchema:
 
 def create_missing_tables(lake: Lake) -> list[str]:
     """Create the raw and quarantine tables that do not exist yet, empty; returns their names."""
-    tables = {lake_table(t): {n: dtype for n, (dtype, _) in _stored_columns(t).items()} for t in CONTRACTS}
-    tables[QUARANTINE] = QUARANTINE_SCHEMA
+    tables = {raw_table(t): {n: dtype for n, (dtype, _) in _stored_columns(t).items()} for t in CONTRACTS}
+    tables[QUARANTINE] = QUARANTINE.schema
     return [name for name, schema in tables.items() if lake.create(name, schema)]
 
 
@@ -74,8 +71,8 @@ def _spec(table: str) -> dg.AssetSpec:
         ),
         **layer("raw"),
         kinds={"delta", "polars", "pandera"},
-        partitions_def=daily_partitions,
-        metadata={"dagster/column_schema": stored_schema(table), "lake_table": lake_table(table)},
+        partitions_def=daily_partitions(),
+        metadata={"dagster/column_schema": stored_schema(table), "raw_table": raw_table(table)},
     )
 
 
@@ -109,7 +106,7 @@ class _Tally:
     def quarantined(self) -> int:
         return self.rows_in - self.stored
 
-    def add(self, verdict: Verdict, version: int) -> None:
+    def add(self, verdict: ContractVerdict, version: int) -> None:
         self.rows_in += verdict.rows_in
         self.stored += verdict.good.height
         self.failures.append(verdict.failures)
@@ -119,7 +116,7 @@ class _Tally:
         self.version = version
 
     def failure_summary(self) -> pl.DataFrame:
-        return Verdict.summarize(pl.concat(self.failures, how="vertical") if self.failures else no_failures())
+        return ContractVerdict.summarize(pl.concat(self.failures, how="vertical") if self.failures else no_failures())
 
 
 def _windows(first: date, last: date, days: int) -> list[tuple[date, date]]:
@@ -127,23 +124,36 @@ def _windows(first: date, last: date, days: int) -> list[tuple[date, date]]:
     return [(start, min(start + timedelta(days=days - 1), last)) for start in starts]
 
 
-@dg.multi_asset(
-    name="raw_ingest",
-    specs=[_spec(t) for t in CONTRACTS],
-    check_specs=[
-        dg.AssetCheckSpec(
-            CONTRACT_CHECK,
-            asset=raw_key(t),
-            blocking=True,
-            description="Rows break the Pandera contract: WARN when some are quarantined, ERROR (blocking) above the allowed share.",
-        )
-        for t in CONTRACTS
-    ],
-    can_subset=True,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-)
-def raw_tables(
+@cache
+def raw_ingest() -> dg.AssetsDefinition:
+    """The raw tables as one multi-asset (``raw_ingest``), made on first use."""
+
+    @dg.multi_asset(
+        name="raw_ingest",
+        specs=[_spec(t) for t in CONTRACTS],
+        check_specs=[
+            dg.AssetCheckSpec(
+                CONTRACT_CHECK,
+                asset=raw_key(t),
+                blocking=True,
+                description="Rows break the Pandera contract: WARN when some are quarantined, ERROR (blocking) above the allowed share.",
+            )
+            for t in CONTRACTS
+        ],
+        can_subset=True,
+        partitions_def=daily_partitions(),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def raw_ingest(
+        context: dg.AssetExecutionContext, config: RawIngestConfig, lake: Lake, source: RawSource, privacy: Privacy
+    ):
+        """Load, check and store the run's days window by window (one commit per table and window)."""
+        yield from ingest_days(context, config, lake, source, privacy)
+
+    return raw_ingest
+
+
+def ingest_days(
     context: dg.AssetExecutionContext, config: RawIngestConfig, lake: Lake, source: RawSource, privacy: Privacy
 ):
     """Load, check and store the run's days window by window (one commit per table and window)."""
@@ -178,10 +188,10 @@ def raw_tables(
             verdict = enforce(
                 table, frames.pop(table), privacy.salt(), stored=_stored_keys(lake, table, w_first, w_last)
             )
-            version = lake.replace_days(lake_table(table), verdict.good, w_first, w_last)
+            version = lake.replace_days(raw_table(table), verdict.good, w_first, w_last)
             lake.replace_days(
                 QUARANTINE,
-                verdict.quarantined if verdict.quarantined.height else pl.DataFrame(schema=QUARANTINE_SCHEMA),
+                verdict.quarantined if verdict.quarantined.height else pl.DataFrame(schema=QUARANTINE.schema),
                 w_first,
                 w_last,
                 extra=f"table = '{table}'",
@@ -201,7 +211,7 @@ def raw_tables(
                 "rows_quarantined": tally.quarantined,
                 "delta_version": tally.version,
                 "partition_range": f"{first}..{last}",
-                "dagster/uri": lake.uri(lake_table(table)),
+                "dagster/uri": lake.uri(raw_table(table)),
                 "sources": ", ".join(sorted(tally.sources)[:10]) or "none",
                 "preview": dg.MetadataValue.md(markdown_table(tally.preview, 5)),
             },
@@ -223,15 +233,15 @@ def raw_tables(
 
 def _holds_rows(lake: Lake, table: str, day: date) -> bool:
     """Whether ``day`` of the raw table already holds stored rows."""
-    return lake.exists(lake_table(table)) and day in lake.days(lake_table(table), day)
+    return lake.exists(raw_table(table)) and day in lake.days(raw_table(table), day)
 
 
 def _stored_keys(lake: Lake, table: str, first, last) -> pl.LazyFrame | None:
     """Keys already stored on days outside ``first..last`` (those days are being replaced)."""
-    if not lake.exists(lake_table(table)):
+    if not lake.exists(raw_table(table)):
         return None
     return (
-        lake.scan(lake_table(table))
+        lake.scan(raw_table(table))
         .filter(~pl.col("ds").is_between(first, last))
         .select(*key_columns(table), "ds", "_source_file", "_source_row")
     )

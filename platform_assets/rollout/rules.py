@@ -1,6 +1,6 @@
 """Champion against challenger on live traffic, and the automatic advance, rollback or promotion that follows.
 
-``judge_rollout`` is a pure function over the audit rows (``platform_assets.serving.evidence``
+``judge_rollout`` is a pure function over the audit rows (``platform_assets.rollout.evidence``
 holds its statistics). Operational evidence comes from the window's requests, each
 model timed on its own: a rollback needs a breach the bounds prove (error rate over
 budget and above the champion's, latency p95 over the SLA), a step forward needs
@@ -14,6 +14,7 @@ operational plus the score distribution, and says so; a promotion then waits
 
 Under the staged mode a challenger serves in shadow first; the verdict ``advance``
 moves it to canary, and only a canary is promoted. The ``rollout_on_report`` sensor
+(``platform_assets.defs.serving.rollout``)
 reads the report's check evaluations with the last record id as cursor (like
 ``retrain_on_failed_checks``): each evaluation is looked at once, only the newest
 counts, and only while the version it judged is still the challenger, so an action is
@@ -21,26 +22,23 @@ requested once and never loops. The action is a run of ``rollout_action``, tagge
 its reason; it appends the step to the version's decision history.
 """
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import dagster as dg
 import numpy as np
 import polars as pl
-from pydantic import Field
 
 from platform_assets.monitoring.drift import psi
-from platform_assets.sequential import look_alpha
-from platform_assets.serving.evidence import (
+from platform_assets.rollout.evidence import (
     delong,
     error_evidence,
     latency_evidence,
     paired_customers,
 )
+from platform_assets.sequential import look_alpha
 from platform_assets.serving.state import CANARY_ROLLED_BACK, STAGE, live_challenger
 from resources.model_registry import CHALLENGER, CHAMPION, ModelRegistry
-from resources.settings import settings
 
 ROLLOUT_CHECK = "rollout"
 MIN_OPERATIONAL_REQUESTS = 50  # below this, no bound on an error rate or a p95 is worth acting on
@@ -71,7 +69,7 @@ class RolloutRules:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class RolloutVerdict:
     action: str  # rollback, advance, promote or wait
     reasons: tuple[str, ...]
     figures: pl.DataFrame = field(repr=False)
@@ -173,7 +171,7 @@ def judge_rollout(
     look: int = 1,
     stage: str = "canary",
     staged: bool = False,
-) -> Verdict:
+) -> RolloutVerdict:
     """Judge the window's audit rows of both sides, and the paired matured customers of the live period.
 
     ``champion`` holds the champion's answered rows, ``challenger`` the challenger's rows
@@ -185,7 +183,7 @@ def judge_rollout(
     ours["score_psi_vs_champion"] = _score_psi(champion, challenger)
     frame = pl.DataFrame(figures)
     if challenger.is_empty():
-        return Verdict(WAIT, ("not evaluated: the challenger served no request in the window",), frame)
+        return RolloutVerdict(WAIT, ("not evaluated: the challenger served no request in the window",), frame)
     level = rules.operational_level
     errors = error_evidence(
         ours["failed_requests"], ours["requests"], theirs["failed_requests"], theirs["requests"], level
@@ -227,7 +225,7 @@ def judge_rollout(
     if quality["evaluated"] and quality["p_worse"] < level:  # a safety action: Bonferroni, as operational
         breaches.append(f"does worse: {quality_text}")
     if breaches:
-        return Verdict(ROLLBACK, tuple(breaches), frame, evidence)
+        return RolloutVerdict(ROLLBACK, tuple(breaches), frame, evidence)
     waits = []
     if ours["requests"] < rules.min_requests:
         waits.append(f"{ours['requests']} challenger requests, {rules.min_requests} needed")
@@ -248,8 +246,8 @@ def judge_rollout(
     within = "operational evidence within the SLA and budget" if not waits else None
     if staged and stage == "shadow":
         if waits:
-            return Verdict(WAIT, (*waits, quality_text), frame, evidence)
-        return Verdict(ADVANCE, (f"shadow served {live_days} days: {within}", quality_text), frame, evidence)
+            return RolloutVerdict(WAIT, (*waits, quality_text), frame, evidence)
+        return RolloutVerdict(ADVANCE, (f"shadow served {live_days} days: {within}", quality_text), frame, evidence)
     if rules.quality == "matured":
         if not quality["evaluated"]:
             waits.append(quality_text)
@@ -258,21 +256,13 @@ def judge_rollout(
         elif quality["p_better"] >= quality["look_level"]:
             waits.append(f"not significantly better: {quality_text}")
     if waits:
-        return Verdict(WAIT, tuple(waits), frame, evidence)
+        return RolloutVerdict(WAIT, tuple(waits), frame, evidence)
     on = (
         f"better on matured outcomes: {quality_text}"
         if rules.quality == "matured"
         else f"quality on the offline gate's verdict ({quality_text})"
     )
-    return Verdict(PROMOTE, (f"won over {rules.window_days} days", within, on), frame, evidence)
-
-
-class RolloutAction(dg.Config):
-    action: str = Field(
-        description="`rollback` (out of live traffic), `advance` (shadow to canary) or `promote` (becomes champion)."
-    )
-    version: str = Field(description="The challenger version acted on.")
-    reason: str = Field(description="Why, from the rollout report.")
+    return RolloutVerdict(PROMOTE, (f"won over {rules.window_days} days", within, on), frame, evidence)
 
 
 def apply_action(registry: ModelRegistry, action: str, version: str, reason: str) -> str:
@@ -294,77 +284,3 @@ def apply_action(registry: ModelRegistry, action: str, version: str, reason: str
     else:
         raise dg.Failure(f"unknown rollout action {action!r}")
     return f"{action} of {registry.model_name} v{version}: {reason}"
-
-
-def rollout_job(dataset) -> dg.JobDefinition:
-    """The job the rollout sensor launches: move a challenger out of live traffic, to canary, or promote it."""
-    name = f"rollout_action_{dataset.registered_model}" if dataset.prefix else "rollout_action"
-
-    @dg.op(
-        name=f"apply_{name}",
-        description="Tags a rolled-back challenger, moves it from shadow to canary, or moves `champion` onto it; "
-        "each step appended to the version's decision history.",
-    )
-    def apply_rollout(context: dg.OpExecutionContext, config: RolloutAction, registry: ModelRegistry) -> None:
-        done = apply_action(registry.named(dataset.registered_model), config.action, config.version, config.reason)
-        context.log.info(done)
-
-    return dg.GraphDefinition(name=name, node_defs=[apply_rollout]).to_job(
-        description=f"Rolls a `{dataset.registered_model}` challenger back out of live traffic, or promotes it; "
-        "launched by the rollout sensor with the reason in its tags."
-    )
-
-
-def rollout_sensor(dataset, job: dg.JobDefinition) -> dg.SensorDefinition:
-    check = dg.AssetCheckKey(dg.AssetKey(dataset.key("rollout_report")), ROLLOUT_CHECK)
-    name = f"rollout_{dataset.registered_model}_on_report" if dataset.prefix else "rollout_on_report"
-
-    @dg.sensor(
-        name=name,
-        job=job,
-        minimum_interval_seconds=settings().sensor_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Rolls back a `{dataset.registered_model}` challenger whose rollout check failed, moves one "
-        "that passed its shadow stage to canary, and promotes one the report says has won; once per evaluation, "
-        "only while it is still the challenger.",
-    )
-    def rollout(context: dg.SensorEvaluationContext, registry: ModelRegistry):
-        registry = registry.named(dataset.registered_model)
-        seen = int(context.cursor or 0)
-        records = context.instance.event_log_storage.get_asset_check_execution_history(check, limit=50)
-        fresh = [r for r in records if r.id > seen and isinstance(r.evaluation, dg.AssetCheckEvaluation)]
-        if not fresh:
-            return dg.SkipReason("no new rollout evaluation")
-        newest = max(fresh, key=lambda r: r.id)
-        context.update_cursor(str(max(r.id for r in fresh)))
-        metadata = {k: v.value for k, v in newest.evaluation.metadata.items()}
-        action, version = metadata.get("action"), metadata.get("challenger_version")
-        if action not in (ROLLBACK, ADVANCE, PROMOTE):
-            return dg.SkipReason(f"newest evaluation says {action}: {newest.evaluation.description}")
-        champion = registry.version(CHAMPION)
-        challenger = live_challenger(registry.version(CHALLENGER), champion)
-        if challenger is None or challenger.version != version:
-            return dg.SkipReason(f"v{version} is no longer a live challenger")
-        if action == ADVANCE and challenger.tags.get(STAGE) == "canary":
-            return dg.SkipReason(f"v{version} is already in canary")
-        if champion is None or champion.version != metadata.get("champion_version"):
-            return dg.SkipReason(
-                f"the champion moved since the evaluation (judged against v{metadata.get('champion_version')})"
-            )
-        reason = newest.evaluation.description or action
-        return dg.RunRequest(
-            run_key=f"rollout:{action}:{version}:{newest.id}",
-            run_config={
-                "ops": {f"apply_{job.name}": {"config": {"action": action, "version": version, "reason": reason}}}
-            },
-            tags={
-                "platform/trigger": "automation",
-                "platform/action": action,
-                "platform/model_version": version,
-                "platform/partition": newest.partition or "",
-                "platform/reason": reason[:250],
-                "platform/evaluation": json.dumps({"record_id": newest.id}),
-            },
-        )
-
-    return rollout

@@ -20,59 +20,25 @@ training), and the outcome views and an onboarded dataset's models have no days 
 import json
 from collections.abc import Callable, Mapping
 from datetime import date
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import duckdb
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import DbtCliResource, dbt_assets
 from pydantic import Field
 
-from platform_assets.campaign_log import CAMPAIGN_LOG
 from platform_assets.contracts import CONTRACTS
+from platform_assets.defs.features.translator import PlatformDbtTranslator
 from platform_assets.ml.feature_spec import datasets
-from platform_assets.partitions import daily_partitions
-from platform_assets.raw import lake_table
+from platform_assets.tables import CAMPAIGN_LOG, raw_table
 from resources.dbt import dbt_project
 from resources.lake import Lake
 from resources.warehouse import Warehouse
 
-dbt_project.prepare_if_dev()
-
-
-class PlatformDbtTranslator(DagsterDbtTranslator):
-    """dbt sources are the raw assets: ``source('lake', 'raw_sessions')`` is ``raw_sessions``."""
-
-    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey(dbt_resource_props["name"])
-        return super().get_asset_key(dbt_resource_props)
-
-    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        """The dbt group, else ``features``: a model in a new folder joins the dbt layer, never ``default``."""
-        return super().get_group_name(dbt_resource_props) or "features"
-
-    def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
-        layer = dbt_resource_props.get("fqn", ["", "", ""])[1]
-        return {**super().get_tags(dbt_resource_props), "layer": layer}
-
-    def get_partitions_def(self, dbt_resource_props: Mapping[str, Any]) -> dg.PartitionsDefinition | None:
-        """Daily partitions for the marts built by snapshot day; none for staging and intermediate models.
-
-        All of them are built for the run's days in one dbt invocation, but only the marts the
-        models read by day carry a status per day. Each partitioned asset costs a Dagster event
-        per day of a run (150 days of 12 models were 1,800 events, about 12 ms each on SQLite).
-        """
-        config = dbt_resource_props.get("config", {})
-        layer = dbt_resource_props.get("fqn", ["", ""])[1:2]
-        by_day = config.get("materialized") == "incremental" and layer == ["marts"]
-        return daily_partitions if by_day else None
-
-
 # The incremental models and everything they are built from are built by snapshot day.
 BY_DAY = "+config.materialized:incremental"
-# The declared datasets' labelled training models (training_set for the platform's own).
-TRAINING_MODELS = " ".join(sorted({d.training_model for d in datasets(dbt_project.manifest_path)}))
 
 
 class FeatureBuildConfig(dg.Config):
@@ -81,45 +47,63 @@ class FeatureBuildConfig(dg.Config):
     )
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=PlatformDbtTranslator(),
-    select=BY_DAY,
-    exclude=TRAINING_MODELS,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-)
-def dbt_models(
-    context: dg.AssetExecutionContext,
-    config: FeatureBuildConfig,
-    dbt: DbtCliResource,
-    lake: Lake,
-    warehouse: Warehouse,
-):
-    """Build and test the features of the run's days, or of every day on a full refresh."""
-    days = context.partition_key_range  # inclusive at both ends, unlike partition_time_window
+def _project_assets(**selection):
+    """``dbt_assets`` over the platform's dbt project (its manifest prepared first, in development)."""
+    dbt_project().prepare_if_dev()
+    return dbt_assets(
+        manifest=dbt_project().manifest_path,
+        project=dbt_project(),
+        dagster_dbt_translator=PlatformDbtTranslator(),
+        **selection,
+    )
 
-    def plan() -> tuple[list[str], dict[str, str]]:
-        if config.full_refresh:
-            return ["--full-refresh"], {"snapshot_days": "all"}
-        built = {"snapshot_days": f"{days.start}..{days.end}"}
-        dbt_vars = {"first_day": days.start, "last_day": days.end}
-        unstaged = _first_unstaged_day(lake, warehouse, date.fromisoformat(days.end))
-        if unstaged is not None and unstaged.isoformat() < days.start:
-            context.log.warning(
-                f"Landed days from {unstaged} on are missing from staging; adding them before the features "
-                f"of {days.start}..{days.end} read them."
-            )
-            dbt_vars["first_landed_day"] = unstaged.isoformat()
-            built["landing_days_caught_up"] = f"{unstaged}..{days.start}"
-        return ["--vars", json.dumps(dbt_vars)], built
 
-    yield from _build(context, dbt, lake, warehouse, plan)
+@cache
+def by_day_models() -> dg.AssetsDefinition:
+    """The incremental models and what they are built from, for a day range (``dbt_models``).
+
+    Made on first use, not on import: it reads the manifest (and prepares it in development).
+    The declared datasets' labelled training models are left to ``whole_history_models``.
+    """
+
+    @_project_assets(
+        select=BY_DAY,
+        exclude=" ".join(sorted({d.training_model for d in datasets(dbt_project().manifest_path)})),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def dbt_models(
+        context: dg.AssetExecutionContext,
+        config: FeatureBuildConfig,
+        dbt: DbtCliResource,
+        lake: Lake,
+        warehouse: Warehouse,
+    ):
+        """Build and test the features of the run's days, or of every day on a full refresh."""
+        days = context.partition_key_range  # inclusive at both ends, unlike partition_time_window
+
+        def plan() -> tuple[list[str], dict[str, str]]:
+            if config.full_refresh:
+                return ["--full-refresh"], {"snapshot_days": "all"}
+            built = {"snapshot_days": f"{days.start}..{days.end}"}
+            dbt_vars = {"first_day": days.start, "last_day": days.end}
+            unstaged = _first_unstaged_day(lake, warehouse, date.fromisoformat(days.end))
+            if unstaged is not None and unstaged.isoformat() < days.start:
+                context.log.warning(
+                    f"Landed days from {unstaged} on are missing from staging; adding them before the features "
+                    f"of {days.start}..{days.end} read them."
+                )
+                dbt_vars["first_landed_day"] = unstaged.isoformat()
+                built["landing_days_caught_up"] = f"{unstaged}..{days.start}"
+            return ["--vars", json.dumps(dbt_vars)], built
+
+        yield from _build(context, dbt, lake, warehouse, plan)
+
+    return dbt_models
 
 
 def _staged_by_day() -> dict[str, str]:
     """The staging models built by landing day, and the raw table each reads: ``{model: table}``."""
-    nodes = json.loads(dbt_project.manifest_path.read_text())["nodes"].values()
+    nodes = json.loads(dbt_project().manifest_path.read_text())["nodes"].values()
     return {
         node["name"]: source.rsplit(".raw_", 1)[1]
         for node in nodes
@@ -138,7 +122,7 @@ def _first_unstaged_day(lake: Lake, warehouse: Warehouse, last: date) -> date | 
     """
     missing = []
     for model, table in _staged_by_day().items():
-        landed = lake.days(lake_table(table), last)
+        landed = lake.days(raw_table(table), last)
         missing += sorted(landed - _staged_days(warehouse, model))[:1]
     return min(missing, default=None)
 
@@ -152,17 +136,17 @@ def _staged_days(warehouse: Warehouse, model: str) -> set[date]:
         return set()
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=PlatformDbtTranslator(),
-    exclude=BY_DAY,
-    name="dbt_whole_history",
-)
-def dbt_whole_history(context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: Lake, warehouse: Warehouse):
-    """The models built whole: training models sampling snapshot days through history, outcome
-    views, and the models of datasets that are not built by day (an onboarded CSV's seed)."""
-    yield from _build(context, dbt, lake, warehouse, lambda: ([], None))
+@cache
+def whole_history_models() -> dg.AssetsDefinition:
+    """The models built whole (``dbt_whole_history``), made on first use like ``by_day_models``."""
+
+    @_project_assets(exclude=BY_DAY, name="dbt_whole_history")
+    def dbt_whole_history(context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: Lake, warehouse: Warehouse):
+        """The models built whole: training models sampling snapshot days through history, outcome
+        views, and the models of datasets that are not built by day (an onboarded CSV's seed)."""
+        yield from _build(context, dbt, lake, warehouse, lambda: ([], None))
+
+    return dbt_whole_history
 
 
 def _build(
@@ -183,7 +167,7 @@ def _build(
     """
     with warehouse.writing(f"run {context.run_id}, dbt build", context.log):
         args, days = plan()
-        versions = {f"raw_{t}": lake.version(lake_table(t)) for t in CONTRACTS}
+        versions = {f"raw_{t}": lake.version(raw_table(t)) for t in CONTRACTS}
         versions["campaign_log"] = lake.version(CAMPAIGN_LOG)  # None before the first campaign
         context.log.info(f"Building from lake versions {versions}")
         invocation = dbt.cli(["build", *args], context=context)
@@ -242,3 +226,19 @@ def built_columns(warehouse: Warehouse, relations, count_rows: bool) -> dict[str
         for relation, n in counts.rows():
             described[relation]["dagster/row_count"] = dg.MetadataValue.int(int(n))
     return described
+
+
+def materialize_features(
+    resources: Mapping[str, Any],
+    instance: dg.DagsterInstance,
+    *,
+    tags: Mapping[str, str] | None = None,
+    partition_key: str | None = None,
+    run_config: Mapping[str, Any] | None = None,
+    whole_history: bool = False,
+) -> dg.ExecuteInProcessResult:
+    """Build the features in this process, as a run over a day range (``tags``) or a day does, and the models
+    built whole too if asked: for the demos, benchmarks and tests. The caller judges ``success``."""
+    assets = [by_day_models(), *([whole_history_models()] if whole_history else [])]
+    run = {"tags": tags, "partition_key": partition_key, "run_config": run_config}
+    return dg.materialize(assets, instance=instance, resources=resources, raise_on_error=False, **run)

@@ -8,48 +8,17 @@ from functools import cache
 import dagster as dg
 import polars as pl
 
-from platform_assets.datasets import DEFAULT, dbt_key, lake_versions_read, spec_of
+from platform_assets.defs.datasets import dbt_key, lake_versions_read, spec_of
+from platform_assets.defs.ml.assets import model_assets
 from platform_assets.metadata import layer, markdown_table, stored_in
 from platform_assets.ml.bands import bands_of
 from platform_assets.ml.feature_spec import Dataset
 from platform_assets.ml.scoring import DayScorer, ScoringConfig
-from platform_assets.model_assets import model_assets
 from platform_assets.partitions import daily_partitions
+from platform_assets.tables import PREDICTIONS
 from resources.lake import Lake
 from resources.model_registry import CHAMPION, ModelRegistry
 from resources.warehouse import Warehouse
-
-PREDICTIONS = "predictions/churn_predictions"
-COLUMNS = {
-    "churn_probability": ("Float64", "Probability of the label (e.g. cancelling) within its horizon."),
-    "risk_band": ("String", "low, medium or high: the probability against the scoring version's recorded bands."),
-    "top_reasons": (
-        "List(Struct)",
-        "The three features that moved the score most: name and signed SHAP contribution. "
-        "Null where `explained_because` is null: not computed, to save cost (`reasons_for`).",
-    ),
-    "expected_value": ("Float64", "The model's average log-odds; plus every contribution gives the customer's score."),
-    "needs_review": ("Boolean", "True in the uncertain band: a person should look before acting."),
-    "explained_because": (
-        "String",
-        "Why the row has reasons: `high risk`, `medium risk`, `review`, `top share` (of the day's scores) "
-        "or `all` (`reasons_for: all`); null when none applies and `top_reasons` was not computed.",
-    ),
-    "model_name": ("String", "Registered model that scored."),
-    "model_version": ("String", "Its version (the champion at scoring time)."),
-    "model_run_id": ("String", "MLflow run that trained it."),
-    "feature_versions": ("String", "JSON: the warehouse relation and the lake versions the features were built from."),
-    "scored_at": ("Datetime", "When the row was scored (UTC)."),
-    "ds": ("Date", "Partition day."),
-}
-
-
-def scored_day(lake: Lake, table: str, day: date) -> pl.DataFrame:
-    """The day's predictions in ``table``; whatever reads them cannot go on without them."""
-    predictions = lake.read_days(table, day) if lake.exists(table) else pl.DataFrame()
-    if predictions.is_empty():
-        raise dg.Failure(f"No predictions for {day}: materialize churn_predictions for it first")
-    return predictions
 
 
 def feature_versions(instance: dg.DagsterInstance, relation: str, model: str) -> str:
@@ -177,7 +146,7 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=dataset.key("churn_predictions"),
-        partitions_def=daily_partitions,
+        partitions_def=daily_partitions(),
         deps=[dbt_key(dataset.scoring_model), champion],
         **layer("predictions"),
         kinds={"delta", "polars", "lightgbm"},
@@ -189,7 +158,7 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
             "every row with `reasons_for: all`) and why, the model version and run, and the feature versions. "
             "One Delta partition per day."
         ),
-        metadata=stored_in(dataset.lake_table(PREDICTIONS), key_columns | COLUMNS),
+        metadata=stored_in(PREDICTIONS, dataset, key_columns),
     )
     def churn_predictions(
         context: dg.AssetExecutionContext,
@@ -201,6 +170,3 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
         return score_day(context, config, dataset, warehouse, registry.named(dataset.registered_model), lake)
 
     return churn_predictions
-
-
-churn_predictions = predictions_asset(DEFAULT)

@@ -20,9 +20,7 @@ matured, or a figure is not finite, the checks warn and say so: they never pass 
 nothing.
 """
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -31,41 +29,22 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from platform_assets.datasets import DEFAULT, dbt_key, performance_partitions, spec_of
-from platform_assets.metadata import layer, markdown_table, stored_in
-from platform_assets.ml.feature_spec import Dataset, FeatureSpec, LabelledModel
+from platform_assets.defs.datasets import dbt_key, performance_partitions, spec_of
+from platform_assets.defs.monitoring.reports import ReportDay, report_asset
+from platform_assets.defs.predictions.assets import predictions_asset
+from platform_assets.economics import OfferEconomics
+from platform_assets.metadata import markdown_table
+from platform_assets.ml.feature_spec import Dataset
+from platform_assets.monitoring.checks import PERFORMANCE_CHECK
+from platform_assets.monitoring.outcomes import OUTCOME, matured
 from platform_assets.partitions import daily_partitions
-from platform_assets.predictions import PREDICTIONS, predictions_asset, scored_day
-from resources.lake import Lake
-from resources.model_registry import ModelRegistry
+from platform_assets.tables import BUSINESS_IMPACT, MODEL_PERFORMANCE
 from resources.settings import settings
-from resources.warehouse import Warehouse
 
 if TYPE_CHECKING:
-    from platform_assets.ml.training import TimeSplit
+    pass
 
-MODEL_PERFORMANCE = "monitoring/model_performance"
-BUSINESS_IMPACT = "monitoring/business_impact"
-PERFORMANCE_CHECK = "performance_decay"
 FAIRNESS_CHECK = "fairness"
-OUTCOME = "churned"
-PERFORMANCE_COLUMNS = {
-    "ds": ("Date", "Day the labels matured (partition)."),
-    "scored_on": ("Date", "Day the evaluated predictions were made."),
-    "model_version": ("String", "Model version that made them."),
-    "roc_auc": ("Float64", "ROC AUC against what happened."),
-    "pr_auc": ("Float64", "Average precision."),
-    "calibration_error": ("Float64", "Expected calibration error over score deciles."),
-    "brier": ("Float64", "Brier score."),
-    "base_rate": ("Float64", "Share of rows whose label was positive."),
-    "rows": (
-        "Float64",
-        "Predictions evaluated: matured, not treated by a decision, not learned (a time split leaves out snapshots "
-        "within the horizon of a training snapshot, a split column its train entities).",
-    ),
-    "validation_roc_auc": ("Float64", "The model card's validation ROC AUC."),
-    "segment_gap": ("Float64", "Largest ROC AUC gap across the declared segments (empty if not evaluated)."),
-}
 
 
 class PerformanceConfig(dg.Config):
@@ -76,131 +55,6 @@ class PerformanceConfig(dg.Config):
     min_rows: int = Field(default=200, description="Fewest matured rows a ROC AUC is reported on (else WARN).")
     min_positives: int = Field(default=20, description="Fewest matured positives and negatives (else WARN).")
     history_days: int = Field(default=60, description="Days of history shown in the chart.")
-
-
-@dataclass(frozen=True)
-class Matured:
-    """The matured predictions of one day to judge, and what was left out of them.
-
-    ``note`` says what was left out or missing (empty when nothing was); ``treated_left_out``
-    counts the matured rows left out because a decision treated them, ``treatment`` says
-    what the outcome model declares about treated rows and what became of them;
-    ``evaluated`` says what the judged rows are to the scoring version (unseen rows, or
-    its validation set again).
-    """
-
-    scored_on: date
-    rows: pl.DataFrame
-    note: str
-    treatment: str
-    treated_left_out: int = 0
-    evaluated: str = "nothing"
-
-    def metadata(self) -> dict:
-        """What was judged and what was left out, for a report's metadata."""
-        return {
-            "evaluated_predictions_of": self.scored_on.isoformat(),
-            "evaluated_rows": self.evaluated,
-            "treated_left_out": self.treated_left_out,
-            "treated_rows": self.treatment,
-        }
-
-
-def snapshot_to_judge(day: date, horizon_days: int, scored: Iterable[date]) -> date | None:
-    """The latest scored snapshot whose outcome has matured by ``day``: at or before ``day`` - horizon.
-
-    Not exactly ``day`` - horizon: snapshots need not be daily (weekly snapshots never
-    fall 90 days apart), and a snapshot earlier than that has matured as well.
-    """
-    due = day - timedelta(days=horizon_days)
-    return max((d for d in scored if d <= due), default=None)
-
-
-def _treatment(outcome: LabelledModel) -> str:
-    """What the outcome model declares about treated rows, and what monitoring does with them."""
-    if outcome.treated is None:
-        return f"not declared: {outcome.name} has no treated column, every matured row is judged"
-    if outcome.excludes_treated:
-        return (
-            f"left out ({outcome.name}.{outcome.treated}, treated_labels: exclude): a decision acted within their "
-            "label horizon, so their outcome may be its doing; the holdout arm stays in"
-        )
-    return f"judged with the rest ({outcome.name}.{outcome.treated}, treated_labels: keep)"
-
-
-def matured(
-    lake: Lake, warehouse: Warehouse, registry: ModelRegistry, dataset: Dataset, spec: FeatureSpec, day: date
-) -> Matured:
-    """The predictions of the latest scored snapshot at least a label horizon before ``day`` with their outcome
-    (column ``churned``), minus the rows a decision treated (unless the dataset keeps them) and the rows the
-    scoring version may have learned."""
-    from platform_assets.ml.training import TimeSplit
-
-    outcome = spec.outcome
-    due = day - timedelta(days=outcome.horizon_days)
-    treatment = _treatment(outcome)
-    table = dataset.lake_table(PREDICTIONS)
-    scored_on = snapshot_to_judge(day, outcome.horizon_days, lake.days(table, due) if lake.exists(table) else ())
-    if scored_on is None:
-        note = f"no predictions at or before {due} ({outcome.horizon_days} days, the label horizon, before {day})"
-        return Matured(due, pl.DataFrame(), note, treatment)
-    predictions = lake.read_days(table, scored_on)
-    keep = [c for c in (outcome.split, outcome.treated) if c]
-    outcomes = warehouse.query(
-        f"select {', '.join([outcome.entity, outcome.label, *keep])} from {outcome.relation} "
-        f"where {outcome.snapshot} = ?",
-        [scored_on],
-    ).rename({outcome.entity: spec.entity, outcome.label: OUTCOME})
-    joined = predictions.join(outcomes, on=spec.entity, how="inner")
-    if joined.is_empty():
-        return Matured(
-            scored_on,
-            joined,
-            (
-                f"no matured outcome for the {predictions.height} predictions of {scored_on} in {outcome.name} "
-                f"(its label matures {outcome.horizon_days} days later)"
-            ),
-            treatment,
-        )
-    notes, treated = [], 0
-    if outcome.excludes_treated:
-        untreated = joined.filter(~pl.col(outcome.treated).fill_null(False))
-        treated = joined.height - untreated.height
-        if treated:
-            notes.append(
-                f"{treated} of {joined.height} matured rows left out: treated ({outcome.name}.{outcome.treated})"
-            )
-        if untreated.is_empty():
-            return Matured(scored_on, untreated, "; ".join(notes), treatment, treated)
-        joined = untreated
-    version = registry.by_number(joined["model_version"][0])
-    recorded = registry.split(version.run_id)
-    if recorded is None:
-        note = f"v{version.version} recorded no split: its training rows are unknown"
-        return Matured(scored_on, joined.clear(), note, treatment, treated)
-    split = TimeSplit.from_json(recorded)
-    rows, left_out, evaluated = unseen(joined, split, version.version, scored_on, spec.snapshot, outcome.name)
-    notes += [left_out] if left_out else []
-    rows = rows.with_columns(pl.col(OUTCOME).cast(pl.Boolean))
-    return Matured(scored_on, rows, "; ".join(notes), treatment, treated, evaluated)
-
-
-def unseen(
-    rows: pl.DataFrame, split: "TimeSplit", version: str, scored_on: date, snapshot: str, source: str
-) -> tuple[pl.DataFrame, str, str]:
-    """The rows of snapshot ``scored_on`` (column ``snapshot``) that ``split``'s model did not learn
-    (``TimeSplit.trained_on``), why the others were left out (empty when none were), and what the kept rows are
-    to the model (for the report); ``source`` names the model the rows' split column was read from."""
-    if split.kind == "column" and split.column not in rows.columns:
-        reason = (
-            f"{rows.height} of {rows.height} matured rows left out: {source} has no split column `{split.column}`, "
-            f"so v{version}'s training entities cannot be told apart"
-        )
-        return rows.clear(), reason, "nothing"
-    kept = rows.filter(~split.trained_on(snapshot, rows.columns))
-    left_out = rows.height - kept.height
-    reason = f"{left_out} of {rows.height} matured rows left out: {split.overlap_reason(scored_on, version)}"
-    return kept, reason if left_out else "", split.unseen_rows(scored_on, version) if kept.height else "nothing"
 
 
 def _unevaluable(scores: dict, rows: int, config: PerformanceConfig) -> str | None:
@@ -215,22 +69,14 @@ def _unevaluable(scores: dict, rows: int, config: PerformanceConfig) -> str | No
     return None
 
 
-def report_performance(
-    context: dg.AssetExecutionContext,
-    config: PerformanceConfig,
-    dataset: Dataset,
-    warehouse: Warehouse,
-    registry: ModelRegistry,
-    lake: Lake,
-):
+def report_performance(context: dg.AssetExecutionContext, config: PerformanceConfig, on: ReportDay):
     """Judge the predictions whose outcome matured today against the model card's validation figure."""
     from platform_assets.ml.evaluation import judge_fairness, largest_gap, metrics, segment_performance
     from platform_assets.plots import as_metadata, metric_over_time, png_bytes
 
-    day = date.fromisoformat(context.partition_key)
-    spec = spec_of(dataset)
-    table = dataset.lake_table(MODEL_PERFORMANCE)
-    found = matured(lake, warehouse, registry, dataset, spec, day)
+    day, spec, warehouse, registry, lake = on.day, on.spec, on.warehouse, on.registry, on.lake
+    table = on.table(MODEL_PERFORMANCE)
+    found = matured(lake, warehouse, registry, on.dataset, spec, day)
     scored_on, outcomes, note = found.scored_on, found.rows, found.note
     scores = (
         metrics(outcomes[OUTCOME].cast(pl.Int64).to_numpy(), outcomes["churn_probability"].to_numpy())
@@ -347,49 +193,27 @@ def report_performance(
     )
 
 
-class BusinessConfig(dg.Config):
+class BusinessConfig(OfferEconomics):
     contact_top_k: int = Field(default=500, description="How many of the highest-risk customers to contact a day.")
-    offer_cost: float = Field(default=15.0, description="Cost of one retention offer (EUR).")
     customer_value: float = Field(default=400.0, description="Value of keeping a customer who would churn (EUR).")
-    offer_success_rate: float = Field(default=0.3, description="Share of contacted churners an offer keeps.")
-
-
-IMPACT_COLUMNS = {
-    "ds": (pl.Date, "Day scored (partition)."),
-    "customers": (pl.Int64, "Customers scored that day."),
-    "expected_saving": (pl.Float64, "Expected net saving of contacting the top k (EUR)."),
-    "scored_on": (pl.Date, "Day of the matured predictions evaluated."),
-    "lift_top_decile": (pl.Float64, "Churn rate in the top decile over the overall rate, matured."),
-    "realized_saving": (pl.Float64, "Net saving the top k would have achieved (EUR), matured."),
-    "random_saving": (pl.Float64, "The same for k random customers (EUR)."),
-}
-IMPACT_SCHEMA = {name: dtype for name, (dtype, _) in IMPACT_COLUMNS.items()}
 
 
 def campaign_value(probability: np.ndarray, config: BusinessConfig) -> float:
     """Expected net saving of contacting the top-k customers by probability."""
     top = np.sort(probability)[::-1][: config.contact_top_k]
-    return float(top.sum() * config.offer_success_rate * config.customer_value - len(top) * config.offer_cost)
+    return float(top.sum() * config.offer_effect * config.customer_value - len(top) * config.offer_cost)
 
 
-def report_business_impact(
-    context: dg.AssetExecutionContext,
-    config: BusinessConfig,
-    dataset: Dataset,
-    warehouse: Warehouse,
-    registry: ModelRegistry,
-    lake: Lake,
-):
+def report_business_impact(context: dg.AssetExecutionContext, config: BusinessConfig, on: ReportDay):
     """The expected value of today's campaign, and the value the matured predictions achieved."""
     from platform_assets.ml.evaluation import lift_at
     from platform_assets.plots import as_metadata, metric_over_time, png_bytes
 
-    day = date.fromisoformat(context.partition_key)
-    spec = spec_of(dataset)
-    table = dataset.lake_table(BUSINESS_IMPACT)
-    today = scored_day(lake, dataset.lake_table(PREDICTIONS), day)
+    day, lake = on.day, on.lake
+    table = on.table(BUSINESS_IMPACT)
+    today = on.predictions()
     expected = campaign_value(today["churn_probability"].to_numpy(), config)
-    found = matured(lake, warehouse, registry, dataset, spec, day)
+    found = matured(lake, on.warehouse, on.registry, on.dataset, on.spec, day)
     scored_on, outcomes, note = found.scored_on, found.rows, found.note
     realized = {"scored_on": scored_on, "lift_top_decile": None, "realized_saving": None, "random_saving": None}
     if not outcomes.is_empty():
@@ -397,19 +221,19 @@ def report_business_impact(
         p = outcomes["churn_probability"].to_numpy()
         k = min(config.contact_top_k, len(p))
         caught = y[np.argsort(-p, kind="stable")[:k]].sum()
-        value = config.offer_success_rate * config.customer_value
+        value = config.offer_effect * config.customer_value
         realized |= {
             "lift_top_decile": lift_at(y, p, 0.1),
             "realized_saving": float(caught * value - k * config.offer_cost),
             "random_saving": float(k * y.mean() * value - k * config.offer_cost),
         }
     row = pl.DataFrame(
-        [{"ds": day, "customers": today.height, "expected_saving": expected, **realized}], schema=IMPACT_SCHEMA
+        [{"ds": day, "customers": today.height, "expected_saving": expected, **realized}], schema=BUSINESS_IMPACT.schema
     )
     delta_version = lake.replace_days(table, row, day, day)
     history = lake.scan(table).filter(pl.col("ds") > day - timedelta(days=60)).collect()
     context.log.info(f"{day}: contacting the top {config.contact_top_k} is worth {expected:,.0f} EUR (expected)")
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "expected_saving_eur": expected,
             "contact_top_k": config.contact_top_k,
@@ -417,7 +241,7 @@ def report_business_impact(
                 {
                     "offer_cost": config.offer_cost,
                     "customer_value": config.customer_value,
-                    "offer_success_rate": config.offer_success_rate,
+                    "offer_effect": config.offer_effect,
                 }
             ),
             "lift_top_decile": realized["lift_top_decile"]
@@ -445,7 +269,6 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
     """``model_performance`` and ``business_impact`` of a declared dataset, downstream of its outcome model."""
     predictions = predictions_asset(dataset)
     outcome = dbt_key(dataset.outcome_model)
-    performance_key = dataset.key("model_performance")
     matures = performance_partitions(dataset)
     horizon = spec_of(dataset).outcome.horizon_days
     # Day D judges the predictions of D - horizon (none for the first horizon of days).
@@ -453,11 +276,14 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
         start_offset=-horizon, end_offset=-horizon, allow_nonexistent_upstream_partitions=True
     )
 
-    @dg.asset(
-        key=performance_key,
+    model_performance = report_asset(
+        dataset,
+        "model_performance",
+        MODEL_PERFORMANCE,
+        PerformanceConfig,
+        report_performance,
         partitions_def=matures,
         deps=[dg.AssetDep(predictions, partition_mapping=scored), outcome],
-        **layer("monitoring"),
         kinds={"delta", "polars"},
         description=(
             f"How the `{dataset.registered_model}` predictions of the latest snapshot at least one label horizon "
@@ -470,40 +296,27 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
             "customers a retention contact acted on within the horizon; dbt var `treated_labels`), counted in "
             "`treated_left_out`. One row per day in Delta; the chart shows the trend."
         ),
-        metadata=stored_in(dataset.lake_table(MODEL_PERFORMANCE), PERFORMANCE_COLUMNS),
-        check_specs=[
-            dg.AssetCheckSpec(
+        checks=[
+            (
                 PERFORMANCE_CHECK,
-                asset=performance_key,
-                description="ERROR when matured ROC AUC falls below the validation ROC AUC minus auc_tolerance; "
-                "WARN, saying why, when too few rows have matured to tell.",
-                partitions_def=matures,
+                "ERROR when matured ROC AUC falls below the validation ROC AUC minus auc_tolerance; WARN, saying "
+                "why, when too few rows have matured to tell.",
             ),
-            dg.AssetCheckSpec(
+            (
                 FAIRNESS_CHECK,
-                asset=performance_key,
-                description="WARN when ROC AUC differs across the values of a declared segment by more than "
-                "max_segment_gap, or when no segment could be evaluated.",
-                partitions_def=matures,
+                "WARN when ROC AUC differs across the values of a declared segment by more than max_segment_gap, or "
+                "when no segment could be evaluated.",
             ),
         ],
     )
-    def model_performance(
-        context: dg.AssetExecutionContext,
-        config: PerformanceConfig,
-        warehouse: Warehouse,
-        registry: ModelRegistry,
-        lake: Lake,
-    ):
-        yield from report_performance(
-            context, config, dataset, warehouse, registry.named(dataset.registered_model), lake
-        )
-
-    @dg.asset(
-        key=dataset.key("business_impact"),
-        partitions_def=daily_partitions,
+    business_impact = report_asset(
+        dataset,
+        "business_impact",
+        BUSINESS_IMPACT,
+        BusinessConfig,
+        report_business_impact,
+        partitions_def=daily_partitions(),
         deps=[predictions, outcome],
-        **layer("monitoring"),
         kinds={"delta", "polars"},
         description=(
             f"What the `{dataset.registered_model}` predictions are worth: the expected saving of contacting "
@@ -511,20 +324,5 @@ def performance_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.Assets
             "rows model_performance judges) the lift in the top decile and the "
             "saving actually achieved against random targeting, with a configurable cost matrix."
         ),
-        metadata=stored_in(dataset.lake_table(BUSINESS_IMPACT), IMPACT_COLUMNS),
     )
-    def business_impact(
-        context: dg.AssetExecutionContext,
-        config: BusinessConfig,
-        warehouse: Warehouse,
-        registry: ModelRegistry,
-        lake: Lake,
-    ):
-        return report_business_impact(
-            context, config, dataset, warehouse, registry.named(dataset.registered_model), lake
-        )
-
     return model_performance, business_impact
-
-
-model_performance, business_impact = performance_assets(DEFAULT)

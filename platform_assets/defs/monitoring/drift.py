@@ -16,46 +16,16 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from platform_assets.datasets import DEFAULT, dbt_key, spec_of
-from platform_assets.metadata import layer, markdown_table, stored_in
+from platform_assets.defs.datasets import dbt_key
+from platform_assets.defs.monitoring.reports import ReportDay, report_asset
+from platform_assets.defs.predictions.assets import predictions_asset
+from platform_assets.metadata import markdown_table
 from platform_assets.ml.feature_spec import Dataset
+from platform_assets.monitoring.checks import FEATURE_DRIFT_CHECK, PREDICTION_DRIFT_CHECK
 from platform_assets.monitoring.drift import Thresholds, level_check
 from platform_assets.partitions import daily_partitions
-from platform_assets.predictions import PREDICTIONS, predictions_asset, scored_day
+from platform_assets.tables import FEATURE_DRIFT, PREDICTION_DRIFT
 from resources.lake import Lake
-from resources.model_registry import ModelRegistry
-from resources.warehouse import Warehouse
-
-FEATURE_DRIFT = "monitoring/feature_drift"
-PREDICTION_DRIFT = "monitoring/prediction_drift"
-FEATURE_DRIFT_CHECK = "feature_drift"
-FEATURE_DRIFT_COLUMNS = {
-    "feature": ("String", "Feature of the scoring model."),
-    "kind": ("String", "numeric or categorical."),
-    "psi": ("Float64", "Population stability index on the reference deciles or categories."),
-    "effect_size": ("Float64", "Wasserstein distance over the reference std (numeric) or Jensen-Shannon distance."),
-    "ks_statistic": ("Float64", "Two-sample KS statistic against the reference sample (numeric)."),
-    "p_value": ("Float64", "KS (numeric) or chi-square (categorical) p-value; information only."),
-    "reference_mean": ("Float64", "Mean in the reference window."),
-    "current_mean": ("Float64", "Mean on the day."),
-    "new_categories": ("String", "Categories never seen in the reference."),
-    "level": ("String", "ok, warn or error against the thresholds; `in reference` on a day the reference holds."),
-    "model_version": ("String", "Model version whose reference was used."),
-    "ds": ("Date", "Partition day."),
-}
-PREDICTION_DRIFT_COLUMNS = {
-    "psi": ("Float64", "PSI of the day's scores on the reference score deciles."),
-    "effect_size": ("Float64", "Wasserstein distance over the reference score std."),
-    "ks_statistic": ("Float64", "KS statistic against the reference scores."),
-    "p_value": ("Float64", "KS p-value; information only."),
-    "reference_mean": ("Float64", "Mean reference score."),
-    "current_mean": ("Float64", "Mean score of the day."),
-    "rows": ("Int64", "Customers scored."),
-    "model_version": ("String", "Model version that scored."),
-    "level": ("String", "ok, warn or error; `in reference` on a day the reference holds."),
-    "ds": ("Date", "Partition day."),
-}
-PREDICTION_DRIFT_CHECK = "prediction_drift"
 
 
 class DriftConfig(Thresholds):
@@ -73,28 +43,18 @@ def _history(lake: Lake, table: str, day: date, days: int) -> pl.DataFrame:
 
 
 # The asset arguments both drift reports share: daily, in Delta, in the monitoring layer.
-_DRIFT_REPORT = dict(partitions_def=daily_partitions, kinds={"delta", "polars", "scipy"}, **layer("monitoring"))
-_DRIFT_CHECK_SPEC = dict(blocking=False, partitions_def=daily_partitions)
 
 
-def report_feature_drift(
-    context: dg.AssetExecutionContext,
-    config: DriftConfig,
-    dataset: Dataset,
-    warehouse: Warehouse,
-    registry: ModelRegistry,
-    lake: Lake,
-):
+def report_feature_drift(context: dg.AssetExecutionContext, config: DriftConfig, on: ReportDay):
     """The day's features of the scoring model against the scoring version's reference profile."""
     from platform_assets.monitoring.drift import IN_REFERENCE, feature_drift, judge_features, reference_overlap
     from platform_assets.plots import as_metadata, drift_heatmap, png_bytes
 
-    day = date.fromisoformat(context.partition_key)
-    spec = spec_of(dataset)
-    table = dataset.lake_table(FEATURE_DRIFT)
-    version = registry.by_number(scored_day(lake, dataset.lake_table(PREDICTIONS), day)["model_version"][0])
+    day, spec, registry, lake = on.day, on.spec, on.registry, on.lake
+    table = on.table(FEATURE_DRIFT)
+    version = registry.by_number(on.predictions()["model_version"][0])
     reference = registry.reference_profile(version.run_id)
-    features = warehouse.query(f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day])
+    features = on.warehouse.query(f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day])
     verdict = judge_features(feature_drift(reference, features, list(spec.features)), config)
     overlap = reference_overlap(reference, day)
     report = verdict.report.with_columns(
@@ -162,16 +122,14 @@ def report_feature_drift(
     )
 
 
-def report_prediction_drift(
-    context: dg.AssetExecutionContext, config: DriftConfig, dataset: Dataset, registry: ModelRegistry, lake: Lake
-):
+def report_prediction_drift(context: dg.AssetExecutionContext, config: DriftConfig, on: ReportDay):
     """The day's scores against the scores frozen with the version that made them."""
     from platform_assets.monitoring.drift import IN_REFERENCE, numeric_drift, reference_overlap
     from platform_assets.plots import as_metadata, metric_over_time, png_bytes
 
-    day = date.fromisoformat(context.partition_key)
-    predictions = scored_day(lake, dataset.lake_table(PREDICTIONS), day)
-    table = dataset.lake_table(PREDICTION_DRIFT)
+    day, registry, lake = on.day, on.registry, on.lake
+    predictions = on.predictions()
+    table = on.table(PREDICTION_DRIFT)
     version = registry.by_number(predictions["model_version"][0])
     reference = registry.reference_profile(version.run_id)
     stats = numeric_drift(reference["score"], predictions["churn_probability"])
@@ -222,12 +180,14 @@ def report_prediction_drift(
 def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
     """The feature and prediction drift reports of a declared dataset."""
     predictions = predictions_asset(dataset)
-    feature_key, prediction_key = dataset.key("feature_drift_report"), dataset.key("prediction_drift_report")
-
-    @dg.asset(
-        key=feature_key,
+    shared = dict(partitions_def=daily_partitions(), kinds={"delta", "polars", "scipy"})
+    feature_drift_report = report_asset(
+        dataset,
+        "feature_drift_report",
+        FEATURE_DRIFT,
+        DriftConfig,
+        report_feature_drift,
         deps=[dbt_key(dataset.scoring_model), predictions],
-        **_DRIFT_REPORT,
         description=(
             f"Feature drift of the day's rows of `{dataset.scoring_model}` against the reference profile of the "
             f"`{dataset.registered_model}` version that scored them (its training rows, or its validation rows "
@@ -236,54 +196,34 @@ def drift_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
             "KS or chi-square p-values, and the share of drifted features. History in Delta; today as a table, the "
             "last 30 days as a chart."
         ),
-        metadata=stored_in(dataset.lake_table(FEATURE_DRIFT), FEATURE_DRIFT_COLUMNS),
-        check_specs=[
-            dg.AssetCheckSpec(
+        checks=[
+            (
                 FEATURE_DRIFT_CHECK,
-                asset=feature_key,
-                description="ERROR when any feature's PSI or effect size passes its error bound or too many "
-                "features drift; WARN on any drift, and on a day that is part of the reference (not a comparison).",
-                **_DRIFT_CHECK_SPEC,
+                "ERROR when any feature's PSI or effect size passes its error bound or too many features drift; "
+                "WARN on any drift, and on a day that is part of the reference (not a comparison).",
             )
         ],
+        **shared,
     )
-    def feature_drift_report(
-        context: dg.AssetExecutionContext,
-        config: DriftConfig,
-        warehouse: Warehouse,
-        registry: ModelRegistry,
-        lake: Lake,
-    ):
-        yield from report_feature_drift(
-            context, config, dataset, warehouse, registry.named(dataset.registered_model), lake
-        )
-
-    @dg.asset(
-        key=prediction_key,
+    prediction_drift_report = report_asset(
+        dataset,
+        "prediction_drift_report",
+        PREDICTION_DRIFT,
+        DriftConfig,
+        report_prediction_drift,
         deps=[predictions],
-        **_DRIFT_REPORT,
         description=(
             f"Drift of the day's `{dataset.registered_model}` scores against the score profile frozen with the "
             "version that made them: PSI on the reference deciles, KS statistic and p-value, and the mean score. "
             "History in Delta."
         ),
-        metadata=stored_in(dataset.lake_table(PREDICTION_DRIFT), PREDICTION_DRIFT_COLUMNS),
-        check_specs=[
-            dg.AssetCheckSpec(
+        checks=[
+            (
                 PREDICTION_DRIFT_CHECK,
-                asset=prediction_key,
-                description="WARN when the score PSI passes psi_warn, ERROR above psi_error; WARN on a day that is "
-                "part of the reference (not a comparison).",
-                **_DRIFT_CHECK_SPEC,
+                "WARN when the score PSI passes psi_warn, ERROR above psi_error; WARN on a day that is part of the "
+                "reference (not a comparison).",
             )
         ],
+        **shared,
     )
-    def prediction_drift_report(
-        context: dg.AssetExecutionContext, config: DriftConfig, registry: ModelRegistry, lake: Lake
-    ):
-        yield from report_prediction_drift(context, config, dataset, registry.named(dataset.registered_model), lake)
-
     return feature_drift_report, prediction_drift_report
-
-
-feature_drift_report, prediction_drift_report = drift_assets(DEFAULT)

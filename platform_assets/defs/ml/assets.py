@@ -13,28 +13,28 @@ that train or gate need them.
 """
 
 import json
-import tempfile
 from functools import cache
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import polars.selectors as cs
 from pydantic import Field
 
-from platform_assets.datasets import DEFAULT, dbt_key, lake_versions_read, spec_of
+from platform_assets.defs.datasets import dbt_key, lake_versions_read, spec_of
 from platform_assets.metadata import layer, markdown_table, table_schema
 from platform_assets.ml.feature_spec import Dataset
-from platform_assets.ml.promotion import PromotionConfig, decide, refuse
+from platform_assets.ml.promotion import PromotionConfig, apply_gate, decide, refuse, validation_rows, window_text
+from platform_assets.ml.registration import log_booster, models_from_code
 from platform_assets.partitions import partition_hint
-from resources.model_registry import CANDIDATE, CHAMPION, GATE, ModelRegistry
+from resources.model_registry import CANDIDATE, CHAMPION, ModelRegistry
 from resources.settings import settings
 from resources.warehouse import Warehouse
 
 PROMOTION_CHECK = "promotion_gate"
 GATE_FAIRNESS_CHECK = "gate_fairness"
+_SHOWN = ("version", "roc_auc", "pr_auc", "calibration_error", "brier", "segment_gap", "rows")
 SCORE = "churn_probability"
-PYFUNC_MODEL = Path(__file__).parent / "ml" / "pyfunc_model.py"
+CHURN_PYFUNC = models_from_code("platform_assets.ml.pyfunc_model")
 
 
 class TrainingConfig(dg.Config):
@@ -76,12 +76,6 @@ class TrainingConfig(dg.Config):
             "deterministic": True,
             "num_threads": 2,
         }
-
-
-def _pip_requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in ("mlflow", "lightgbm", "polars", "numpy", "pandas", "pyarrow")]
 
 
 def train_challenger(
@@ -153,7 +147,7 @@ def train_challenger(
 
     registry.activate()
     run_name = f"{dataset.registered_model} {context.run_id[:8]}"
-    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
+    with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params(
             {
                 **trained.params,
@@ -181,20 +175,16 @@ def train_challenger(
                 "risk_bands": json.dumps(bands.to_dict()),
             }
         )
-        booster_path, encoding_path = Path(tmp, "booster.txt"), Path(tmp, "encoding.json")
-        trained.model.booster.save_model(str(booster_path))
-        encoding_path.write_text(json.dumps({"features": list(spec.features), "categories": trained.model.categories}))
         # The signature comes from a thousand rows, so columns that can be missing are optional.
         sample = validation.select(spec.features).head(1000).with_columns(cs.decimal().cast(pl.Float64))
-        example = sample.head(5)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC_MODEL),
-            artifacts={"booster": str(booster_path), "encoding": str(encoding_path)},
+        info = log_booster(
+            trained.model.booster,
+            list(spec.features),
+            trained.model.categories,
+            CHURN_PYFUNC,
+            registry.model_name,
             signature=mlflow.models.infer_signature(sample.to_pandas(), trained.model.predict_frame(sample)),
-            input_example=example.to_pandas(),
-            pip_requirements=_pip_requirements(),
-            registered_model_name=registry.model_name,
+            input_example=sample.head(5).to_pandas(),
         )
         version = str(info.registered_model_version)
         card = model_card(
@@ -284,7 +274,7 @@ def judge_challenger(
     spec = spec_of(dataset)
     challenger = registry.version(CANDIDATE)
     if challenger is None:
-        raise dg.Failure(f"{registry.model_name} has no {CANDIDATE}: materialize its churn_model first")
+        raise dg.Failure(f"{registry.model_name} has no {CANDIDATE}: materialize its candidate_model first")
     champion = registry.version(CHAMPION)
     contenders = {"challenger": challenger} | ({"champion": champion} if champion else {})
     splits = {role: registry.split(version.run_id) for role, version in contenders.items()}
@@ -294,9 +284,9 @@ def judge_challenger(
         reason = f"challenger v{challenger.version} recorded no split, so no rows are known to be unseen"
     else:
         window = validation_rows(warehouse, spec, TimeSplit.from_json(splits["challenger"]))
-        window_text = _window_text(window, spec)
+        shown = window_text(window, spec)
         if window.is_empty():
-            reason = f"the challenger's validation window is empty in {spec.training_relation} ({window_text})"
+            reason = f"the challenger's validation window is empty in {spec.training_relation} ({shown})"
         for role, version in contenders.items():
             if reason:
                 break
@@ -307,7 +297,7 @@ def judge_challenger(
             seen = window.filter(split.trained_on(spec.snapshot, window.columns)).height
             if seen:
                 reason = (
-                    f"{seen} of {window.height} rows of the window ({window_text}) overlap what {role} "
+                    f"{seen} of {window.height} rows of the window ({shown}) overlap what {role} "
                     f"v{version.version} trained on ({split.describe()})"
                 )
     if reason:
@@ -351,7 +341,7 @@ def judge_challenger(
             "decision_history": dg.MetadataValue.md(
                 markdown_table(pl.DataFrame(ModelRegistry.history(registry.by_number(challenger.version))))
             ),
-            "evaluation_window": _window_text(window, spec),
+            "evaluation_window": window_text(window, spec),
             "evaluation_rows": window.height,
             "fairness": fairness,
         }
@@ -364,7 +354,7 @@ def judge_challenger(
         description=f"{decision.summary}. {action}"[:2000],
         metadata={
             "decision": outcome,
-            "evaluation_window": _window_text(window, spec),
+            "evaluation_window": window_text(window, spec),
             **{
                 f"{r}_{k}": float(v)
                 for r, f in figures.items()
@@ -404,68 +394,18 @@ def gate_fairness_check(
     )
 
 
-def apply_gate(registry: ModelRegistry, version: str, champion, decision) -> tuple[str, str]:
-    """What the gate's decision does to the registry, appended to the version's history.
-
-    Returns the outcome (``promoted``, ``challenger``, ``refused`` or ``unchanged``) and what was done.
-    """
-    client = registry.activate()
-    if decision.verdict == "unchanged":
-        return "unchanged", decision.summary
-    passed = decision.promote
-    if not client.get_model_version(registry.model_name, version).tags.get(GATE):
-        # the gate's own verdict, written once: later steps append to the history instead
-        client.set_model_version_tag(registry.model_name, version, GATE, "passed" if passed else "refused")
-        for key, value in {"promotion_decision": decision.verdict, "promotion_reason": decision.summary}.items():
-            client.set_model_version_tag(registry.model_name, version, key, value[:5000])
-    registry.record(version, "gate", "passed" if passed else "refused", decision.summary)
-    if not passed:
-        return "refused", f"v{version} refused by the offline gate: it receives no traffic"
-    mode = settings().rollout_mode
-    if champion is None or mode == "promote_on_gate":
-        why = "first model: no champion to compare online" if champion is None else "rollout mode promote_on_gate"
-        registry.promote(version)
-        registry.record(version, "promotion", "promoted", f"on the offline gate ({why})")
-        return "promoted", f"v{version} promoted on the offline gate ({why})"
-    registry.make_challenger(version)
-    serving = settings().serving_challenger_mode
-    registry.record(version, "rollout", "challenger", f"live challenger ({serving}) until its online verdict")
-    return "challenger", (
-        f"v{version} is the live challenger ({serving}) against champion v{champion.version}, until its online verdict"
-    )
-
-
-def validation_rows(warehouse: Warehouse, spec, split) -> pl.DataFrame:
-    """The rows of the training model a split validated on, read without the rest of the table."""
-    if split.kind == "column":
-        return warehouse.table(spec.training_relation, f"cast({split.column} as varchar) = 'validation'")
-    return warehouse.table(spec.training_relation, f"list_contains(?, {spec.snapshot})", [split.validation])
-
-
-def _window_text(window: pl.DataFrame, spec) -> str:
-    """The snapshot days of the rows judged, and how many rows."""
-    if window.is_empty():
-        return "no rows"
-    days = sorted(window[spec.snapshot].unique().to_list())
-    shown = ", ".join(map(str, days)) if len(days) <= 3 else f"{days[0]}..{days[-1]} ({len(days)} days)"
-    return f"{window.height} rows of {shown}" + (f", split {spec.split} = validation" if spec.split else "")
-
-
-_SHOWN = ("version", "roc_auc", "pr_auc", "calibration_error", "brier", "segment_gap", "rows")
-
-
 @cache
 def model_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
-    """``churn_model`` and ``champion_model`` of a declared dataset, downstream of its training model."""
+    """``candidate_model`` (training) and ``champion_model`` (the gate) of a declared dataset, downstream of its training model."""
     name = dataset.registered_model
 
     @dg.asset(
-        key=dataset.key("churn_model"),
+        key=dataset.key("candidate_model"),
         deps=[dbt_key(dataset.training_model)],
         **layer("ml"),
         kinds={"lightgbm", "mlflow", "polars"},
         description=(
-            f"The churn model `{name}`: LightGBM trained on the dbt model `{dataset.training_model}` with the "
+            f"Trains a candidate version of `{name}`: LightGBM trained on the dbt model `{dataset.training_model}` with the "
             "features its YAML declares, split honestly (by time, or by a declared split column) or refused, "
             "logged to MLflow with its metrics, split, reference profile (of its training rows, or of its validation "
             "rows with `drift_reference: validation`), risk bands (from its validation scores, or declared) and model "
@@ -473,14 +413,14 @@ def model_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
             "becomes of it."
         ),
     )
-    def churn_model(
+    def candidate_model(
         context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: Warehouse, registry: ModelRegistry
     ):
         return train_challenger(context, config, dataset, warehouse, registry.named(name))
 
     @dg.asset(
         key=dataset.key("champion_model"),
-        deps=[churn_model, dbt_key(dataset.training_model)],
+        deps=[candidate_model, dbt_key(dataset.training_model)],
         **layer("ml"),
         kinds={"mlflow"},
         description=(
@@ -514,7 +454,4 @@ def model_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, dg.AssetsDefini
     ):
         yield from judge_challenger(context, config, dataset, warehouse, registry.named(name))
 
-    return churn_model, champion_model
-
-
-churn_model, champion_model = model_assets(DEFAULT)
+    return candidate_model, champion_model

@@ -15,25 +15,24 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from platform_assets.datasets import dbt_key, spec_of
+from platform_assets.defs.datasets import dbt_key, spec_of
+from platform_assets.defs.ml.assets import model_assets
 from platform_assets.metadata import layer, markdown_table, stored_in
 from platform_assets.ml.feature_spec import Dataset
-from platform_assets.model_assets import model_assets
 from platform_assets.monitoring.drift import Thresholds, level_check
-from platform_assets.serving.audit import AUDIT_COLUMNS, AUDIT_SCHEMA
-from platform_assets.serving.evidence import paired_customers
-from platform_assets.serving.rollout import ROLLOUT_CHECK, RolloutRules, judge_rollout
+from platform_assets.partitions import serving_days
+from platform_assets.rollout.evidence import paired_customers
+from platform_assets.rollout.rules import ROLLOUT_CHECK, RolloutRules, judge_rollout
 from platform_assets.serving.state import live_challenger, stage_of
 from platform_assets.serving.store import latest_snapshot_query, online_table, requests_table
+from platform_assets.tables import ONLINE_DRIFT, SERVING_REQUESTS
 from resources.lake import Lake
 from resources.model_registry import CHALLENGER, CHAMPION, LIVE_SINCE, ModelRegistry
 from resources.settings import settings
 from resources.warehouse import Warehouse
 
-ONLINE_DRIFT = "serving/online_feature_drift"
 ONLINE_DRIFT_CHECK = "online_feature_drift"
 MIN_DRIFT_ROWS = 200
-serving_days = dg.DailyPartitionsDefinition(start_date=settings().start_date.isoformat(), end_offset=1)
 KINDS = {"delta", "polars"}
 
 
@@ -70,7 +69,7 @@ def publish_online_features(
 def read_requests(lake: Lake, dataset: Dataset, first: date, last: date) -> pl.DataFrame:
     table = requests_table(dataset)
     if not lake.exists(table):
-        return pl.DataFrame(schema=AUDIT_SCHEMA)
+        return pl.DataFrame(schema=SERVING_REQUESTS.schema)
     return lake.read_days(table, first, last)
 
 
@@ -250,16 +249,12 @@ def report_rollout(
 ):
     """The online verdict of the live challenger: operational on the window, paired quality since it went live."""
     current = settings()
+    # Each rule is the setting of its name: PLATFORM_ROLLOUT_<RULE>, and the serving SLA and error budget.
+    rollout = ("min_requests", "auc_tolerance", "window_days", "alpha", "min_customers", "max_looks", "quality")
     rules = RolloutRules(
         latency_sla_ms=current.serving_latency_sla_ms,
         error_budget=current.serving_error_budget,
-        min_requests=current.rollout_min_requests,
-        auc_tolerance=current.rollout_auc_tolerance,
-        window_days=current.rollout_window_days,
-        alpha=current.rollout_alpha,
-        min_customers=current.rollout_min_customers,
-        max_looks=current.rollout_max_looks,
-        quality=current.rollout_quality,
+        **{rule: getattr(current, f"rollout_{rule}") for rule in rollout},
     )
     day = date.fromisoformat(context.partition_key)
     first = day - timedelta(days=rules.window_days - 1)
@@ -348,7 +343,7 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
     def day_check(check: str, asset: str, description: str) -> dg.AssetCheckSpec:
         """A check of each serving day that warns or fails without blocking what comes after."""
         return dg.AssetCheckSpec(
-            check, asset=dataset.key(asset), description=description, blocking=False, partitions_def=serving_days
+            check, asset=dataset.key(asset), description=description, blocking=False, partitions_def=serving_days()
         )
 
     @dg.asset(
@@ -371,7 +366,7 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
     @dg.asset(
         key=dataset.key("serving_log"),
         deps=[online_features, champion],
-        partitions_def=serving_days,
+        partitions_def=serving_days(),
         kinds=KINDS,
         description=(
             f"Every online request of `{name}` on a day (UTC): one row per customer and model that scored it (the "
@@ -379,9 +374,7 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
             "and role, score, reasons and latency. The API appends it in micro-batches; materializing a day compacts "
             "its files and summarizes it."
         ),
-        metadata=stored_in(
-            requests_table(dataset), {c: (str(AUDIT_SCHEMA[c]), text) for c, text in AUDIT_COLUMNS.items()}
-        ),
+        metadata=stored_in(SERVING_REQUESTS, dataset),
         **common,
     )
     def serving_log(context: dg.AssetExecutionContext, lake: Lake):
@@ -390,7 +383,7 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
     @dg.asset(
         key=dataset.key("online_feature_drift"),
         deps=[serving_log],
-        partitions_def=serving_days,
+        partitions_def=serving_days(),
         kinds={*KINDS, "scipy"},
         description=(
             f"Drift of the features and scores `{name}` served online on a day, against the reference profile frozen "
@@ -415,7 +408,7 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
     @dg.asset(
         key=dataset.key("rollout_report"),
         deps=[serving_log, dbt_key(dataset.outcome_model)],
-        partitions_def=serving_days,
+        partitions_def=serving_days(),
         kinds=KINDS,
         description=(
             f"Champion against challenger of `{name}` on live traffic over the rollout window: latency p95, error "
