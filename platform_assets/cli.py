@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from datetime import date, timedelta
@@ -322,11 +323,17 @@ def _serve(args: argparse.Namespace) -> None:
 
     Access is settled first: keys that cannot be used, or no keys on a non-loopback
     address (unless ``PLATFORM_SERVING_ALLOW_KEYLESS_REMOTE``), stop it before it binds.
+    The workers' metrics go to one fresh folder, set before prometheus_client is imported
+    (``serving/metrics.py``), so ``/metrics`` adds every worker up.
     """
-    from platform_assets.serving.access import ApiKeys, KeysInvalid, exposure
-
     current = settings()
     host, port = args.host or current.serving_host, args.port if args.port is not None else current.serving_port
+    metrics = platform_home() / "serving" / "metrics" / f"{port}-{os.getpid()}"
+    shutil.rmtree(metrics, ignore_errors=True)
+    metrics.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)  # inherited by the workers
+    from platform_assets.serving.access import ApiKeys, KeysInvalid, exposure
+
     try:
         keys = ApiKeys(current.serving_api_keys, current.serving_api_keys_file)
         access = exposure(keys, host, port, current.serving_allow_keyless_remote)
@@ -341,15 +348,19 @@ def _serve(args: argparse.Namespace) -> None:
 
     (LOG.info if keys.configured else LOG.warning)(access)
     print(f"Scoring API on http://{host}:{port} (OpenAPI at /docs), serving {current.serving_model}", flush=True)
-    uvicorn.run(
-        "platform_assets.serving.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=args.workers or current.serving_workers,
-        log_level="warning",
-        timeout_graceful_shutdown=30,
-    )
+    try:
+        uvicorn.run(
+            "platform_assets.serving.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=args.workers or current.serving_workers,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        shutil.rmtree(metrics, ignore_errors=True)
 
 
 def _serving_key(args: argparse.Namespace) -> None:

@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from resources.locks import hold
@@ -162,6 +162,14 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, description="How long a step or command waits for the warehouse or instance lock."
     )
     # Online scoring (churn-platform serve, platform_assets/serving).
+    online_store: Literal["embedded", "redis"] = Field(
+        default="embedded",
+        description="Where the scoring API reads the online snapshot: the lake's Delta table (`embedded`), or Redis "
+        "(`redis`, at PLATFORM_ONLINE_STORE_URL), to which online_features then publishes each version too.",
+    )
+    online_store_url: str | None = Field(
+        default=None, description="The Redis URL of the online store (`redis://host:6379/0`), with `redis`."
+    )
     serving_model: str = Field(default="churn_model", description="Registered model the scoring API serves.")
     serving_host: str = Field(default="127.0.0.1", description="Address the scoring API binds to.")
     serving_port: int = Field(default=8000, ge=0, le=65535, description="Port of the scoring API.")
@@ -192,6 +200,11 @@ class Settings(BaseSettings):
         default=100, ge=1, description="Longest text value (a category) a what-if request may send."
     )
     serving_reasons: int = Field(default=3, ge=0, description="Top SHAP reasons returned per score (0: none).")
+    serving_precompute: bool = Field(
+        default=True,
+        description="Score and explain every customer of a snapshot ahead, once per served version, so a lookup by "
+        "id is a read (false: every request scores live).",
+    )
     serving_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often the API looks for a new champion, challenger or feature snapshot."
     )
@@ -262,6 +275,12 @@ class Settings(BaseSettings):
         description="Daily quality looks the rollout's alpha is spent over (O'Brien-Fleming-type spending); after "
         "them the challenger is promoted only on the offline gate's evidence or by a person.",
     )
+
+    @model_validator(mode="after")
+    def _online_store_reachable(self) -> Settings:
+        if self.online_store == "redis" and not self.online_store_url:
+            raise ValueError("PLATFORM_ONLINE_STORE=redis needs PLATFORM_ONLINE_STORE_URL (redis://host:6379/0)")
+        return self
 
     @property
     def resolved_home(self) -> Path:
