@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import time
 from datetime import date, timedelta
@@ -324,7 +325,9 @@ def _serve(args: argparse.Namespace) -> None:
     Access is settled first: keys that cannot be used, or no keys on a non-loopback
     address (unless ``PLATFORM_SERVING_ALLOW_KEYLESS_REMOTE``), stop it before it binds.
     The workers' metrics go to one fresh folder, set before prometheus_client is imported
-    (``serving/metrics.py``), so ``/metrics`` adds every worker up.
+    (``serving/metrics.py``), so ``/metrics`` adds every worker up. With one worker this
+    process is the worker, so it imports nothing it does not serve with: not the Dagster
+    instance (a server starts no run), not dbt (a missing manifest is prepared by a child).
     """
     current = settings()
     host, port = args.host or current.serving_host, args.port if args.port is not None else current.serving_port
@@ -339,18 +342,16 @@ def _serve(args: argparse.Namespace) -> None:
         access = exposure(keys, host, port, current.serving_allow_keyless_remote)
     except KeysInvalid as error:
         sys.exit(f"Not serving: {error}")
-    _init()
-    from resources.dbt import dbt_project
-
-    if not dbt_project().manifest_path.exists():
-        _prepare()
+    print(f"PLATFORM_HOME={export_environment()}")
+    if not current.dbt_manifest_path.exists():
+        subprocess.run([sys.executable, "-m", "platform_assets.cli", "prepare"], check=True)
     import uvicorn
 
     (LOG.info if keys.configured else LOG.warning)(access)
     print(f"Scoring API on http://{host}:{port} (OpenAPI at /docs), serving {current.serving_model}", flush=True)
     try:
         uvicorn.run(
-            "platform_assets.serving.app:create_app",
+            "platform_assets.serving.worker:create_app",
             factory=True,
             host=host,
             port=port,

@@ -10,7 +10,7 @@ from functools import cache
 
 from dagster_dbt import DbtCliResource, DbtProject
 
-from resources.settings import prefer_environment_bin, settings
+from resources.settings import DBT_TARGET_PATH, prefer_environment_bin, settings
 
 
 @cache
@@ -19,7 +19,9 @@ def dbt_project() -> DbtProject:
     copy), made on first use. dbt then runs from this Python's ``bin``."""
     prefer_environment_bin()
     project_dir = settings().dbt_project_dir.resolve()
-    return DbtProject(project_dir=project_dir, profiles_dir=project_dir, target=settings().dbt_target)
+    return DbtProject(
+        project_dir=project_dir, profiles_dir=project_dir, target=settings().dbt_target, target_path=DBT_TARGET_PATH
+    )
 
 
 class PlatformDbtCli(DbtCliResource):

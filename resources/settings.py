@@ -27,6 +27,7 @@ from resources.locks import hold
 from simulator.config import DriftSpec, SimulatorConfig
 
 CHECKOUT = Path(__file__).resolve().parents[1]
+DBT_TARGET_PATH = "target"  # dbt's output folder, inside the dbt project
 DEFAULT_HOME = CHECKOUT / ".platform"
 LOG = logging.getLogger("churn_platform")
 
@@ -319,6 +320,12 @@ class Settings(BaseSettings):
     @property
     def warehouse_path(self) -> Path:
         return self.resolved_home / "warehouse" / "churn.duckdb"
+
+    @property
+    def dbt_manifest_path(self) -> Path:
+        """Where ``churn-platform prepare`` writes the dbt manifest (``resources/dbt.py``'s project builds there),
+        for readers that need the file and not dbt (the scoring API)."""
+        return self.dbt_project_dir.resolve() / DBT_TARGET_PATH / "manifest.json"
 
     @property
     def duckdb_spill_directory(self) -> Path:

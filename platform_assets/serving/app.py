@@ -110,13 +110,12 @@ def create_app(settings=None, dataset=None) -> FastAPI:
     """The API for the configured registered model (``PLATFORM_SERVING_MODEL``'s dataset), uvicorn's factory."""
     from platform_assets.ml.feature_spec import datasets
     from platform_assets.serving.store import online_table, requests_table, snapshot_source
-    from resources.dbt import dbt_project
     from resources.lake import Lake
     from resources.model_registry import ModelRegistry
     from resources.settings import settings as current_settings
 
     settings = settings or current_settings()
-    manifest = dbt_project().manifest_path
+    manifest = settings.dbt_manifest_path  # the file only: dbt itself is never imported by a worker
     dataset = dataset or next(d for d in datasets(manifest) if d.registered_model == settings.serving_model)
     lake = Lake(root=settings.lake, storage_options=settings.lake_storage_options)
     registry = ModelRegistry(
