@@ -27,8 +27,8 @@ Measured in the same run:
 - ``memory``: each worker's RSS, PSS (its share of pages mapped by several processes: the
   store's files, the libraries), USS and the file-backed part of RSS, with 2 workers, after
   traffic over random customers, at ``--customers`` and ``--memory-customers`` customers in
-  the store, and the peak while a new snapshot of the same size is swapped in (built,
-  precomputed, mapped).
+  the store, and the peak while a new snapshot of the same size is swapped in (laid out by a
+  child process, whose own peak is reported too, then precomputed and mapped).
 
 The last line of stdout is one JSON object.
 
@@ -195,6 +195,14 @@ def workers_of(process: subprocess.Popen) -> list:
     return spawned or [root]
 
 
+def builders_of(process: subprocess.Popen) -> list:
+    """The child processes laying out a new snapshot (``platform_assets.serving.snapshot``), while they run."""
+    import psutil
+
+    root = psutil.Process(process.pid)
+    return [c for c in root.children(recursive=True) if "platform_assets.serving.snapshot" in " ".join(c.cmdline())]
+
+
 def memory(processes: list) -> list[dict]:
     """Each process's resident memory: RSS, its anonymous and file-backed parts, PSS and USS (MB)."""
     figures = []
@@ -218,25 +226,28 @@ def memory(processes: list) -> list[dict]:
 
 
 class PeakMemory:
-    """Samples the processes' memory every half second in a thread; the highest RSS and PSS seen per process."""
+    """Samples the workers' and the snapshot builders' memory every half second in a thread; the highest RSS and
+    PSS seen per process."""
 
-    def __init__(self, processes: list):
-        self.processes, self.peaks, self._stop = processes, {}, threading.Event()
+    def __init__(self, server: subprocess.Popen):
+        self.server, self.peaks, self._stop = server, {"workers": {}, "snapshot_builders": {}}, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
-            with contextlib.suppress(Exception):  # a process that just ended
-                for sample in memory(self.processes):
-                    peak = self.peaks.setdefault(sample["pid"], {"pid": sample["pid"], "rss_mb": 0, "pss_mb": 0})
-                    peak["rss_mb"] = max(peak["rss_mb"], sample["rss_mb"])
-                    peak["pss_mb"] = max(peak["pss_mb"], sample["pss_mb"])
+            for kind, processes in (("workers", workers_of), ("snapshot_builders", builders_of)):
+                with contextlib.suppress(Exception):  # a process that just ended
+                    for sample in memory(processes(self.server)):
+                        peaks = self.peaks[kind]
+                        peak = peaks.setdefault(sample["pid"], {"pid": sample["pid"], "rss_mb": 0, "pss_mb": 0})
+                        peak["rss_mb"] = max(peak["rss_mb"], sample["rss_mb"])
+                        peak["pss_mb"] = max(peak["pss_mb"], sample["pss_mb"])
 
-    def stop(self) -> list[dict]:
+    def stop(self) -> dict:
         self._stop.set()
         self._thread.join()
-        return list(self.peaks.values())
+        return {kind: list(peaks.values()) for kind, peaks in self.peaks.items()}
 
 
 def ready_everywhere(url: str, condition, timeout: float = 3600, looks: int = 8) -> dict:
@@ -360,7 +371,7 @@ def main() -> None:
 
     def swap(process: subprocess.Popen, url: str, customers: int, seed: int) -> dict:
         """Publish a new snapshot of the same size; each worker's peak memory until its answers are mapped."""
-        peak = PeakMemory(workers_of(process))
+        peak = PeakMemory(process)
         started = time.monotonic()
         version = lake.version(table) + 1
         publish(customers, seed)

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -329,6 +330,9 @@ def _serve(args: argparse.Namespace) -> None:
     process is the worker, so it imports nothing it does not serve with: not the Dagster
     instance (a server starts no run), not dbt (a missing manifest is prepared by a child).
     """
+    # A parent that ignores SIGTERM (some shells and supervisors here do) passes that on: the server must stop on
+    # it all the same, also before uvicorn installs its own handler (which then drains the requests in flight).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     current = settings()
     host, port = args.host or current.serving_host, args.port if args.port is not None else current.serving_port
     metrics = platform_home() / "serving" / "metrics" / f"{port}-{os.getpid()}"

@@ -720,7 +720,7 @@ def test_two_workers_answer_every_customer_from_one_precomputed_copy_as_scored_l
         assert {_metric(text, "churn_serving_requests_total", **answered) for text in scrapes} == {requests}
         assert {_metric(text, "churn_serving_scored_rows_total", **precomputed) for text in scrapes} == {len(ids) + 100}
         folder = world.home / "serving" / "snapshots" / store / ONLINE_FEATURES / f"v{published}"
-        assert len(list(folder.glob(f"answers-v{world.champion}-*.arrow"))) == 1  # computed once, mapped by both
+        assert len(list(folder.glob(f"answers-v{world.champion}-*-r3"))) == 1  # computed once, mapped by both
 
         sender.start()
         time.sleep(1)

@@ -3,11 +3,12 @@
 When a snapshot or a served version changes, a background thread in each worker computes the
 version's answers for every customer of the snapshot in batches (LightGBM on every core, at a
 lower OS priority than the requests: the thread and the OpenMP threads it starts run at nice
-10), writes them as one Arrow IPC file beside the snapshot's files, and memory-maps it. A lookup
-by id then reads its row instead of running TreeSHAP. Until the file is there (about a minute
-at 100,000 customers and 500 trees here, longer for more), answers are scored live, so a swap
-still takes effect at once. One process computes a file while the others wait on its lock and
-then map the same file: workers share one copy, about 40 bytes a customer with 3 reasons.
+10) straight into memory-mapped numpy files beside the snapshot's files (a batch at a time, so
+the worker holds one batch, never the whole), then maps them for reading. A lookup by id then
+reads its row instead of running TreeSHAP. Until they are there (about a minute at 100,000
+customers and 500 trees here, longer for more), answers are scored live, so a swap still takes
+effect at once. One process computes a version's files while the others wait on its lock and
+then map the same files: workers share one copy, about 40 bytes a customer with 3 reasons.
 
 The arrays are ``ServedModel.arrays`` of the same rows, so an answer read equals the answer
 scored live (tests/test_serving.py compares them on every customer of a snapshot).
@@ -18,20 +19,20 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from platform_assets.serving.scorer import ScoreArrays, Scores, ServedModel
-from platform_assets.serving.snapshot import Snapshot
+from platform_assets.serving.snapshot import BATCH_ROWS, NICE, Snapshot
 from resources.locks import hold
 
 LOG = logging.getLogger("churn_platform.serving")
-NICE = 10  # the precompute yields the cores to the requests
+COLUMNS = ("probability", "band", "review", "order", "contribution")  # ScoreArrays' fields, a .npy file each
 
 
 @dataclass(frozen=True)
@@ -40,59 +41,44 @@ class Answers:
 
     version: str
     arrays: ScoreArrays = field(repr=False)
-    _keep: object = field(default=None, repr=False)  # the memory map, alive as long as the arrays
 
     def scores(self, rows: np.ndarray, names: list[str]) -> Scores:
         return Scores.of(self.arrays.take(rows), names)
 
 
 def answers_path(snapshot: Snapshot, model: ServedModel, reasons: int) -> Path:
-    return snapshot.path / f"answers-v{model.version}-{model.run_id}-r{reasons}.arrow"
+    return snapshot.path / f"answers-v{model.version}-{model.run_id}-r{reasons}"
 
 
-def compute(snapshot: Snapshot, model: ServedModel, reasons: int) -> ScoreArrays:
-    """Every row of the snapshot scored by the version, a batch at a time (the live path's own arrays)."""
-    return ScoreArrays.concat([model.arrays(model.encode(batch), reasons) for batch in snapshot.batches()])
-
-
-def write_answers(path: Path, arrays: ScoreArrays) -> None:
-    """One uncompressed Arrow IPC batch (it maps without copies), written beside and renamed into place."""
-    columns = {
-        "probability": pa.array(arrays.probability, pa.float64()),
-        "band": pa.array(arrays.band, pa.uint8()),
-        "review": pa.array(arrays.review.astype(np.uint8), pa.uint8()),  # a byte each: Arrow packs booleans
-    }
-    if arrays.order is not None:
-        k = arrays.order.shape[1]
-        columns["order"] = pa.FixedSizeListArray.from_arrays(pa.array(arrays.order.ravel().astype(np.uint16)), k)
-        columns["contribution"] = pa.FixedSizeListArray.from_arrays(pa.array(arrays.contribution.ravel()), k)
-    table = pa.table(columns)
+def write_answers(path: Path, snapshot: Snapshot, model: ServedModel, reasons: int) -> None:
+    """Every row of the snapshot scored by the version (the live path's own arrays), a batch at a time, into
+    memory-mapped files of a temporary folder renamed into place."""
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table, max_chunksize=max(table.num_rows, 1))
-    os.replace(temporary, path)
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    files: dict[str, np.ndarray] = {}
+    for start, batch in zip(range(0, snapshot.rows, BATCH_ROWS), snapshot.batches(), strict=True):
+        arrays = model.arrays(model.encode(batch), reasons)
+        for name in COLUMNS:
+            values = getattr(arrays, name)
+            if values is None:
+                continue
+            values = values.astype(np.uint16) if name == "order" else values  # feature positions: 2 bytes
+            if name not in files:
+                shape = (snapshot.rows, *values.shape[1:])
+                files[name] = np.lib.format.open_memmap(temporary / f"{name}.npy", "w+", values.dtype, shape)
+            files[name][start : start + len(values)] = values
+    for mapped in files.values():
+        mapped.flush()
+    os.rename(temporary, path)
 
 
 def open_answers(path: Path, version: str) -> Answers:
-    source = pa.memory_map(str(path))
-    table = pa.ipc.open_file(source).read_all()
-
     def column(name: str) -> np.ndarray | None:
-        if name not in table.column_names:
-            return None
-        (chunk,) = table.column(name).chunks
-        if isinstance(chunk, pa.FixedSizeListArray):
-            return chunk.values.to_numpy(zero_copy_only=True).reshape(len(chunk), chunk.type.list_size)
-        return chunk.to_numpy(zero_copy_only=True)
+        file = path / f"{name}.npy"
+        return np.load(file, mmap_mode="r") if file.exists() else None
 
-    arrays = ScoreArrays(
-        probability=column("probability"),
-        band=column("band"),
-        review=column("review").view(np.bool_),
-        order=column("order"),
-        contribution=column("contribution"),
-    )
-    return Answers(version, arrays, source)
+    return Answers(version, ScoreArrays(*(column(name) for name in COLUMNS)))
 
 
 class Precomputer:
@@ -147,6 +133,6 @@ class Precomputer:
             purpose = f"precomputing v{model.version}'s answers on snapshot v{snapshot.version}"
             with hold(path.with_name(path.name + ".lock"), purpose, self.lock_timeout, LOG):
                 if not path.exists():
-                    write_answers(path, compute(snapshot, model, self.reasons))
+                    write_answers(path, snapshot, model, self.reasons)
                     LOG.info(f"precomputed v{model.version}'s answers of {snapshot.rows} customers")
         return open_answers(path, model.version)

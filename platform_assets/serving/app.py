@@ -126,10 +126,11 @@ def create_app(settings=None, dataset=None) -> FastAPI:
     keys = ApiKeys(settings.serving_api_keys, settings.serving_api_keys_file)
     metrics = Metrics()
     table = online_table(dataset)
-    store = snapshot_source(settings, lake, table)
+    store = snapshot_source(settings, table)
     keeper = StateKeeper(
         registry,
         store,
+        table,
         settings.resolved_home / "serving" / "snapshots" / store.kind / table,
         dataset.spec(manifest),
         settings,

@@ -44,14 +44,6 @@ class ScoreArrays:
 
         return ScoreArrays(at(self.probability), at(self.band), at(self.review), at(self.order), at(self.contribution))
 
-    @staticmethod
-    def concat(parts: list[ScoreArrays]) -> ScoreArrays:
-        def joined(name):
-            values = [getattr(p, name) for p in parts]
-            return None if values[0] is None else np.concatenate(values)
-
-        return ScoreArrays(*(joined(n) for n in ("probability", "band", "review", "order", "contribution")))
-
 
 @dataclass(frozen=True)
 class Scores:

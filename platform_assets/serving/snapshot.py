@@ -1,8 +1,10 @@
 """The online snapshot on this machine: laid out once in files that every worker shares.
 
 A published snapshot (a version of the online store, ``store.py``) is written once per
-machine, under ``<cache>/v<version>/``, by the first worker that needs it; an OS file lock
-makes the others wait for it and then open the same files:
+machine, under ``<cache>/v<version>/``, for the first worker that needs it, by a child
+process (at nice 10) that reads the version whole from the store: a million customers pass
+through the child's memory (about 1 GB at its peak), never a worker's. An OS file lock makes
+the other workers wait for it, and then they all open the same files:
 
 - ``index.arrow``: one Arrow IPC record batch that every worker memory-maps: each customer's
   lookup key, sorted (the id itself for integer ids, a 64-bit hash for text ids), the stored
@@ -26,7 +28,9 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator
+import subprocess
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -40,6 +44,11 @@ from resources.locks import hold
 LOG = logging.getLogger("churn_platform.serving")
 BATCH_ROWS = 65_536  # rows per batch when writing, and per batch of the precompute
 EPOCH = date(1970, 1, 1)
+NICE = 10  # the child building a snapshot, and the precompute, yield the cores to the requests
+
+
+class SnapshotUnreadable(RuntimeError):
+    """The store's version could not be read or laid out (the child building it failed)."""
 
 
 def text_key(customer_id: str) -> int:
@@ -151,22 +160,31 @@ class Snapshot:
 
 
 def open_snapshot(
-    root: Path,
-    version: int,
-    entity: str,
-    snapshot_date: str,
-    read: Callable[[], pl.DataFrame],
-    lock_timeout: float,
+    root: Path, version: int, table: str, entity: str, snapshot_date: str, lock_timeout: float
 ) -> Snapshot:
-    """The snapshot ``version`` under ``root``: opened if this machine has it, else built from ``read()`` first
-    (by one process at a time; the others wait for it, then open it)."""
+    """The snapshot ``version`` of the store's ``table`` under ``root``: opened if this machine has it, else built
+    first by a child process (one at a time; the other workers wait for it, then open it)."""
     path = root / f"v{version}"
     if not (path / "index.arrow").exists():
         with hold(root / f"v{version}.lock", f"building online snapshot v{version}", lock_timeout, LOG):
             if not (path / "index.arrow").exists():
-                _build(path, read(), entity, snapshot_date)
-                _remove_older(root, version)
+                command = [sys.executable, "-m", __name__, str(root), str(version), table, entity, snapshot_date]
+                built = subprocess.run(command, capture_output=True, text=True, timeout=lock_timeout)
+                if built.returncode != 0:
+                    said = (built.stderr.strip().splitlines() or ["no message"])[-1]
+                    raise SnapshotUnreadable(f"building snapshot v{version} failed: {said}")
     return _open(path, version, entity)
+
+
+def main(root: str, version: str, table: str, entity: str, snapshot_date: str) -> None:
+    """The child: read the version from the configured store, lay it out, remove the older snapshots."""
+    from platform_assets.serving.store import snapshot_source
+    from resources.settings import settings
+
+    os.nice(NICE)
+    folder, number = Path(root), int(version)
+    _build(folder / f"v{number}", snapshot_source(settings(), table).read(number), entity, snapshot_date)
+    _remove_older(folder, number)
 
 
 def _build(path: Path, frame: pl.DataFrame, entity: str, snapshot_date: str) -> None:
@@ -249,3 +267,7 @@ def _remove_older(root: Path, version: int) -> None:
                 shutil.rmtree(older, ignore_errors=True)
             else:
                 older.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

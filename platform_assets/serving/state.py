@@ -111,12 +111,13 @@ class StateKeeper:
         self,
         registry: ModelRegistry,
         store: SnapshotSource,
+        table: str,
         cache: Path,
         spec: FeatureSpec,
         settings,
         metrics: CollectorRegistry | None = None,
     ):
-        self.registry, self.store, self.cache, self.spec = registry, store, cache, spec
+        self.registry, self.store, self.table, self.cache, self.spec = registry, store, table, cache, spec
         self.mode, self.canary_share = settings.serving_challenger_mode, settings.serving_canary_share
         self.poll_seconds, self.lock_timeout = settings.serving_poll_seconds, settings.lock_timeout_seconds
         self.state: ServingState | None = None
@@ -246,12 +247,7 @@ class StateKeeper:
     def _open_snapshot(self, version: int) -> Snapshot | None:
         try:
             return open_snapshot(
-                self.cache,
-                version,
-                self.spec.entity,
-                self.spec.snapshot,
-                lambda: self.store.read(version),
-                self.lock_timeout,
+                self.cache, version, self.table, self.spec.entity, self.spec.snapshot, self.lock_timeout
             )
         except Exception as error:  # the store went away between the version and the read: try next poll
             self.store_error = f"{type(error).__name__}: {error}"

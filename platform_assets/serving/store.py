@@ -139,11 +139,11 @@ class RedisSnapshots:
             pipe.execute()
 
 
-def snapshot_source(settings, lake: Lake, table: str) -> SnapshotSource:
+def snapshot_source(settings, table: str) -> SnapshotSource:
     """The store the settings name (``PLATFORM_ONLINE_STORE``)."""
     if settings.online_store == "redis":
         return RedisSnapshots(settings.online_store_url, table)
-    return LakeSnapshots(lake, table)
+    return LakeSnapshots(Lake(root=settings.lake, storage_options=settings.lake_storage_options), table)
 
 
 def publish_snapshot(settings, lake: Lake, table: str, frame: pl.DataFrame) -> int:

@@ -59,9 +59,7 @@ def publish_online_features(
     table, current = online_table(dataset), settings()
     version = publish_snapshot(current, lake, table, frame)
     by_day = frame.group_by(spec.snapshot).agg(pl.len().alias("customers")).sort(spec.snapshot, descending=True)
-    also = (
-        f" (and to Redis, {snapshot_source(current, lake, table).where()})" if current.online_store == "redis" else ""
-    )
+    also = f" (and to Redis, {snapshot_source(current, table).where()})" if current.online_store == "redis" else ""
     context.log.info(f"Published {frame.height} customers' latest features as {table} v{version}{also}")
     return dg.MaterializeResult(
         metadata={
