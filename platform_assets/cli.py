@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import shutil
 import signal
@@ -20,7 +19,7 @@ from datetime import date, timedelta
 from urllib.parse import urlsplit
 
 from platform_assets.runs import QUIET, log_level, range_tags
-from resources.settings import LOG, ensure_dagster_home, export_environment, platform_home, settings
+from resources.settings import LOG, ensure_dagster_home, export_environment, log_to_stderr, platform_home, settings
 
 LOG_LEVEL = log_level("INFO")
 
@@ -432,10 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     add_commands(commands, _init)
     add_command(commands, _settle_environment, world_options)
     args = parser.parse_args(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s churn-platform %(levelname)s %(message)s"))
-    LOG.addHandler(handler)
-    LOG.setLevel(logging.INFO)
+    log_to_stderr()
     from resources.locks import LockTimeout
 
     try:

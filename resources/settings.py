@@ -332,6 +332,16 @@ class Settings(BaseSettings):
         return (self.duckdb_temp_directory or self.resolved_home / "warehouse" / "spill").expanduser().resolve()
 
 
+def log_to_stderr() -> None:
+    """The platform's log lines on stderr from INFO on, as every command prints them (once per process: the
+    scoring API's worker processes call it too)."""
+    if not LOG.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s churn-platform %(levelname)s %(message)s"))
+        LOG.addHandler(handler)
+        LOG.setLevel(logging.INFO)
+
+
 def settings() -> Settings:
     """The settings as the environment has them now (cheap; tests change the environment)."""
     return Settings()

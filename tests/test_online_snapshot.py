@@ -88,10 +88,10 @@ def test_text_ids_are_found_through_a_hash_collision(home, monkeypatch):
     colliding = frame.head(3).with_columns(pl.Series("customer_id", ["a", "b", "c"]))
     real = snapshots.text_key
     monkeypatch.setattr(snapshots, "text_key", lambda text: 7 if text in ("a", "b") else real(text))
-    from platform_assets.serving.snapshot import _build, _open
+    from platform_assets.serving.snapshot import _build, open_laid_out
 
     _build(root / "collide", colliding, "customer_id", "snapshot_date")  # in process: the patched hash
-    collided = _open(root / "collide", 0, "customer_id")
+    collided = open_laid_out(root / "collide", 0)
     rows, found = collided.locate(["b", "a", "c", "d"])
     assert found.tolist() == [True, True, True, False] and collided.customer_ids(rows) == ["b", "a", "c"]
 

@@ -1,14 +1,15 @@
 """Answers computed ahead: every customer of a snapshot scored and explained by a version once, off the request path.
 
-When a snapshot or a served version changes, a background thread in each worker computes the
-version's answers for every customer of the snapshot in batches (LightGBM on every core, at a
-lower OS priority than the requests: the thread and the OpenMP threads it starts run at nice
-10) straight into memory-mapped numpy files beside the snapshot's files (a batch at a time, so
-the worker holds one batch, never the whole), then maps them for reading. A lookup by id then
+When a snapshot or a served version changes, a child process computes the version's answers
+for every customer of the snapshot, in batches of the snapshot's typed features (LightGBM on
+every core, at nice 10, so the requests keep their cores), straight into memory-mapped numpy
+files beside the snapshot's files; the workers then map them for reading. A lookup by id then
 reads its row instead of running TreeSHAP. Until they are there (about a minute at 100,000
 customers and 500 trees here, longer for more), answers are scored live, so a swap still takes
-effect at once. One process computes a version's files while the others wait on its lock and
-then map the same files: workers share one copy, about 40 bytes a customer with 3 reasons.
+effect at once. A worker's thread (``Precomputer``) starts the child and waits; one process
+computes a version's files while the other workers wait on its lock and then map the same
+files: workers share one copy, about 40 bytes a customer with 3 reasons, and none of them holds
+the computation's memory or competes with it for its GIL.
 
 The arrays are ``ServedModel.arrays`` of the same rows, so an answer read equals the answer
 scored live (tests/test_serving.py compares them on every customer of a snapshot).
@@ -20,6 +21,8 @@ import logging
 import os
 import queue
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from platform_assets.serving.scorer import ScoreArrays, Scores, ServedModel
-from platform_assets.serving.snapshot import BATCH_ROWS, NICE, Snapshot
+from platform_assets.serving.snapshot import (
+    BATCH_ROWS,
+    Snapshot,
+    child_command,
+    child_of,
+    move_into_place,
+    open_laid_out,
+)
 from resources.locks import hold
 
 LOG = logging.getLogger("churn_platform.serving")
@@ -70,7 +80,7 @@ def write_answers(path: Path, snapshot: Snapshot, model: ServedModel, reasons: i
             files[name][start : start + len(values)] = values
     for mapped in files.values():
         mapped.flush()
-    os.rename(temporary, path)
+    move_into_place(temporary, path)
 
 
 def open_answers(path: Path, version: str) -> Answers:
@@ -84,10 +94,11 @@ def open_answers(path: Path, version: str) -> Answers:
 class Precomputer:
     """One thread per worker that precomputes answers files, one at a time, at a lower priority than requests.
 
-    ``answers`` returns a version's answers on a snapshot when this machine has them, and
-    otherwise queues them and returns None (the caller scores live meanwhile); ``ready`` is
-    called from the thread with each file done. A file that failed is not tried again by this
-    worker (it is logged and counted); the version is then scored live.
+    ``answers`` returns a version's answers on a snapshot when this machine has them; ``want``
+    queues them (the caller scores live meanwhile), and ``ready`` is called from the thread
+    with each one done. A job whose snapshot or version is no longer served when its turn
+    comes is skipped. Answers that failed are not tried again by this worker (logged and
+    counted); the version is then scored live.
     """
 
     def __init__(self, reasons: int, lock_timeout: float, ready: Callable, failures, current: Callable):
@@ -99,20 +110,21 @@ class Precomputer:
         self._thread.start()
 
     def answers(self, snapshot: Snapshot, model: ServedModel) -> Answers | None:
+        """The version's answers on the snapshot if this machine has them."""
         path = answers_path(snapshot, model, self.reasons)
-        if path.exists():
-            return open_answers(path, model.version)
+        return open_answers(path, model.version) if path.exists() else None
+
+    def want(self, snapshot: Snapshot, model: ServedModel) -> None:
+        """Compute the version's answers on the snapshot (once; call it once the state serving them is current)."""
+        path = answers_path(snapshot, model, self.reasons)
         if path not in self._wanted:
             self._wanted.add(path)
             self._queue.put((snapshot, model, path))
-        return None
 
     def stop(self) -> None:
         self._queue.put(None)
 
     def _run(self) -> None:
-        if hasattr(os, "setpriority"):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
         while (job := self._queue.get()) is not None:
             snapshot, model, path = job
             if not self.current(snapshot, model):
@@ -133,6 +145,29 @@ class Precomputer:
             purpose = f"precomputing v{model.version}'s answers on snapshot v{snapshot.version}"
             with hold(path.with_name(path.name + ".lock"), purpose, self.lock_timeout, LOG):
                 if not path.exists():
-                    write_answers(path, snapshot, model, self.reasons)
+                    arguments = (snapshot.path, snapshot.version, model.name, model.version, self.reasons)
+                    command = child_command(__name__, *arguments)
+                    done = subprocess.run(command, capture_output=True, text=True, timeout=self.lock_timeout)
+                    if done.returncode != 0:
+                        raise RuntimeError((done.stderr.strip().splitlines() or ["the child said nothing"])[-1])
                     LOG.info(f"precomputed v{model.version}'s answers of {snapshot.rows} customers")
         return open_answers(path, model.version)
+
+
+def main(parent: str, snapshot_path: str, snapshot_version: str, model_name: str, version: str, reasons: str) -> None:
+    """The child: load the version from the registry, score every row of the snapshot, write the answers."""
+    child_of(parent)
+    from resources.model_registry import ModelRegistry
+    from resources.settings import settings
+
+    current = settings()
+    registry = ModelRegistry(
+        tracking_uri=current.tracking_uri, artifact_location=current.artifact_location, model_name=model_name
+    )
+    model = ServedModel.load(registry, registry.by_number(version))
+    snapshot = open_laid_out(Path(snapshot_path), int(snapshot_version))
+    write_answers(answers_path(snapshot, model, int(reasons)), snapshot, model, int(reasons))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

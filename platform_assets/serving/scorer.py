@@ -85,6 +85,14 @@ class ServedModel:
     def of(cls, name: str, version: str, run_id: str, model, profile: dict) -> ServedModel:
         return cls(name, version, run_id, model, declared_bounds(profile), bands_of(profile))
 
+    @classmethod
+    def load(cls, registry, version, model=None) -> ServedModel:
+        """A registered version (``RegisteredVersion``) from the registry: its model (unless already loaded) and
+        the bounds and bands of its reference profile."""
+        model = model or registry.load(version.version)
+        profile = registry.reference_profile(version.run_id)
+        return cls.of(registry.model_name, version.version, version.run_id, model, profile)
+
     @property
     def features(self) -> list[str]:
         return self.model.features

@@ -24,10 +24,13 @@ the answers precomputed for the snapshot.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -45,10 +48,36 @@ LOG = logging.getLogger("churn_platform.serving")
 BATCH_ROWS = 65_536  # rows per batch when writing, and per batch of the precompute
 EPOCH = date(1970, 1, 1)
 NICE = 10  # the child building a snapshot, and the precompute, yield the cores to the requests
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 class SnapshotUnreadable(RuntimeError):
     """The store's version could not be read or laid out (the child building it failed)."""
+
+
+def child_command(module: str, *arguments) -> list[str]:
+    """The command of a child of this worker: ``python -m module``, with this process's id first."""
+    return [sys.executable, "-m", module, str(os.getpid()), *map(str, arguments)]
+
+
+def child_of(parent: str) -> None:
+    """In a child process: run at nice 10, and die when the worker that started it ends (Linux's parent death
+    signal; a parent already gone ends it here), so a stopped or killed server leaves no computation behind."""
+    os.nice(NICE)
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(parent):
+        sys.exit(f"the worker {parent} that started this process is gone")
+
+
+def move_into_place(built: Path, path: Path) -> None:
+    """Rename a finished folder into place (one step); if another process already put its own there, drop ours."""
+    try:
+        os.rename(built, path)
+    except OSError:
+        if not path.is_dir():
+            raise
+        shutil.rmtree(built, ignore_errors=True)
 
 
 def text_key(customer_id: str) -> int:
@@ -62,7 +91,6 @@ class Snapshot:
 
     version: int
     path: Path
-    entity: str
     schema: pl.Schema  # the feature columns and their types, as published
     lookup: np.ndarray = field(repr=False)  # int64, sorted
     text_ids: pa.Array | None = field(repr=False)  # the stored ids, when they are text
@@ -168,20 +196,20 @@ def open_snapshot(
     if not (path / "index.arrow").exists():
         with hold(root / f"v{version}.lock", f"building online snapshot v{version}", lock_timeout, LOG):
             if not (path / "index.arrow").exists():
-                command = [sys.executable, "-m", __name__, str(root), str(version), table, entity, snapshot_date]
+                command = child_command(__name__, root, version, table, entity, snapshot_date)
                 built = subprocess.run(command, capture_output=True, text=True, timeout=lock_timeout)
                 if built.returncode != 0:
                     said = (built.stderr.strip().splitlines() or ["no message"])[-1]
                     raise SnapshotUnreadable(f"building snapshot v{version} failed: {said}")
-    return _open(path, version, entity)
+    return open_laid_out(path, version)
 
 
-def main(root: str, version: str, table: str, entity: str, snapshot_date: str) -> None:
+def main(parent: str, root: str, version: str, table: str, entity: str, snapshot_date: str) -> None:
     """The child: read the version from the configured store, lay it out, remove the older snapshots."""
+    child_of(parent)
     from platform_assets.serving.store import snapshot_source
     from resources.settings import settings
 
-    os.nice(NICE)
     folder, number = Path(root), int(version)
     _build(folder / f"v{number}", snapshot_source(settings(), table).read(number), entity, snapshot_date)
     _remove_older(folder, number)
@@ -220,7 +248,7 @@ def _build(path: Path, frame: pl.DataFrame, entity: str, snapshot_date: str) -> 
         columns["customer_id"] = frame[entity].cast(pl.String).to_arrow()
     _write(temporary / "index.arrow", pa.table(columns), rows=None)
     _write(temporary / "features.arrow", features.to_arrow(), rows=BATCH_ROWS)
-    os.rename(temporary, path)
+    move_into_place(temporary, path)
 
 
 def _write(path: Path, table: pa.Table, rows: int | None) -> None:
@@ -230,7 +258,8 @@ def _write(path: Path, table: pa.Table, rows: int | None) -> None:
         writer.write_table(table, max_chunksize=rows or max(table.num_rows, 1))
 
 
-def _open(path: Path, version: int, entity: str) -> Snapshot:
+def open_laid_out(path: Path, version: int) -> Snapshot:
+    """A snapshot this machine has laid out, memory-mapped."""
     source = pa.memory_map(str(path / "index.arrow"))
     index = pa.ipc.open_file(source).read_all()
 
@@ -244,7 +273,6 @@ def _open(path: Path, version: int, entity: str) -> Snapshot:
     return Snapshot(
         version=version,
         path=path,
-        entity=entity,
         schema=schema,
         lookup=column("lookup"),
         text_ids=text_ids,

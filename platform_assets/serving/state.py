@@ -159,9 +159,10 @@ class StateKeeper:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop polling. A snapshot being laid out is not waited for: its child dies with this process."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(timeout=self.poll_seconds + 5)
         if self._precompute is not None:
             self._precompute.stop()
 
@@ -220,6 +221,10 @@ class StateKeeper:
         state = ServingState(snapshot, served_champion, served_challenger, mode if challenger else "off")
         with self._swap:
             self.state = replace(state, read=self._read_sources(state, self.state))
+        if self._precompute is not None:  # queued once the state is current, so the job finds it served
+            for model in state.served:
+                if model.version not in self.state.read:
+                    self._precompute.want(state.snapshot, model)
         self.not_ready = ""
         LOG.info(f"serving {self.state.describe()}")
         return True
@@ -257,7 +262,7 @@ class StateKeeper:
             return None
 
     def _read_sources(self, state: ServingState, current: ServingState | None) -> dict[str, ReadSource]:
-        """The precomputed answers this machine has for the state's versions (the others are queued)."""
+        """The precomputed answers this machine has for the state's versions."""
         if self._precompute is None:
             return {}
         read = {}
@@ -325,6 +330,4 @@ class StateKeeper:
             for loaded in current.served:
                 if loaded.version == version.version and loaded.run_id == version.run_id:
                     return loaded
-        model = self._models.get(version.version) or self.registry.load(version.version)
-        profile = self.registry.reference_profile(version.run_id)
-        return ServedModel.of(self.registry.model_name, version.version, version.run_id, model, profile)
+        return ServedModel.load(self.registry, version, self._models.get(version.version))

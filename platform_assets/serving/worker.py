@@ -14,5 +14,7 @@ if "sklearn" not in sys.modules:
     sys.modules["sklearn"] = None  # `import sklearn` raises ImportError from here on, in this process
 
 from platform_assets.serving.app import create_app
+from resources.settings import log_to_stderr
 
+log_to_stderr()  # a spawned worker logs as the command does (with one worker, the command's process is the worker)
 __all__ = ["create_app"]
