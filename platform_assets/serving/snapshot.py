@@ -98,7 +98,7 @@ class Snapshot:
     json_end: np.ndarray = field(repr=False)  # int64, end of each row in features.json
     first_day: date = EPOCH
     last_day: date = EPOCH
-    _json: int = field(default=-1, repr=False)  # features.json, open for pread
+    _json: object = field(default=None, repr=False)  # features.json, open for pread (closed with the snapshot)
     _keep: tuple = field(default=(), repr=False)  # the memory map, alive as long as the arrays
 
     @property
@@ -165,8 +165,9 @@ class Snapshot:
         """Each row's feature values as JSON, read by offset (the audit's ``features``)."""
         ends = self.json_end[rows]
         starts = np.where(rows > 0, self.json_end[np.maximum(rows - 1, 0)], 0)
+        descriptor = self._json.fileno()
         return [
-            os.pread(self._json, end - start, start).decode()
+            os.pread(descriptor, end - start, start).decode()
             for start, end in zip(starts.tolist(), ends.tolist(), strict=True)
         ]
 
@@ -181,10 +182,6 @@ class Snapshot:
             reader = pa.ipc.open_file(source)
             for i in range(reader.num_record_batches):
                 yield pl.from_arrow(reader.get_batch(i))
-
-    def close(self) -> None:
-        if self._json >= 0:
-            os.close(self._json)
 
 
 def open_snapshot(
@@ -280,7 +277,7 @@ def open_laid_out(path: Path, version: int) -> Snapshot:
         json_end=column("json_end"),
         first_day=EPOCH + timedelta(days=int(days.min())),
         last_day=EPOCH + timedelta(days=int(days.max())),
-        _json=os.open(path / "features.json", os.O_RDONLY),
+        _json=(path / "features.json").open("rb", buffering=0),
         _keep=(source,),
     )
 
