@@ -21,6 +21,7 @@ from pydantic import Field
 
 from platform_assets.campaign_log import CONTACT
 from platform_assets.decisions.assignment import assign, holdout_draw, plan_holdout
+from platform_assets.decisions.review import ReviewStore
 from platform_assets.decisions.uplift import predict_uplift
 from platform_assets.economics import OfferEconomics
 from platform_assets.metadata import markdown_table
@@ -29,7 +30,6 @@ from platform_assets.tables import scored_day
 from resources.settings import settings
 
 if TYPE_CHECKING:
-    from platform_assets.decisions.review import ReviewStore
     from platform_assets.decisions.scope import DecisionScope
     from platform_assets.ml.feature_spec import FeatureSpec
     from resources.exports import ContactExport
@@ -172,14 +172,13 @@ def campaign_share(lake, campaign_log: str, campaign: str, day: date) -> float |
 def run_campaign(
     context: dg.AssetExecutionContext,
     config: CampaignConfig,
-    *,
     spec: FeatureSpec,
     scope: DecisionScope,
+    *,
     lake: Lake,
     warehouse: Warehouse,
     registry: ModelRegistry,
     contact_export: ContactExport,
-    review: ReviewStore,
 ) -> dg.MaterializeResult:
     """Choose, assign, log and export one day's campaign on the predictions of ``spec``'s scoring model."""
     day = date.fromisoformat(context.partition_key)
@@ -211,7 +210,7 @@ def run_campaign(
         candidates = candidates.with_columns(predicted_uplift=pl.lit(None, pl.Float64))
 
     recent = recently_targeted(lake, scope.campaign_log, day, config.cooldown_days)
-    decisions = review.decisions_before(day)
+    decisions = ReviewStore(lake, scope.review_decisions).decisions_before(day)
     approved = decisions.filter(pl.col("decision") == "approve")["customer_id"]
     rejected = decisions.filter(pl.col("decision") == "reject")["customer_id"]
     in_cooldown = candidates.join(recent, on="customer_id", how="semi").height

@@ -155,13 +155,12 @@ def decision_assets(
         return run_campaign(
             context,
             config,
-            spec=spec,
-            scope=scope,
+            spec,
+            scope,
             lake=lake,
             warehouse=warehouse,
             registry=registry,
             contact_export=contact_export,
-            review=ReviewStore(lake, scope.review_decisions),
         )
 
     # The log as the dbt outcome model reads it (source lake.campaign_log). It is written by
