@@ -10,7 +10,8 @@ generator (asyncio on uvloop + aiohttp, one process, loopback only) sends reques
 for ``--seconds`` each; a latency is measured from the moment a request was due, so a server that
 falls behind is charged for it. Each rate is held when p95 is within the SLA, no request failed,
 and at least 95% of the rate was achieved; a ladder stops at the first rate whose p95 passes
-``--stop-ms``. Each step also reports the share of a core the load generator itself used.
+``--stop-ms``. Each step also reports the share of a core the load generator itself used, and
+the server's CPU time per request (all its processes): what sizing for more traffic multiplies.
 
 Measured in the same run:
 
@@ -153,12 +154,36 @@ def kept(step: dict, bound_ms: float) -> bool:
     )
 
 
-def ladder(url: str, bodies: list[bytes], rates: list[float], seconds: float, sla_ms: float, stop_ms: float) -> dict:
-    """Step up the rates until one is not held even at ``stop_ms``; the highest rate held within the SLA."""
+def cpu_seconds(server: subprocess.Popen) -> float:
+    """CPU time used so far by a server and every process under it (its workers)."""
+    import psutil
+
+    root = psutil.Process(server.pid)
+    total = 0.0
+    for process in (root, *root.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def ladder(
+    url: str,
+    bodies: list[bytes],
+    rates: list[float],
+    seconds: float,
+    sla_ms: float,
+    stop_ms: float,
+    server: subprocess.Popen,
+) -> dict:
+    """Step up the rates until one is not held even at ``stop_ms``; the highest rate held within the SLA. Each
+    step also reports the server's CPU time per request answered (all its processes): the cost a core pays."""
     run(drive(url, bodies, 50, 2))  # warm the connections and the server
     steps = []
     for rate in rates:
+        used = cpu_seconds(server)
         step = run(drive(url, bodies, rate, seconds))
+        step["server_cpu_ms_per_request"] = round(1000 * (cpu_seconds(server) - used) / step["sent"], 3)
         step["within_sla"] = kept(step, sla_ms)
         steps.append(step)
         print(f"  {url} {json.dumps(step)}", file=sys.stderr, flush=True)
@@ -355,7 +380,7 @@ def main() -> None:
         bare_app = start([*app, *quiet], server_env, f"{url}/", logs / "bare_asgi.log")
         try:
             key = f"bare_asgi_{workers}_worker{'s' if workers > 1 else ''}"
-            results[key] = ladder(url, single, rates(args.rates), args.seconds, args.sla_ms, args.stop_ms)
+            results[key] = ladder(url, single, rates(args.rates), args.seconds, args.sla_ms, args.stop_ms, bare_app)
         finally:
             stop(bare_app)
 
@@ -383,9 +408,9 @@ def main() -> None:
     api, url = serve(1)
     try:
         score = f"{url}/v1/score"
-        results["api_1_worker"] = ladder(score, single, rates(args.rates), args.seconds, args.sla_ms, args.stop_ms)
+        results["api_1_worker"] = ladder(score, single, rates(args.rates), args.seconds, args.sla_ms, args.stop_ms, api)
         results["api_batch_100"] = ladder(
-            score, batches, rates(args.batch_rates), args.seconds, args.batch_sla_ms, 10 * args.batch_sla_ms
+            score, batches, rates(args.batch_rates), args.seconds, args.batch_sla_ms, 10 * args.batch_sla_ms, api
         )
     finally:
         stop(api)
@@ -394,7 +419,7 @@ def main() -> None:
     api, url = serve(2)
     try:
         results["api_2_workers"] = ladder(
-            f"{url}/v1/score", single, rates(args.rates), args.seconds, args.sla_ms, args.stop_ms
+            f"{url}/v1/score", single, rates(args.rates), args.seconds, args.sla_ms, args.stop_ms, api
         )
         figures[str(args.customers)] = {"after_traffic": memory(workers_of(api))}
         figures[str(args.customers)]["during_swap"] = swap(api, url, args.customers, 2)
@@ -420,7 +445,7 @@ def main() -> None:
     try:
         mlflow_url = f"http://127.0.0.1:{mlflow_port}/invocations"
         results["mlflow_serve"] = ladder(
-            mlflow_url, mlflow_bodies, rates(args.mlflow_rates), args.seconds, args.sla_ms, args.stop_ms
+            mlflow_url, mlflow_bodies, rates(args.mlflow_rates), args.seconds, args.sla_ms, args.stop_ms, served
         )
     finally:
         stop(served)

@@ -170,4 +170,5 @@ def main(parent: str, snapshot_path: str, snapshot_version: str, model_name: str
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("sklearn", None)  # LightGBM without its scikit-learn wrappers, as in a worker (worker.py)
     main(*sys.argv[1:])
