@@ -309,7 +309,7 @@ def main() -> None:
     parser.add_argument("--batch-sla-ms", type=float, default=100.0, help="p95 SLA of 100-customer requests")
     parser.add_argument("--rates", default="100,250,500,750,1000,1250,1500,2000,2500", help="single-customer rates")
     parser.add_argument("--batch-rates", default="10,20,40,80,120", help="100-customer request rates")
-    parser.add_argument("--mlflow-rates", default="25,50,75,100,150,200,300", help="mlflow models serve rates")
+    parser.add_argument("--mlflow-rates", default="5,10,25,50,75,100,150,200", help="mlflow models serve rates")
     parser.add_argument(
         "--stop-ms", type=float, default=50.0, help="a ladder stops at the first rate whose p95 passes this"
     )
