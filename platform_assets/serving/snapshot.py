@@ -3,7 +3,7 @@
 A published snapshot (a version of the online store, ``store.py``) is written once per
 machine, under ``<cache>/v<version>/``, for the first worker that needs it, by a child
 process (at nice 10) that reads the version whole from the store: a million customers pass
-through the child's memory (about 1 GB at its peak), never a worker's. An OS file lock makes
+through the child's memory (about 700 MB at its peak), never a worker's. An OS file lock makes
 the other workers wait for it, and then they all open the same files:
 
 - ``index.arrow``: one Arrow IPC record batch that every worker memory-maps: each customer's
