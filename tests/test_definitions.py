@@ -115,7 +115,8 @@ def test_matured_performance_judges_the_predictions_of_one_horizon_before(resour
 
 def test_loading_the_definitions_leaves_the_heavy_libraries_to_the_runs_that_use_them(resources):
     """Every CLI command, run worker, code server and daemon loads the definitions; LightGBM, MLflow,
-    matplotlib and scipy.stats (about 5 s together here) load only in the runs that train, draw or test."""
+    matplotlib, scikit-learn, scipy.stats and statsmodels (3 to 5 s of the 13 to 15 s it took here) load
+    only in the runs that train, draw or test."""
     probe = "import sys, platform_assets.definitions; print(*sorted(set(sys.modules) & set(sys.argv[1:])))"
     heavy = ["lightgbm", "mlflow", "matplotlib", "scipy.stats", "sklearn", "statsmodels"]
     done = subprocess.run([sys.executable, "-c", probe, *heavy], capture_output=True, text=True, timeout=300)
