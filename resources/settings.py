@@ -302,6 +302,11 @@ class Settings(BaseSettings):
         return self.resolved_home / "warehouse" / "churn.duckdb"
 
     @property
+    def dbt_target_path(self) -> Path:
+        """Where each dbt run keeps its artifacts and parse (a folder per run), under the home."""
+        return self.resolved_home / "dbt" / "target"
+
+    @property
     def duckdb_spill_directory(self) -> Path:
         return (self.duckdb_temp_directory or self.resolved_home / "warehouse" / "spill").expanduser().resolve()
 
