@@ -26,13 +26,19 @@ import pyarrow.dataset as pads
 from dbt.adapters.duckdb.plugins.delta import Plugin as DeltaPlugin
 from deltalake import DeltaTable
 
+FIRST_DAY, LAST_DAY, FIRST_LANDED_DAY = (
+    "PLATFORM_BUILD_FIRST_DAY",
+    "PLATFORM_BUILD_LAST_DAY",
+    "PLATFORM_BUILD_FIRST_LANDED_DAY",
+)
 
-def build_days(first_day: str, last_day: str, first_landed_day: str | None = None) -> dict[str, str]:
+
+def build_days(first_day: str = "", last_day: str = "", first_landed_day: str = "") -> dict[str, str]:
     """The environment that tells dbt which days a build makes (ISO dates, inclusive): read by
     ``build_day`` in ``macros/snapshot_days.sql`` and by this plugin. ``first_landed_day``, when
-    earlier landed days are missing from staging, widens the landing days staged."""
-    days = {"FIRST_DAY": first_day, "LAST_DAY": last_day, "FIRST_LANDED_DAY": first_landed_day or first_day}
-    return {f"PLATFORM_BUILD_{name}": day for name, day in days.items()}
+    earlier landed days are missing from staging, widens the landing days staged. Without days,
+    every variable is empty: a whole build, whatever the calling process had set."""
+    return {FIRST_DAY: first_day, LAST_DAY: last_day, FIRST_LANDED_DAY: first_landed_day or first_day}
 
 
 class Plugin(DeltaPlugin):
@@ -43,7 +49,8 @@ class Plugin(DeltaPlugin):
         ):
             return pa.table({name: pa.array([], type=pa.type_for_alias(kind)) for name, kind in columns.items()})
         dataset = super().load(source_config)
-        first, last = os.environ.get("PLATFORM_BUILD_FIRST_LANDED_DAY"), os.environ.get("PLATFORM_BUILD_LAST_DAY")
+        first = os.environ.get(FIRST_LANDED_DAY) or os.environ.get(FIRST_DAY)  # dbt run by hand: the two days
+        last = os.environ.get(LAST_DAY)
         if not (source_config.get("by_landing_day") and first and last):
             return dataset
         day = pads.field("ds")

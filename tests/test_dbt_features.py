@@ -162,6 +162,23 @@ def test_dbt_docs_generate_works_on_the_project(builds, tmp_path):
     assert (tmp_path / "docs" / "index.html").exists()
 
 
+def test_dbt_run_by_hand_with_the_two_documented_days_stages_those_landing_days(builds, tmp_path):
+    """docs/data.md names PLATFORM_BUILD_FIRST_DAY and PLATFORM_BUILD_LAST_DAY; the landing days default to them."""
+    from resources.dbt import dbt_resource
+
+    days = {"PLATFORM_BUILD_FIRST_DAY": "2026-01-02", "PLATFORM_BUILD_LAST_DAY": "2026-01-03"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("PLATFORM_BUILD_FIRST_LANDED_DAY", raising=False)
+        invocation = (
+            dbt_resource()
+            .cli(["compile", "--select", "stg_sessions"], environment=days, target_path=tmp_path / "compiled")
+            .wait()
+        )
+    assert invocation.is_successful()
+    [compiled] = (tmp_path / "compiled" / "compiled").rglob("stg_sessions.sql")
+    assert "ds between date '2026-01-02' and date '2026-01-03'" in " ".join(compiled.read_text().split())
+
+
 def test_treated_labels_are_flagged_in_outcomes_and_left_out_of_training(builds):
     """A customer-day is treated when a contact acts within its label horizon; the holdout never is. Before
     any campaign (the first build) the log is an empty relation and nothing is treated."""

@@ -38,12 +38,13 @@
 
 {#
     The landing days a run adds to the staging models built by day: the run's days, or
-    from `first_landed_day` when Dagster found earlier landed days missing from staging
-    (their rows must be there before the features of later days read them).
+    from PLATFORM_BUILD_FIRST_LANDED_DAY when Dagster found earlier landed days missing
+    from staging (their rows must be there before the features of later days read them).
 #}
 {% macro landed_days(column) -%}
     {%- if builds_day_range() -%}
-        {{ column }} between date '{{ build_day("first_landed_day") }}' and date '{{ build_day("last_day") }}'
+        {{ column }} between date '{{ build_day("first_landed_day") or build_day("first_day") }}'
+        and date '{{ build_day("last_day") }}'
     {%- else -%}
         true
     {%- endif -%}

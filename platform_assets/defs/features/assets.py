@@ -92,7 +92,7 @@ def by_day_models() -> dg.AssetsDefinition:
 
         def plan() -> Plan:
             if config.full_refresh:
-                return Plan(["--full-refresh"], {}, {"snapshot_days": "all"})
+                return Plan(["--full-refresh"], build_days(), {"snapshot_days": "all"})
             built = {"snapshot_days": f"{days.start}..{days.end}"}
             unstaged = _first_unstaged_day(lake, warehouse, date.fromisoformat(days.end))
             if unstaged is not None and unstaged.isoformat() < days.start:
@@ -152,7 +152,7 @@ def whole_history_models() -> dg.AssetsDefinition:
     def dbt_whole_history(context: dg.AssetExecutionContext, dbt: PlatformDbtCli, lake: Lake, warehouse: Warehouse):
         """The models built whole: training models sampling snapshot days through history, outcome
         views, and the models of datasets that are not built by day (an onboarded CSV's seed)."""
-        yield from _build(context, dbt, lake, warehouse, lambda: Plan([], {}, None))
+        yield from _build(context, dbt, lake, warehouse, lambda: Plan([], build_days(), None))
 
     return dbt_whole_history
 
