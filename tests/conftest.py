@@ -51,24 +51,10 @@ def pytest_configure(config):
     os.environ.setdefault("PLATFORM_INGEST_WINDOW_DAYS", "30")
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return  # the controller parsed it before starting the workers
-    from resources.dbt import dbt_project
+    from resources.dbt import dbt_project, manifest_is_current
 
-    if not manifest_is_current(dbt_project().project_dir, dbt_project().manifest_path):
+    if not manifest_is_current(dbt_project()):  # `make setup` (which `make test` runs first) leaves it current
         dbt_project().preparer.prepare(dbt_project())
-
-
-def manifest_is_current(project_dir: Path, manifest: Path) -> bool:
-    """Whether the manifest is newer than every file it is parsed from, by the Makefile's rule
-    (``DBT_FILES``: SQL, YAML and seeds outside ``target/``), as `make setup` (which `make test`
-    runs first) leaves it: parsing again costs a dbt start-up while both workers wait."""
-    if not manifest.exists():
-        return False
-    built = manifest.stat().st_mtime
-    return all(
-        path.stat().st_mtime <= built
-        for path in project_dir.rglob("*")
-        if path.suffix in {".sql", ".yml", ".csv"} and path.relative_to(project_dir).parts[0] != "target"
-    )
 
 
 # Modules in the order their measured minutes call for, longest first (CI's --durations,

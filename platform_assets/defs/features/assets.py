@@ -34,7 +34,7 @@ from platform_assets.defs.features.translator import PlatformDbtTranslator
 from platform_assets.delta_source import build_days
 from platform_assets.ml.feature_spec import datasets
 from platform_assets.tables import CAMPAIGN_LOG, raw_table
-from resources.dbt import PlatformDbtCli, dbt_project
+from resources.dbt import PlatformDbtCli, dbt_project, prepare_if_changed
 from resources.lake import Lake
 from resources.warehouse import Warehouse
 
@@ -57,8 +57,8 @@ class FeatureBuildConfig(dg.Config):
 
 
 def _project_assets(**selection):
-    """``dbt_assets`` over the platform's dbt project (its manifest prepared first, in development)."""
-    dbt_project().prepare_if_dev()
+    """``dbt_assets`` over the platform's dbt project (its manifest parsed first in development, if it changed)."""
+    prepare_if_changed()
     return dbt_assets(
         manifest=dbt_project().manifest_path,
         project=dbt_project(),
