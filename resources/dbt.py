@@ -37,16 +37,20 @@ PARSED_SUFFIXES = frozenset({".sql", ".yml", ".csv", ".md"})
 
 
 def manifest_is_current(project: DbtProject) -> bool:
-    """Whether the manifest is newer than every file outside ``target/`` it is parsed from."""
+    """Whether the manifest is newer than every file outside ``target/`` it is parsed from.
+
+    ``target/`` is not walked: runs by hand and ``dbt docs`` leave thousands of compiled files there.
+    """
     if not project.manifest_path.exists():
         return False
     built = project.manifest_path.stat().st_mtime
     target = project.manifest_path.parent
-    return all(
-        path.stat().st_mtime <= built
-        for path in project.project_dir.rglob("*")
-        if path.suffix in PARSED_SUFFIXES and target not in path.parents
-    )
+    for folder, subfolders, files in os.walk(project.project_dir):
+        subfolders[:] = [name for name in subfolders if Path(folder, name) != target]
+        for name in files:
+            if Path(name).suffix in PARSED_SUFFIXES and Path(folder, name).stat().st_mtime > built:
+                return False
+    return True
 
 
 def prepare_if_changed() -> None:
