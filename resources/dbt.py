@@ -16,7 +16,6 @@ from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dbt.core.dbt_cli_invocation import PARTIAL_PARSE_FILE_NAME, DbtCliInvocation
-from dagster_dbt.dbt_project import using_dagster_dev
 from packaging.version import Version
 
 from resources.settings import prefer_environment_bin, settings
@@ -54,15 +53,16 @@ def manifest_is_current(project: DbtProject) -> bool:
 
 
 def prepare_if_changed() -> None:
-    """In development (``dg``, ``dagster dev``), parse the project when a file it is parsed from changed.
+    """Parse the project when a file it is parsed from is newer than its manifest, or there is none.
 
-    dagster-dbt's ``prepare_if_dev`` parses on every load of the definitions there, changed or
-    not: a ``dbt --version`` and a ``dbt parse`` in each process that loads them, twice per
-    ``dg launch`` (its own process and the run's), about 25 of its 41 s CPU here. An edited
-    model is still picked up by the next load, as with ``make setup``'s rule.
+    The definitions call it in development (``dg``, ``dagster dev``) in place of dagster-dbt's
+    ``prepare_if_dev``, which parses on every load there, changed or not: a ``dbt --version`` and
+    a ``dbt parse`` in each process that loads them, twice per ``dg launch`` (its own process and
+    the run's), about 25 of its 41 s CPU here. An edited model is still picked up by the next
+    load, as with ``make setup``'s rule.
     """
     project = dbt_project()
-    if using_dagster_dev() and not manifest_is_current(project):
+    if not manifest_is_current(project):
         project.preparer.prepare(project)
 
 

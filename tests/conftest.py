@@ -51,10 +51,9 @@ def pytest_configure(config):
     os.environ.setdefault("PLATFORM_INGEST_WINDOW_DAYS", "30")
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return  # the controller parsed it before starting the workers
-    from resources.dbt import dbt_project, manifest_is_current
+    from resources.dbt import prepare_if_changed
 
-    if not manifest_is_current(dbt_project()):  # `make setup` (which `make test` runs first) leaves it current
-        dbt_project().preparer.prepare(dbt_project())
+    prepare_if_changed()  # `make setup` (which `make test` runs first) leaves it current
 
 
 # Modules in the order their measured minutes call for, longest first (--durations=0 of a whole

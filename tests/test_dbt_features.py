@@ -216,14 +216,12 @@ def project_copy(tmp_path, home, monkeypatch):
     dbt_project.cache_clear()
 
 
-def test_in_development_the_project_is_parsed_again_only_when_a_file_it_is_parsed_from_changed(
-    project_copy, monkeypatch
-):
-    """`dg` and `dagster dev` (DAGSTER_IS_DEV_CLI) load the definitions in every process: an unchanged project
-    is not parsed again (dagster-dbt's prepare_if_dev parsed it each time), a new model is."""
+def test_in_development_the_project_is_parsed_again_only_when_a_file_it_is_parsed_from_changed(project_copy):
+    """`dg` and `dagster dev` (DAGSTER_IS_DEV_CLI) load the definitions in every process, which then call
+    prepare_if_changed: an unchanged project is not parsed again (dagster-dbt's prepare_if_dev parsed it each
+    time), a new model is."""
     from resources.dbt import prepare_if_changed
 
-    monkeypatch.setenv("DAGSTER_IS_DEV_CLI", "1")
     manifest = project_copy / "target" / "manifest.json"
     parsed = manifest.stat().st_mtime_ns
     prepare_if_changed()

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import dagster as dg
 import duckdb
 from dagster_dbt import dbt_assets
+from dagster_dbt.dbt_project import using_dagster_dev
 from pydantic import Field
 
 from platform_assets.contracts import CONTRACTS
@@ -58,7 +59,8 @@ class FeatureBuildConfig(dg.Config):
 
 def _project_assets(**selection):
     """``dbt_assets`` over the platform's dbt project (its manifest parsed first in development, if it changed)."""
-    prepare_if_changed()
+    if using_dagster_dev():
+        prepare_if_changed()
     return dbt_assets(
         manifest=dbt_project().manifest_path,
         project=dbt_project(),
