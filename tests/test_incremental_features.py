@@ -5,6 +5,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from platform_assets.definitions import build_definitions
+from resources.settings import settings
 from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
 pytestmark = pytest.mark.slow
@@ -70,7 +71,9 @@ def builds(tmp_path_factory):
             incremental = tables(warehouse)
             build(defs, instance, partition_key=day(99).isoformat(), run_config=FULL_REFRESH)
             full = tables(warehouse)
+            logs = sorted(settings().dbt_target_path.glob("*/dbt.log"), key=lambda log: log.stat().st_mtime)
             yield {
+                "dbt_logs": [log.read_text() for log in logs],
                 "incremental": incremental,
                 "full": full,
                 "backfill": backfill,
@@ -107,6 +110,16 @@ def test_a_re_run_day_is_replaced_not_duplicated(builds):
     features = builds["incremental"]["customer_features"]
     assert features.select("customer_id", "snapshot_date").is_duplicated().sum() == 0
     assert features.filter(features["snapshot_date"] == day(96)).height > 300
+
+
+def test_each_build_after_a_homes_first_reuses_its_dbt_parse(builds):
+    """The days go to dbt in its environment, read only when the models run: a new day changes
+    nothing dbt parses, so it starts from the home's last parse (a whole parse costs about 4 s)."""
+    logs = builds["dbt_logs"]
+    assert len(logs) == 7  # day 94, days 0..94, 95, 96, 97..99, 96 again, the full rebuild
+    whole = [n for n, log in enumerate(logs) if "Unable to do partial parsing" in log]
+    assert whole == [0], whole  # the first: the project's parse was made for another home's warehouse
+    assert all("Partial parsing enabled" in log for log in logs[1:])
 
 
 def test_daily_runs_leave_the_training_set_to_training():

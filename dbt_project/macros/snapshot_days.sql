@@ -1,6 +1,7 @@
 {#
-    The snapshot days a run builds. Dagster passes a daily partition range as the vars
-    `first_day` and `last_day` (inclusive); without them a run builds every day.
+    The snapshot days a run builds. Dagster passes a daily partition range as the
+    environment variables PLATFORM_BUILD_FIRST_DAY and PLATFORM_BUILD_LAST_DAY (inclusive;
+    platform_assets/delta_source.py, build_days); without them a run builds every day.
 
     The filter follows the vars, not is_incremental(): a first partitioned run into an
     empty table builds only its days, and a run without vars (or with --full-refresh)
@@ -9,7 +10,17 @@
     exactly, including customers that vanished from it.
 #}
 {% macro builds_day_range() %}
-    {{ return(var('first_day', none) is not none and var('last_day', none) is not none) }}
+    {{ return(build_day('first_day') != '' and build_day('last_day') != '') }}
+{% endmacro %}
+
+{#
+    A day of the build (`first_day`, `last_day`, `first_landed_day`) as ISO text, '' when not given.
+    Read only when a model runs (`execute`), never while dbt parses: then a parse does not depend
+    on the days, and dbt reuses the last one (vars would make it parse the whole project again
+    whenever they change, about 4 s a run here).
+#}
+{% macro build_day(name) %}
+    {{ return(env_var('PLATFORM_BUILD_' ~ name | upper, '') if execute else '') }}
 {% endmacro %}
 
 {#
@@ -18,8 +29,8 @@
 #}
 {% macro snapshot_days(column, look_back_days=0) -%}
     {%- if builds_day_range() -%}
-        {{ column }} between date '{{ var("first_day") }}' - interval {{ look_back_days }} day
-        and date '{{ var("last_day") }}'
+        {{ column }} between date '{{ build_day("first_day") }}' - interval {{ look_back_days }} day
+        and date '{{ build_day("last_day") }}'
     {%- else -%}
         true
     {%- endif -%}
@@ -27,12 +38,13 @@
 
 {#
     The landing days a run adds to the staging models built by day: the run's days, or
-    from `first_landed_day` when Dagster found earlier landed days missing from staging
-    (their rows must be there before the features of later days read them).
+    from PLATFORM_BUILD_FIRST_LANDED_DAY when Dagster found earlier landed days missing
+    from staging (their rows must be there before the features of later days read them).
 #}
 {% macro landed_days(column) -%}
     {%- if builds_day_range() -%}
-        {{ column }} between date '{{ var("first_landed_day", var("first_day")) }}' and date '{{ var("last_day") }}'
+        {{ column }} between date '{{ build_day("first_landed_day") or build_day("first_day") }}'
+        and date '{{ build_day("last_day") }}'
     {%- else -%}
         true
     {%- endif -%}

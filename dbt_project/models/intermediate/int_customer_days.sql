@@ -67,7 +67,7 @@ daily as (
         from daily_usage as u
         inner join customers as c on u.customer_id = c.customer_id
         where
-            u.activity_date < date '{{ var("first_day") }}'
+            u.activity_date < date '{{ build_day("first_day") }}'
             and c.signup_date <= u.activity_date
             and (c.cancelled_on is null or c.cancelled_on > u.activity_date)
     {% endif %}
