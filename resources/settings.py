@@ -207,6 +207,14 @@ class Settings(BaseSettings):
         description="Score and explain every customer of a snapshot ahead, once per served version, so a lookup by "
         "id is a read (false: every request scores live).",
     )
+    serving_child_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Niceness of the children that lay out a snapshot and precompute answers, so they yield the cores "
+        "to requests; 0 where nothing needs the cores more (the tests: at 10 beside another busy process, a "
+        "precompute of a few thousand customers waits half a minute).",
+    )
     serving_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often the API looks for a new champion, challenger or feature snapshot."
     )

@@ -678,39 +678,81 @@ def _every_customer(server: Server, customers: list, **body) -> list[dict]:
     return results
 
 
+def _read_equals_live(server: Server, world: World, published: int) -> list:
+    """Every customer of the snapshot asked by id gets exactly the answer its values get scored live (what-if);
+    the ids asked."""
+    store_rows = pl.read_delta(world.lake.uri(ONLINE_FEATURES), version=published)
+    ids = store_rows["customer_id"].to_list()
+    read = _every_customer(server, ids, customer_ids=True)
+    live = _every_customer(server, store_rows.drop("customer_id", "snapshot_date").to_dicts(), features=True)
+    assert len(read) == len(live) == len(ids) > 1000
+    for by_id, by_values in zip(read, live, strict=True):
+        assert by_id["model_version"] == by_values["model_version"] == world.champion
+        for key in ("churn_probability", "risk_band", "needs_review", "top_reasons"):
+            assert by_id[key] == by_values[key], (by_id["customer_id"], key)  # exactly, not approximately
+    return ids
+
+
 @pytest.mark.parametrize("store", ["embedded", "redis"])
-def test_two_workers_answer_every_customer_from_one_precomputed_copy_as_scored_live_and_swap_under_traffic(
+def test_on_either_store_every_customer_answers_as_scored_and_swaps_under_traffic_fail_no_request(
     world, store, request, tmp_path
 ):
-    """Two workers on either store. Every customer asked by id (a read of the answers precomputed once and
-    mapped by both) gets exactly the answer its values get scored live (what-if); both workers answer, and
-    /metrics, whichever worker answers it, counts every request. Then a promotion, a rollback and a new
-    snapshot under traffic change the answer without a restart or a failed request, and the new snapshot's
-    answers are precomputed again."""
+    """Every customer of the store's snapshot, asked by id, gets exactly the answer its values get (what-if).
+    Then a promotion, a rollback and a new snapshot under traffic change the answer without a restart or a
+    failed request. Scored live (no precompute): a swap takes effect before any answers are precomputed, so
+    this is the path every swap takes first; the precomputed answers are the next test's."""
     env = _store_env(store, request)
     world.set_alias(CHAMPION, world.champion)
     world.set_alias(CHALLENGER, world.champion)  # no live challenger
     published = world.publish(world.as_of, env)
-    server = world.server(tmp_path, env, workers=2)
+    server = world.server(tmp_path, env, precompute="false")
     answers, stop = [], threading.Event()
     sender = threading.Thread(target=_traffic_until, args=(server, world.customers[:100], stop, answers))
     try:
-        state = server.wait_for(
+        state = server.wait_for(lambda s: s["feature_snapshot_version"] == published, "the snapshot")
+        assert state["online_store"] == store and state["customers"] == len(world.customers)
+        _read_equals_live(server, world, published)
+        sender.start()
+        time.sleep(1)
+        world.registry.promote(world.copy)
+        server.wait_for(lambda s: s["champion_version"] == world.copy, "champion v2")
+        time.sleep(0.5)
+        assert world.registry.rollback() == (world.copy, world.champion)
+        server.wait_for(lambda s: s["champion_version"] == world.champion, "champion v1 again")
+        time.sleep(0.5)
+        republished = world.publish(world.as_of, env)  # the same day published again: a new snapshot version
+        server.wait_for(lambda s: s["feature_snapshot_version"] == republished, "the new snapshot")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        if sender.is_alive():
+            sender.join()
+        world.set_alias(CHAMPION, world.champion)
+        server.stop()
+    assert answers and all(status == 200 for status, _, _ in answers), {s for s, _, _ in answers}
+    versions = [v for _, v, _ in answers]
+    changes = [v for i, v in enumerate(versions) if i == 0 or v != versions[i - 1]]
+    assert changes == [world.champion, world.copy, world.champion], changes
+    assert answers[-1][2] == republished > published
+
+
+def test_two_workers_answer_every_customer_from_one_precomputed_copy_and_precompute_a_promoted_version(world, tmp_path):
+    """Two workers. Every customer asked by id (a read of the answers precomputed once and mapped by both)
+    gets exactly the answer its values get scored live; both workers answer, and /metrics, whichever worker
+    answers it, counts every request. A promoted version is answered at once (live), then from its own
+    precomputed answers."""
+    world.set_alias(CHAMPION, world.champion)
+    world.set_alias(CHALLENGER, world.champion)  # no live challenger
+    published = world.publish(world.as_of)
+    server = world.server(tmp_path, workers=2)
+    try:
+        server.wait_for(
             lambda s: s["feature_snapshot_version"] == published and world.champion in s["precomputed_versions"],
             "the champion's answers precomputed",
             timeout=PRECOMPUTE_SECONDS,
             looks=6,
         )
-        assert state["online_store"] == store and state["customers"] == len(world.customers)
-        store_rows = pl.read_delta(world.lake.uri(ONLINE_FEATURES), version=published)
-        ids = store_rows["customer_id"].to_list()
-        read = _every_customer(server, ids, customer_ids=True)
-        live = _every_customer(server, store_rows.drop("customer_id", "snapshot_date").to_dicts(), features=True)
-        assert len(read) == len(live) == len(ids) > 1000
-        for by_id, by_values in zip(read, live, strict=True):
-            assert by_id["model_version"] == by_values["model_version"] == world.champion
-            for key in ("churn_probability", "risk_band", "needs_review", "top_reasons"):
-                assert by_id[key] == by_values[key], (by_id["customer_id"], key)  # exactly, not approximately
+        ids = _read_equals_live(server, world, published)
         workers = set()
         with httpx.Client(base_url=server.url, limits=httpx.Limits(max_keepalive_connections=0)) as fresh:
             for customer in ids[:100]:  # a connection each: the kernel hands them to both workers
@@ -724,38 +766,24 @@ def test_two_workers_answer_every_customer_from_one_precomputed_copy_as_scored_l
         requests = 2 * math.ceil(len(ids) / 1000) + 100
         assert {_metric(text, "churn_serving_requests_total", **answered) for text in scrapes} == {requests}
         assert {_metric(text, "churn_serving_scored_rows_total", **precomputed) for text in scrapes} == {len(ids) + 100}
-        folder = world.home / "serving" / "snapshots" / store / ONLINE_FEATURES / f"v{published}"
+        folder = world.home / "serving" / "snapshots" / "embedded" / ONLINE_FEATURES / f"v{published}"
         assert len(list(folder.glob(f"answers-v{world.champion}-*-r3"))) == 1  # computed once, mapped by both
 
-        sender.start()
-        time.sleep(1)
         world.registry.promote(world.copy)
+        server.wait_for(lambda s: s["champion_version"] == world.copy, "champion v2", looks=6)
+        assert server.score(customer_id=ids[0]).json()["results"][0]["model_version"] == world.copy
         server.wait_for(
             lambda s: world.copy in s["precomputed_versions"], "champion v2 precomputed", PRECOMPUTE_SECONDS, looks=6
         )
-        time.sleep(0.5)
-        assert world.registry.rollback() == (world.copy, world.champion)
-        server.wait_for(lambda s: s["champion_version"] == world.champion, "champion v1 again", looks=6)
-        time.sleep(0.5)
-        republished = world.publish(world.as_of, env)  # the same day published again: a new snapshot version
-        server.wait_for(
-            lambda s: s["feature_snapshot_version"] == republished and world.champion in s["precomputed_versions"],
-            "the new snapshot precomputed",
-            timeout=PRECOMPUTE_SECONDS,
-            looks=6,
-        )
-        time.sleep(0.5)
+        assert server.score(customer_id=ids[0]).json()["results"][0]["model_version"] == world.copy
+        with httpx.Client(base_url=server.url) as client:
+            text = client.get("/metrics").text
+        read = {"model_version": world.copy, "role": "champion", "how": "precomputed"}
+        assert _metric(text, "churn_serving_scored_rows_total", **read) >= 1  # v2's own answers, read
+        assert len(list(folder.glob(f"answers-v{world.copy}-*-r3"))) == 1
     finally:
-        stop.set()
-        if sender.is_alive():
-            sender.join()
         world.set_alias(CHAMPION, world.champion)
         server.stop()
-    assert answers and all(status == 200 for status, _, _ in answers), {s for s, _, _ in answers}
-    versions = [v for _, v, _ in answers]
-    changes = [v for i, v in enumerate(versions) if i == 0 or v != versions[i - 1]]
-    assert changes == [world.champion, world.copy, world.champion], changes
-    assert answers[-1][2] == republished > published
 
 
 def test_redis_publishes_a_whole_version_then_moves_one_pointer_and_lets_the_old_one_expire(world, redis_server):

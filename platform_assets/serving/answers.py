@@ -2,7 +2,7 @@
 
 When a snapshot or a served version changes, a child process computes the version's answers
 for every customer of the snapshot, in batches of the snapshot's typed features (LightGBM on
-every core, at nice 10, so the requests keep their cores), straight into memory-mapped numpy
+every core, at nice 10 by default, so the requests keep their cores), straight into memory-mapped numpy
 files beside the snapshot's files; the workers then map them for reading. A lookup by id then
 reads its row instead of running TreeSHAP. Until they are there (about 1 to 3 minutes at 100,000
 customers and 500 trees here, longer for more), answers are scored live, so a swap still takes

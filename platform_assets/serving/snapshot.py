@@ -2,7 +2,7 @@
 
 A published snapshot (a version of the online store, ``store.py``) is written once per
 machine, under ``<cache>/v<version>/``, for the first worker that needs it, by a child
-process (at nice 10) that reads the version whole from the store: a million customers pass
+process (at nice 10 by default) that reads the version whole from the store: a million customers pass
 through the child's memory (about 700 MB at its peak), never a worker's. An OS file lock makes
 the other workers wait for it, and then they all open the same files:
 
@@ -47,7 +47,6 @@ from resources.locks import hold
 LOG = logging.getLogger("churn_platform.serving")
 BATCH_ROWS = 65_536  # rows per batch when writing, and per batch of the precompute
 EPOCH = date(1970, 1, 1)
-NICE = 10  # the child building a snapshot, and the precompute, yield the cores to the requests
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
@@ -61,9 +60,12 @@ def child_command(module: str, *arguments) -> list[str]:
 
 
 def child_of(parent: str) -> None:
-    """In a child process: run at nice 10, and die when the worker that started it ends (Linux's parent death
-    signal; a parent already gone ends it here), so a stopped or killed server leaves no computation behind."""
-    os.nice(NICE)
+    """In a child process: run at the children's niceness (``serving_child_nice``), and die when the worker that
+    started it ends (Linux's parent death signal; a parent already gone ends it here), so a stopped or killed
+    server leaves no computation behind."""
+    from resources.settings import settings
+
+    os.nice(settings().serving_child_nice)
     with contextlib.suppress(AttributeError, OSError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != int(parent):
