@@ -9,15 +9,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import time
 from datetime import date, timedelta
 from urllib.parse import urlsplit
 
 from platform_assets.runs import QUIET, log_level, range_tags
-from resources.settings import LOG, ensure_dagster_home, export_environment, platform_home, settings
+from resources.settings import LOG, ensure_dagster_home, export_environment, log_to_stderr, platform_home, settings
 
 LOG_LEVEL = log_level("INFO")
 
@@ -334,34 +336,47 @@ def _serve(args: argparse.Namespace) -> None:
 
     Access is settled first: keys that cannot be used, or no keys on a non-loopback
     address (unless ``PLATFORM_SERVING_ALLOW_KEYLESS_REMOTE``), stop it before it binds.
+    The workers' metrics go to one fresh folder, set before prometheus_client is imported
+    (``serving/metrics.py``), so ``/metrics`` adds every worker up. With one worker this
+    process is the worker, so it imports nothing it does not serve with: not the Dagster
+    instance (a server starts no run), not dbt (a missing manifest is prepared by a child).
     """
-    from platform_assets.serving.access import ApiKeys, KeysInvalid, exposure
-
+    # A parent that ignores SIGTERM (some shells and supervisors here do) passes that on: the server must stop on
+    # it all the same, also before uvicorn installs its own handler (which then drains the requests in flight).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     current = settings()
     host, port = args.host or current.serving_host, args.port if args.port is not None else current.serving_port
+    metrics = platform_home() / "serving" / "metrics" / f"{port}-{os.getpid()}"
+    shutil.rmtree(metrics, ignore_errors=True)
+    metrics.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)  # inherited by the workers
+    from platform_assets.serving.access import ApiKeys, KeysInvalid, exposure
+
     try:
         keys = ApiKeys(current.serving_api_keys, current.serving_api_keys_file)
         access = exposure(keys, host, port, current.serving_allow_keyless_remote)
     except KeysInvalid as error:
         sys.exit(f"Not serving: {error}")
-    _init()
-    from resources.dbt import dbt_project
-
-    if not dbt_project().manifest_path.exists():
-        _prepare()
+    print(f"PLATFORM_HOME={export_environment()}")
+    if not current.dbt_manifest_path.exists():
+        subprocess.run([sys.executable, "-m", "platform_assets.cli", "prepare"], check=True)
     import uvicorn
 
     (LOG.info if keys.configured else LOG.warning)(access)
     print(f"Scoring API on http://{host}:{port} (OpenAPI at /docs), serving {current.serving_model}", flush=True)
-    uvicorn.run(
-        "platform_assets.serving.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=args.workers or current.serving_workers,
-        log_level="warning",
-        timeout_graceful_shutdown=30,
-    )
+    try:
+        uvicorn.run(
+            "platform_assets.serving.worker:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=args.workers or current.serving_workers,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        shutil.rmtree(metrics, ignore_errors=True)
 
 
 def _serving_key(args: argparse.Namespace) -> None:
@@ -428,10 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     add_commands(commands, _init, _decision_scope)
     add_command(commands, _settle_environment, world_options)
     args = parser.parse_args(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s churn-platform %(levelname)s %(message)s"))
-    LOG.addHandler(handler)
-    LOG.setLevel(logging.INFO)
+    log_to_stderr()
     from resources.locks import LockTimeout
 
     try:

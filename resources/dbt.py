@@ -18,7 +18,7 @@ from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dbt.core.dbt_cli_invocation import PARTIAL_PARSE_FILE_NAME, DbtCliInvocation
 from packaging.version import Version
 
-from resources.settings import prefer_environment_bin, settings
+from resources.settings import DBT_TARGET_PATH, prefer_environment_bin, settings
 
 
 @cache
@@ -27,7 +27,9 @@ def dbt_project() -> DbtProject:
     copy), made on first use. dbt then runs from this Python's ``bin``."""
     prefer_environment_bin()
     project_dir = settings().dbt_project_dir.resolve()
-    return DbtProject(project_dir=project_dir, profiles_dir=project_dir, target=settings().dbt_target)
+    return DbtProject(
+        project_dir=project_dir, profiles_dir=project_dir, target=settings().dbt_target, target_path=DBT_TARGET_PATH
+    )
 
 
 # What the manifest is parsed from: models, macros, tests, seeds, their YAML and docs blocks

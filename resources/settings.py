@@ -21,13 +21,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from resources.locks import hold
 from simulator.config import DriftSpec, SimulatorConfig
 
 CHECKOUT = Path(__file__).resolve().parents[1]
+DBT_TARGET_PATH = "target"  # dbt's output folder, inside the dbt project
 DEFAULT_HOME = CHECKOUT / ".platform"
 LOG = logging.getLogger("churn_platform")
 
@@ -163,6 +164,14 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, description="How long a step or command waits for the warehouse or instance lock."
     )
     # Online scoring (churn-platform serve, platform_assets/serving).
+    online_store: Literal["embedded", "redis"] = Field(
+        default="embedded",
+        description="Where the scoring API reads the online snapshot: the lake's Delta table (`embedded`), or Redis "
+        "(`redis`, at PLATFORM_ONLINE_STORE_URL), to which online_features then publishes each version too.",
+    )
+    online_store_url: str | None = Field(
+        default=None, description="The Redis URL of the online store (`redis://host:6379/0`), with `redis`."
+    )
     serving_model: str = Field(default="churn_model", description="Registered model the scoring API serves.")
     serving_host: str = Field(default="127.0.0.1", description="Address the scoring API binds to.")
     serving_port: int = Field(default=8000, ge=0, le=65535, description="Port of the scoring API.")
@@ -193,6 +202,19 @@ class Settings(BaseSettings):
         default=100, ge=1, description="Longest text value (a category) a what-if request may send."
     )
     serving_reasons: int = Field(default=3, ge=0, description="Top SHAP reasons returned per score (0: none).")
+    serving_precompute: bool = Field(
+        default=True,
+        description="Score and explain every customer of a snapshot ahead, once per served version, so a lookup by "
+        "id is a read (false: every request scores live).",
+    )
+    serving_child_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Niceness of the children that lay out a snapshot and precompute answers, so they yield the cores "
+        "to requests; 0 where nothing needs the cores more (the tests: at 10 beside another busy process, a "
+        "precompute of a few thousand customers waits half a minute).",
+    )
     serving_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often the API looks for a new champion, challenger or feature snapshot."
     )
@@ -264,6 +286,12 @@ class Settings(BaseSettings):
         "them the challenger is promoted only on the offline gate's evidence or by a person.",
     )
 
+    @model_validator(mode="after")
+    def _online_store_reachable(self) -> Settings:
+        if self.online_store == "redis" and not self.online_store_url:
+            raise ValueError("PLATFORM_ONLINE_STORE=redis needs PLATFORM_ONLINE_STORE_URL (redis://host:6379/0)")
+        return self
+
     @property
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()
@@ -303,6 +331,12 @@ class Settings(BaseSettings):
         return self.resolved_home / "warehouse" / "churn.duckdb"
 
     @property
+    def dbt_manifest_path(self) -> Path:
+        """Where ``churn-platform prepare`` writes the dbt manifest (``resources/dbt.py``'s project builds there),
+        for readers that need the file and not dbt (the scoring API)."""
+        return self.dbt_project_dir.resolve() / DBT_TARGET_PATH / "manifest.json"
+
+    @property
     def dbt_target_path(self) -> Path:
         """Where each dbt run keeps its artifacts and parse (a folder per run), under the home."""
         return self.resolved_home / "dbt" / "target"
@@ -310,6 +344,16 @@ class Settings(BaseSettings):
     @property
     def duckdb_spill_directory(self) -> Path:
         return (self.duckdb_temp_directory or self.resolved_home / "warehouse" / "spill").expanduser().resolve()
+
+
+def log_to_stderr() -> None:
+    """The platform's log lines on stderr from INFO on, as every command prints them (once per process: the
+    scoring API's worker processes call it too)."""
+    if not LOG.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s churn-platform %(levelname)s %(message)s"))
+        LOG.addHandler(handler)
+        LOG.setLevel(logging.INFO)
 
 
 def settings() -> Settings:

@@ -49,6 +49,9 @@ def pytest_configure(config):
     # a read of the stored keys per table, 20 s of a 150-day world of 3,000 customers (142 s -> 100 s for
     # the monitoring and decisions modules side by side). Windows themselves: test_raw_assets (days 3).
     os.environ.setdefault("PLATFORM_INGEST_WINDOW_DAYS", "30")
+    # The scoring API's children (snapshot layout, precompute) at the tests' own priority: at nice 10 beside
+    # the other test worker, a precompute of 1,400 customers waited 26 to 31 s.
+    os.environ.setdefault("PLATFORM_SERVING_CHILD_NICE", "0")
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return  # the controller parsed it before starting the workers
     from resources.dbt import prepare_if_changed

@@ -21,7 +21,6 @@ from platform_assets.ml.training import SCORE, SplitRefused, labels, train
 from platform_assets.monitoring.drift import Thresholds, feature_drift, judge_features, reference_overlap
 from platform_assets.monitoring.outcomes import snapshot_to_judge, unseen
 from platform_assets.serving.scorer import ServedModel
-from platform_assets.serving.store import FeatureSnapshot
 from platform_assets.tables import CAMPAIGN_LOG
 
 pytestmark = pytest.mark.world
@@ -199,10 +198,10 @@ def test_bands_where_most_rows_are_positive_follow_the_validation_scores_in_batc
     explained = batch["explained_because"].is_not_null().mean()
     assert explained == pytest.approx(0.20, abs=0.05)  # the reasons follow the bands
 
-    snapshot = FeatureSnapshot.of(1, latest.select(*keys, *spec.features), *keys)
-    served = ServedModel.of("machines", "1", "run", trained.model, snapshot, profile)
-    assert served.score(served.matrix, 3).risk_band == batch["risk_band"].to_list()
-    assert served.score(served.matrix, 0).needs_review == batch["needs_review"].to_list()
+    served = ServedModel.of("machines", "1", "run", trained.model, profile)
+    matrix = served.encode(latest.select(*keys, *spec.features))
+    assert served.score(matrix, 3).risk_band == batch["risk_band"].to_list()
+    assert served.score(matrix, 0).needs_review == batch["needs_review"].to_list()
 
 
 def _more_weeks(project: Path, weeks: int, horizon: int, split: bool = False) -> None:

@@ -155,17 +155,15 @@ def test_the_online_scorer_bands_as_the_batch_by_the_bands_recorded_in_the_profi
     from platform_assets.ml.bands import fit_bands
     from platform_assets.ml.profiles import build_profile
     from platform_assets.serving.scorer import ServedModel
-    from platform_assets.serving.store import FeatureSnapshot
 
     validation = _features(np.random.default_rng(12), 2000)
     bands = fit_bands(model.predict_frame(validation))
     profile = build_profile(validation, FEATURES, model.predict_frame(validation)) | {"bands": bands.to_dict()}
     profile = json.loads(json.dumps(profile))  # as MLflow stores and returns it
     batch = _scorer(model, day_features, bands_of(profile)).scores
-    snapshot = FeatureSnapshot.of(1, day_features, "customer_id", "snapshot_date")
-    served = ServedModel.of("churn_model", "1", "run", model, snapshot, profile)
+    served = ServedModel.of("churn_model", "1", "run", model, profile)
     for reasons in (0, 3):  # with reasons the online probability comes from the SHAP sum
-        online = served.score(served.matrix, reasons)
+        online = served.score(served.encode(day_features), reasons)
         assert online.risk_band == batch["risk_band"].to_list()
         assert online.needs_review == batch["needs_review"].to_list()
     shares = batch["risk_band"].value_counts(normalize=True).sort("risk_band")

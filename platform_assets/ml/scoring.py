@@ -57,7 +57,11 @@ def top_reasons(contributions: np.ndarray, features: list[str], k: int) -> pl.Se
 
     Positive contributions raise the churn probability, negative ones lower it.
     """
-    order, values = reason_order(contributions, k)
+    return reasons_series(*reason_order(contributions, k), features)
+
+
+def reasons_series(order: np.ndarray, values: np.ndarray, features: list[str]) -> pl.Series:
+    """Reasons given as ``reason_order`` gives them, as a column of lists of (feature, contribution)."""
     k = order.shape[1]
     names = np.asarray(features)[order]
     reasons = pl.DataFrame({f"f{i}": names[:, i] for i in range(k)} | {f"c{i}": values[:, i] for i in range(k)})

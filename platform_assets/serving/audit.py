@@ -24,6 +24,12 @@ The writer is supervised, and the log is bounded, so no score goes out without i
   ``max_unwritten_seconds`` for a write that keeps failing or hangs. ``/readyz`` then
   answers 503 with it, so a load balancer sends traffic elsewhere.
 
+A row answered from precomputed answers (``answers.py``) is not built on the request path:
+the request writes a few scalars (its id, the row's position, the answers it read, role,
+time, latency, key name) into preallocated columns, and the writer builds those rows whole
+per micro-batch, columnar, from the same answers and the snapshot's files (the feature JSON
+read by offset). Rows scored live are handed over as columns, as before.
+
 One row per customer and model that scored it: the answer (role ``champion`` or
 ``canary``) and, when a challenger is live, the other model's silent score of the same
 customer (role ``shadow``), so the two can be compared on the same customers.
@@ -38,17 +44,119 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import polars as pl
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from tenacity import Retrying, stop_after_attempt, wait_exponential
 
+from platform_assets.ml.scoring import BANDS, reasons_series
+from platform_assets.serving.answers import Answers
+from platform_assets.serving.scorer import ServedModel
+from platform_assets.serving.snapshot import Snapshot
 from platform_assets.tables import SERVING_REQUESTS
 from resources.lake import Lake
 
 LOG = logging.getLogger("churn_platform.serving")
 WRITE_ATTEMPTS = 3  # per micro-batch; rows still unwritten wait for the next one
+ROLES = ("champion", "canary", "shadow")
+WAKE = object()  # tells the writer that read rows reached a batch
+
+
+@dataclass(frozen=True, eq=False)
+class ReadSource:
+    """What a row answered from precomputed answers points into: the snapshot, the version, its answers."""
+
+    snapshot: Snapshot
+    model: ServedModel
+    answers: Answers
+
+
+# A read to audit: (request_id, source, role, rows (positions), arrived (ns since the epoch), latency_ms, key name).
+Read = tuple[str, ReadSource, str, np.ndarray, int, float, str | None]
+
+
+class _Reads:
+    """Rows answered from precomputed answers, as scalars in preallocated columns, until the writer takes them."""
+
+    def __init__(self, capacity: int):
+        self.request_id: list = [None] * capacity
+        self.key_name: list = [None] * capacity
+        self.source = np.empty(capacity, np.int16)
+        self.role = np.empty(capacity, np.int8)
+        self.position = np.empty(capacity, np.int64)
+        self.arrived = np.empty(capacity, np.int64)
+        self.latency = np.empty(capacity, np.float64)
+        self.sources: list[ReadSource] = []
+        self._codes: dict[int, int] = {}
+        self.size = 0
+
+    def add(self, read: Read) -> None:
+        request_id, source, role, rows, arrived, latency, key_name = read
+        code = self._codes.get(id(source))
+        if code is None:
+            code = self._codes[id(source)] = len(self.sources)
+            self.sources.append(source)
+        start, end = self.size, self.size + len(rows)
+        self.position[start:end] = rows
+        if end - start == 1:
+            self.request_id[start], self.key_name[start] = request_id, key_name
+        else:
+            self.request_id[start:end] = [request_id] * (end - start)
+            self.key_name[start:end] = [key_name] * (end - start)
+        self.source[start:end], self.role[start:end] = code, ROLES.index(role)
+        self.arrived[start:end], self.latency[start:end] = arrived, latency
+        self.size = end
+
+    def frames(self) -> list[pl.DataFrame]:
+        """The rows as audit frames, one per source, built columnar."""
+        frames, n = [], self.size
+        for code, source in enumerate(self.sources):
+            (rows,) = np.nonzero(self.source[:n] == code)
+            if len(rows):
+                frames.append(self._frame(source, rows))
+        return frames
+
+    def _frame(self, source: ReadSource, rows: np.ndarray) -> pl.DataFrame:
+        snapshot, model, at = source.snapshot, source.model, self.position[rows]
+        arrays = source.answers.arrays.take(at)
+        arrived = pl.Series(self.arrived[rows]).cast(pl.Datetime("ns", "UTC"))
+        reasons = (
+            reasons_series(arrays.order, arrays.contribution, model.features)
+            if arrays.order is not None
+            else pl.Series([None] * len(rows), dtype=SERVING_REQUESTS.schema["top_reasons"])
+        )
+        frame = pl.DataFrame(
+            {
+                "request_id": [self.request_id[i] for i in rows.tolist()],
+                "requested_at": arrived,
+                "route": "id",
+                "customer_id": pl.Series(snapshot.customer_ids(at)).cast(pl.String),
+                "feature_snapshot_version": snapshot.version,
+                "feature_snapshot_date": pl.Series(snapshot.days[at]).cast(pl.Date),
+                "features": snapshot.features_json(at),
+                "model_name": model.name,
+                "model_version": model.version,
+                "role": pl.Series(np.asarray(ROLES)[self.role[rows]]),
+                "status": "ok",
+                "error": pl.Series([None] * len(rows), dtype=pl.String),
+                "churn_probability": arrays.probability,
+                "risk_band": pl.Series(np.asarray(BANDS)[arrays.band]),
+                "needs_review": arrays.review,
+                "top_reasons": reasons,
+                "latency_ms": self.latency[rows],
+                "api_key_name": pl.Series([self.key_name[i] for i in rows.tolist()], dtype=pl.String),
+                "ds": arrived.dt.date(),
+            }
+        )
+        return SERVING_REQUESTS.conform(frame)
+
+    def clear(self) -> None:
+        self.request_id[: self.size] = [None] * self.size  # let the requests' strings go
+        self.sources, self._codes, self.size = [], {}, 0
 
 
 class AuditFull(Exception):
@@ -71,8 +179,10 @@ class AuditLog:
         self.lake, self.table = lake, table
         self.flush_seconds, self.batch_rows = flush_seconds, batch_rows
         self.max_rows, self.max_unwritten_seconds = max_rows, max_unwritten_seconds
-        self._queue: queue.SimpleQueue[dict | threading.Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[dict | threading.Event | object | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._reads, self._taken = _Reads(max_rows), _Reads(max_rows)  # filling, and being written
+        self._woken = False
         self._held = 0  # rows queued or kept after a failed write
         self._kept: list[pl.DataFrame] = []  # built, not yet written (the writer's own)
         self._closed = False
@@ -96,28 +206,42 @@ class AuditLog:
             registry=metrics,
         )
         self._deaths = Counter("churn_serving_audit_writer_deaths", "Audit writer threads that died.", registry=metrics)
-        Gauge(
-            "churn_serving_audit_rows_held", "Audit rows in memory: queued or waiting for a write.", registry=metrics
-        ).set_function(lambda: self._held)
-        Gauge(
-            "churn_serving_audit_healthy", "1 while the audit log writes (0: /readyz answers 503).", registry=metrics
-        ).set_function(lambda: float(self.problem is None))
+        self._held_gauge = Gauge(
+            "churn_serving_audit_rows_held",
+            "Audit rows in memory: queued or waiting for a write.",
+            registry=metrics,
+            multiprocess_mode="livesum",
+        )
+        self._healthy = Gauge(
+            "churn_serving_audit_healthy",
+            "1 while the audit log writes (0: /readyz answers 503).",
+            registry=metrics,
+            multiprocess_mode="livemin",
+        )
+        self._healthy.set(1)
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
-    def record(self, *batches: dict[str, list], required: bool = True) -> bool:
-        """Queue rows given as columns (every list the same length), all batches or none; never blocks.
+    def record(self, *batches: dict[str, list], reads: Sequence[Read] = (), required: bool = True) -> bool:
+        """Queue rows given as columns (every list the same length) and rows read from precomputed answers,
+        all or none; never blocks.
 
-        A ``required`` batch (an answer's) that does not fit raises ``AuditFull``; another
-        (a shadow's) is dropped and False returned.
+        A ``required`` request's rows (an answer's) that do not fit raise ``AuditFull``;
+        others (a shadow's) are dropped and False returned.
         """
-        rows = sum(len(b["request_id"]) for b in batches)
+        rows = sum(len(b["request_id"]) for b in batches) + sum(len(read[3]) for read in reads)
         with self._lock:
             refusal = self._refusal(rows)
             if refusal is None:
                 self._held += rows
+                self._held_gauge.set(self._held)
                 for batch in batches:
                     self._queue.put(batch)
+                for read in reads:
+                    self._reads.add(read)
+                if self._reads.size >= self.batch_rows and not self._woken:
+                    self._woken = True
+                    self._queue.put(WAKE)
                 return True
         self._refused.labels("answer" if required else "shadow").inc(rows)
         if required:
@@ -138,6 +262,11 @@ class AuditLog:
             behind = f"; writes failing: {self._last_error}" if self._unwritten_since is not None else ""
             return f"the audit log holds {self._held} rows, at most {self.max_rows}{behind}"
         return None
+
+    def observe_health(self) -> None:
+        """Set the health gauge from ``problem`` (the writer does it every flush; the server's poller too, so a
+        write that hangs shows in every worker's gauge)."""
+        self._healthy.set(float(self.problem is None))
 
     @property
     def problem(self) -> str | None:
@@ -180,6 +309,7 @@ class AuditLog:
         except BaseException as error:  # supervised: say so (/readyz, metrics) instead of dying silently
             self._died = f"the audit writer died: {type(error).__name__}: {error}"
             self._deaths.inc()
+            self._healthy.set(0)
             LOG.exception(self._died)
 
     def _drain(self) -> None:
@@ -193,30 +323,37 @@ class AuditLog:
                     closing = True
                 elif isinstance(item, threading.Event):
                     flushes.append(item)
-                else:
+                elif item is not WAKE:
                     pending.append(item)
                     rows += len(item["request_id"])
             except queue.Empty:
                 pass
-            due = closing or flushes or rows >= self.batch_rows or time.monotonic() >= deadline
-            if due and (pending or self._kept):
+            read = self._reads.size
+            due = closing or flushes or rows + read >= self.batch_rows or time.monotonic() >= deadline
+            if due and (pending or read or self._kept):
                 self._write(pending)
                 pending, rows = [], 0
             for flushed in flushes:
                 flushed.set()
             if time.monotonic() >= deadline:
                 deadline = time.monotonic() + self.flush_seconds
+            self.observe_health()
 
     def _write(self, batches: list[dict]) -> None:
-        """Append the kept rows and these batches in one commit; on failure keep them all for the next."""
-        for batch in batches:
+        """Append the kept rows, these batches and the rows read so far in one commit; on failure keep them all
+        for the next."""
+        with self._lock:  # the requests fill the other columns meanwhile
+            self._reads, self._taken, self._woken = self._taken, self._reads, False
+        built = [(len(b["request_id"]), lambda b=b: [pl.DataFrame(b, schema=SERVING_REQUESTS.schema)]) for b in batches]
+        built.append((self._taken.size, self._taken.frames))
+        for rows, build in built:
             try:
-                self._kept.append(pl.DataFrame(batch, schema=SERVING_REQUESTS.schema))
+                self._kept.extend(build())
             except Exception:
-                rows = len(batch["request_id"])
                 LOG.exception(f"{rows} audit rows could not be built into a frame and are dropped")
                 self._dropped.inc(rows)
                 self._release(rows)
+        self._taken.clear()
         if not self._kept:
             return
         frame = pl.concat(self._kept, how="vertical") if len(self._kept) > 1 else self._kept[0]
@@ -252,6 +389,7 @@ class AuditLog:
     def _release(self, rows: int) -> None:
         with self._lock:
             self._held -= rows
+            self._held_gauge.set(self._held)
 
 
 def now() -> datetime:

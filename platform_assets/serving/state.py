@@ -1,12 +1,19 @@
 """What the server answers with, and how it changes without a restart.
 
 Everything a request reads (the feature snapshot, the champion, the challenger and its
-role) is one immutable ``ServingState``. A background poller looks at the registry's
-aliases and the online table's Delta version every ``poll_seconds``; when either moved
-(a promotion, a rollback, a new challenger, a canary moved out, a new snapshot) it
-builds the next state beside the current one (loading only what changed) and swaps one
-reference. A request takes the state once when it starts, so it is answered by one
-consistent state, old or new, and no request waits for a swap or fails during one.
+role, the answers precomputed for them) is one immutable ``ServingState``. A background
+poller looks at the registry's aliases and the online store's version every
+``poll_seconds``; when either moved (a promotion, a rollback, a new challenger, a canary
+moved out, a new snapshot) it builds the next state beside the current one (loading only
+what changed) and swaps one reference. A request takes the state once when it starts, so
+it is answered by one consistent state, old or new, and no request waits for a swap or
+fails during one.
+
+A new state answers at once, scoring live; the answers of each served version on the
+snapshot are precomputed in the background (``answers.py``) and swapped in when ready,
+so from then on a lookup by id is a read. A store that cannot be reached (Redis gone)
+leaves the current state in place, so the last good snapshot keeps being served, and
+``/readyz`` says so (``store_error``).
 
 Champion and challenger load separately. A challenger that fails to load is reported
 (``/readyz``'s ``challenger_error``, the ``churn_serving_model_load_failures`` metric, one
@@ -22,17 +29,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
-import numpy as np
-import polars as pl
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from platform_assets.ml.feature_spec import FeatureSpec
+from platform_assets.serving.answers import Answers, Precomputer
+from platform_assets.serving.audit import ReadSource
 from platform_assets.serving.scorer import ServedModel
-from platform_assets.serving.store import FeatureSnapshot
-from resources.lake import Lake
+from platform_assets.serving.snapshot import Snapshot, open_snapshot
+from platform_assets.serving.store import SnapshotSource
 from resources.model_registry import CHALLENGER, CHAMPION, GATE, ModelRegistry, RegisteredVersion
 
 LOG = logging.getLogger("churn_platform.serving")
@@ -63,11 +72,11 @@ def canary_bucket(customer_id) -> float:
 
 @dataclass(frozen=True)
 class ServingState:
-    snapshot: FeatureSnapshot
+    snapshot: Snapshot
     champion: ServedModel
     challenger: ServedModel | None = None
     mode: Mode = "off"
-    canary_rows: np.ndarray | None = field(default=None, repr=False)  # per snapshot row: the canary answers
+    read: dict[str, ReadSource] = field(default_factory=dict, repr=False)  # by version: its precomputed answers
 
     @property
     def key(self) -> tuple:
@@ -78,16 +87,20 @@ class ServingState:
             self.mode,
         )
 
+    @property
+    def served(self) -> tuple[ServedModel, ...]:
+        return tuple(filter(None, (self.champion, self.challenger)))
+
     def describe(self) -> dict:
-        dates = self.snapshot.frame[self.snapshot.snapshot]
         return {
             "model_name": self.champion.name,
             "champion_version": self.champion.version,
             "challenger_version": self.challenger.version if self.challenger else None,
             "challenger_mode": self.mode if self.challenger else "off",
             "feature_snapshot_version": self.snapshot.version,
-            "feature_snapshot_dates": [str(dates.min()), str(dates.max())],
-            "customers": self.snapshot.frame.height,
+            "feature_snapshot_dates": [str(self.snapshot.first_day), str(self.snapshot.last_day)],
+            "customers": self.snapshot.rows,
+            "precomputed_versions": sorted(self.read),
         }
 
 
@@ -97,22 +110,36 @@ class StateKeeper:
     def __init__(
         self,
         registry: ModelRegistry,
-        lake: Lake,
+        store: SnapshotSource,
         table: str,
+        cache: Path,
         spec: FeatureSpec,
-        mode: Mode,
-        canary_share: float,
-        poll_seconds: float,
+        settings,
         metrics: CollectorRegistry | None = None,
     ):
-        self.registry, self.lake, self.table, self.spec = registry, lake, table, spec
-        self.mode, self.canary_share, self.poll_seconds = mode, canary_share, poll_seconds
+        self.registry, self.store, self.table, self.cache, self.spec = registry, store, table, cache, spec
+        self.mode, self.canary_share = settings.serving_challenger_mode, settings.serving_canary_share
+        self.poll_seconds, self.lock_timeout = settings.serving_poll_seconds, settings.lock_timeout_seconds
         self.state: ServingState | None = None
         self.not_ready = "starting"
         self.challenger_error: dict | None = None  # the registry's challenger, skipped: it failed to load
         self.champion_error: dict | None = None  # the registry's champion, not served: it failed to load
+        self.store_error: str | None = None  # the store could not be read: the last good snapshot is served
+        self.on_poll: list[Callable[[], None]] = []  # run after every poll (the audit's health gauge)
         self._models: dict[str, object] = {}
+        self._swap = threading.Lock()  # the poller and the precompute both replace the state
         metrics = metrics or CollectorRegistry()
+        failures = Counter(
+            "churn_serving_precompute_failures",
+            "Versions whose answers could not be precomputed on a snapshot (they are scored live).",
+            ["model_version"],
+            registry=metrics,
+        )
+        self._precompute = (
+            Precomputer(settings.serving_reasons, self.lock_timeout, self._precomputed, failures, self._serves)
+            if settings.serving_precompute
+            else None
+        )
         self._load_failures = Counter(
             "churn_serving_model_load_failures",
             "Model versions that failed to load, by role (a challenger counts once per version and alias move).",
@@ -123,6 +150,7 @@ class StateKeeper:
             "churn_serving_challenger_skipped",
             "1 while the registry's challenger is not served because it failed to load.",
             registry=metrics,
+            multiprocess_mode="livemax",
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="state-poller", daemon=True)
@@ -131,13 +159,18 @@ class StateKeeper:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop polling. A snapshot being laid out is not waited for: its child dies with this process."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(timeout=self.poll_seconds + 5)
+        if self._precompute is not None:
+            self._precompute.stop()
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             self.refresh()
+            for hook in self.on_poll:
+                hook()
 
     def refresh(self) -> bool:
         """Look at the registry and the snapshot; swap in a new state if either moved. True if swapped."""
@@ -154,9 +187,8 @@ class StateKeeper:
         if champion is None:
             self.not_ready = f"{self.registry.model_name} has no {CHAMPION}: train and promote a model first"
             return False
-        snapshot_version = self.lake.version(self.table)
+        snapshot_version = self._store_version()
         if snapshot_version is None:
-            self.not_ready = f"no online feature snapshot at {self.lake.uri(self.table)}: materialize online_features"
             return False
         challenger = self._loadable(self._challenger(champion))
         mode = stage_of(challenger, self.mode) if challenger else "off"
@@ -168,10 +200,12 @@ class StateKeeper:
         snapshot = (
             current.snapshot
             if current is not None and current.snapshot.version == snapshot_version
-            else self._load_snapshot(snapshot_version)
+            else self._open_snapshot(snapshot_version)
         )
+        if snapshot is None:
+            return False
         try:
-            served_champion = self._served(champion, snapshot, current)
+            served_champion = self._served(champion, current)
         except Exception as error:  # keep the current state; the next poll tries again
             self._champion_failed(champion, error)
             return False
@@ -179,26 +213,79 @@ class StateKeeper:
         served_challenger = None
         if challenger is not None:
             try:
-                served_challenger = self._served(challenger, snapshot, current)
+                served_challenger = self._served(challenger, current)
             except Exception as error:  # served as if there were no challenger; remembered for this version
                 self._challenger_failed(challenger, error)
                 challenger = None
         self._models = {s.version: s.model for s in filter(None, (served_champion, served_challenger))}
-        mode = mode if challenger else "off"
-        canary_rows = None
-        if mode == "canary":
-            ids = snapshot.frame[snapshot.entity].to_list()
-            canary_rows = np.fromiter((canary_bucket(i) < self.canary_share for i in ids), bool, len(ids))
-        self.state = ServingState(
-            snapshot=snapshot,
-            champion=served_champion,
-            challenger=served_challenger,
-            mode=mode,
-            canary_rows=canary_rows,
-        )
+        state = ServingState(snapshot, served_champion, served_challenger, mode if challenger else "off")
+        with self._swap:
+            self.state = replace(state, read=self._read_sources(state, self.state))
+        if self._precompute is not None:  # queued once the state is current, so the job finds it served
+            for model in state.served:
+                if model.version not in self.state.read:
+                    self._precompute.want(state.snapshot, model)
         self.not_ready = ""
         LOG.info(f"serving {self.state.describe()}")
         return True
+
+    def _store_version(self) -> int | None:
+        """The store's current version, or None (not ready, or the store unreachable: the current state stays)."""
+        try:
+            version = self.store.version()
+        except Exception as error:
+            text = f"{type(error).__name__}: {error}"
+            if self.store_error != text:
+                kept = f"keeping snapshot v{self.state.snapshot.version}" if self.state else "nothing served yet"
+                LOG.error(f"the online store {self.store.where()} cannot be read ({kept}): {text}")
+            self.store_error = text
+            if self.state is None:
+                self.not_ready = f"the online store {self.store.where()} cannot be read: {text}"
+            return None
+        if self.store_error is not None:
+            LOG.warning(f"the online store {self.store.where()} can be read again")
+            self.store_error = None
+        if version is None:
+            self.not_ready = f"no online feature snapshot in {self.store.where()}: materialize online_features"
+        return version
+
+    def _open_snapshot(self, version: int) -> Snapshot | None:
+        try:
+            return open_snapshot(
+                self.cache, version, self.table, self.spec.entity, self.spec.snapshot, self.lock_timeout
+            )
+        except Exception as error:  # the store went away between the version and the read: try next poll
+            self.store_error = f"{type(error).__name__}: {error}"
+            LOG.error(f"online snapshot v{version} could not be read from {self.store.where()}: {self.store_error}")
+            if self.state is None:
+                self.not_ready = f"online snapshot v{version} could not be read: {self.store_error}"
+            return None
+
+    def _read_sources(self, state: ServingState, current: ServingState | None) -> dict[str, ReadSource]:
+        """The precomputed answers this machine has for the state's versions."""
+        if self._precompute is None:
+            return {}
+        read = {}
+        for model in state.served:
+            known = current.read.get(model.version) if current is not None else None
+            if known is not None and known.snapshot is state.snapshot and known.model is model:
+                read[model.version] = known
+            elif (answers := self._precompute.answers(state.snapshot, model)) is not None:
+                read[model.version] = ReadSource(state.snapshot, model, answers)
+        return read
+
+    def _serves(self, snapshot: Snapshot, model: ServedModel) -> bool:
+        state = self.state
+        return state is not None and state.snapshot is snapshot and any(m is model for m in state.served)
+
+    def _precomputed(self, snapshot: Snapshot, model: ServedModel, answers: Answers) -> None:
+        """Swap in a version's answers once precomputed, if the state still serves it on that snapshot."""
+        with self._swap:
+            state = self.state
+            if not self._serves(snapshot, model):
+                return
+            self.state = replace(state, read={**state.read, model.version: ReadSource(snapshot, model, answers)})
+        LOG.info(f"v{model.version}'s answers on snapshot v{snapshot.version} are precomputed: lookups are reads")
 
     def _loadable(self, challenger: RegisteredVersion | None) -> RegisteredVersion | None:
         """The challenger to serve: None while it is the version that failed to load. Once the alias
@@ -238,16 +325,9 @@ class StateKeeper:
             return None
         return live_challenger(self.registry.version(CHALLENGER), champion)
 
-    def _load_snapshot(self, version: int) -> FeatureSnapshot:
-        uri, options = self.lake.uri(self.table), self.lake.storage_options or None
-        frame = pl.read_delta(uri, version=version, storage_options=options)
-        return FeatureSnapshot.of(version, frame, self.spec.entity, self.spec.snapshot)
-
-    def _served(self, version: RegisteredVersion, snapshot: FeatureSnapshot, current: ServingState | None):
-        if current is not None and current.snapshot is snapshot:
-            for loaded in (current.champion, current.challenger):
-                if loaded is not None and loaded.version == version.version:
+    def _served(self, version: RegisteredVersion, current: ServingState | None) -> ServedModel:
+        if current is not None:
+            for loaded in current.served:
+                if loaded.version == version.version and loaded.run_id == version.run_id:
                     return loaded
-        model = self._models.get(version.version) or self.registry.load(version.version)
-        profile = self.registry.reference_profile(version.run_id)
-        return ServedModel.of(self.registry.model_name, version.version, version.run_id, model, snapshot, profile)
+        return ServedModel.load(self.registry, version, self._models.get(version.version))

@@ -1,22 +1,40 @@
-"""The online feature store: the latest snapshot per customer, published to the lake, held in memory.
+"""The online feature store: each customer's latest features, published by ``online_features``, read by the API.
 
-The embedded default is a Delta table the ``online_features`` asset overwrites in one
-commit, so its Delta version names the snapshot. The API loads it whole: the raw
-values as a polars frame (audited and validated as they are) and, per served model
-version, the encoded float matrix with an id -> row dict, so a lookup is a dict get
-and a row slice (microseconds). docs/production.md says how Redis or Feast replace it.
+The lake is the record in every configuration: ``online_features`` overwrites one Delta
+table in one commit, and its Delta version names the snapshot. Where the API reads the
+snapshot from is ``PLATFORM_ONLINE_STORE``:
+
+- ``embedded`` (the default): the Delta table itself;
+- ``redis``: the same version is also published to Redis (``PLATFORM_ONLINE_STORE_URL``),
+  as versioned keys and one pointer key written last: ``<prefix>:v<N>:meta`` and
+  ``<prefix>:v<N>:<chunk>`` (Arrow IPC streams of 65,536 rows), then ``<prefix>:current = N``.
+  A reader that sees the pointer finds the whole version (the swap is one ``SET``); the
+  version before stays readable for an hour, so a reader that started on it finishes.
+
+Either way the API reads a version whole into this machine's shared files (``snapshot.py``)
+when the version moves, never per request: a lookup stays a local read, and when Redis goes
+away the API keeps serving the last version it read, and picks up the next once Redis is back.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import io
+import json
+import logging
+from dataclasses import dataclass
 from datetime import date
+from typing import Protocol
 
-import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from platform_assets.ml.feature_spec import Dataset, FeatureSpec
 from platform_assets.tables import ONLINE_FEATURES, SERVING_REQUESTS
+from resources.lake import Lake
+
+LOG = logging.getLogger("churn_platform.serving")
+CHUNK_ROWS = 65_536
+KEEP_SECONDS = 3600  # a replaced version stays readable this long (a reader may have started on it)
 
 
 def online_table(dataset: Dataset) -> str:
@@ -39,49 +57,99 @@ def latest_snapshot_query(spec: FeatureSpec, as_of: date | None) -> tuple[str, l
     return sql, params
 
 
+class SnapshotSource(Protocol):
+    """Where the API reads snapshots from: the current version, and a version whole."""
+
+    kind: str
+
+    def where(self) -> str: ...
+
+    def version(self) -> int | None: ...
+
+    def read(self, version: int) -> pl.DataFrame: ...
+
+
 @dataclass(frozen=True)
-class FeatureSnapshot:
-    """One published snapshot in memory: raw values, ids to rows, and the audit form of each row."""
+class LakeSnapshots:
+    """The embedded store: the Delta table ``online_features`` overwrites."""
 
-    version: int
-    entity: str
-    snapshot: str
-    frame: pl.DataFrame
-    rows: dict = field(repr=False)
-    dates: list[str] = field(repr=False)
-    values_json: pl.Series = field(repr=False)
+    lake: Lake
+    table: str
+    kind: str = "embedded"
 
-    @classmethod
-    def of(cls, version: int, frame: pl.DataFrame, entity: str, snapshot: str) -> FeatureSnapshot:
-        ids = frame[entity].to_list()
-        features = frame.drop(entity, snapshot)
-        return cls(
-            version=version,
-            entity=entity,
-            snapshot=snapshot,
-            frame=frame,
-            rows=dict(zip(ids, range(len(ids)), strict=True)),
-            dates=frame[snapshot].cast(pl.String).to_list(),
-            values_json=features.select(pl.struct(pl.all()).struct.json_encode()).to_series(),
-        )
+    def where(self) -> str:
+        return self.lake.uri(self.table)
 
-    @property
-    def id_is_integer(self) -> bool:
-        return self.frame.schema[self.entity].is_integer()
+    def version(self) -> int | None:
+        return self.lake.version(self.table)
 
-    def key(self, customer_id: str | int):
-        """The store's key for an id as a client sends it (JSON numbers and strings both work)."""
-        if self.id_is_integer:
-            try:
-                return int(customer_id)
-            except (TypeError, ValueError):
-                return None
-        return str(customer_id)
+    def read(self, version: int) -> pl.DataFrame:
+        return pl.read_delta(self.where(), version=version, storage_options=self.lake.storage_options or None)
 
-    def positions(self, customer_ids: list) -> tuple[np.ndarray, list]:
-        """Row positions of the ids found, and the ids not found."""
-        found, missing = [], []
-        for customer_id in customer_ids:  # a dict get per id: microseconds
-            row = self.rows.get(self.key(customer_id))
-            (missing.append(customer_id) if row is None else found.append(row))
-        return np.asarray(found, dtype=np.int64), missing
+
+class RedisSnapshots:
+    """Snapshots in Redis: versioned keys, and a pointer key that names the current version."""
+
+    kind = "redis"
+
+    def __init__(self, url: str, table: str, timeout: float = 2.0):
+        import redis
+
+        self.url, self.prefix = url, f"churn-platform:{table}"
+        # Short timeouts: a poller that cannot reach Redis says so within seconds and keeps serving.
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    def where(self) -> str:
+        return f"{self.url.split('@')[-1]} {self.prefix}"  # never the password of a redis://user:pass@host URL
+
+    def version(self) -> int | None:
+        current = self.client.get(f"{self.prefix}:current")
+        return None if current is None else int(current)
+
+    def read(self, version: int) -> pl.DataFrame:
+        meta = self.client.get(f"{self.prefix}:v{version}:meta")
+        if meta is None:
+            raise LookupError(f"{self.where()} has no snapshot v{version} (expired or never published)")
+        chunks = json.loads(meta)["chunks"]
+        parts = self.client.mget([f"{self.prefix}:v{version}:{i}" for i in range(chunks)])
+        if any(part is None for part in parts):
+            raise LookupError(f"{self.where()} lost chunks of snapshot v{version}")
+        return pl.concat([pl.from_arrow(pa.ipc.open_stream(part).read_all()) for part in parts], how="vertical")
+
+    def publish(self, frame: pl.DataFrame, version: int) -> None:
+        """Write version ``version`` whole, then point ``current`` at it; the previous version expires later."""
+        table = frame.to_arrow()
+        chunks = []
+        for start in range(0, max(frame.height, 1), CHUNK_ROWS):
+            sink = io.BytesIO()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table.slice(start, CHUNK_ROWS))
+            chunks.append(sink.getvalue())
+        with self.client.pipeline(transaction=False) as pipe:
+            for i, chunk in enumerate(chunks):
+                pipe.set(f"{self.prefix}:v{version}:{i}", chunk)
+            pipe.set(f"{self.prefix}:v{version}:meta", json.dumps({"chunks": len(chunks), "rows": frame.height}))
+            pipe.execute()
+        self.client.set(f"{self.prefix}:current", version)
+        ours = f"{self.prefix}:v{version}:".encode()
+        with self.client.pipeline(transaction=False) as pipe:  # every other version (and any half-written) expires
+            for key in self.client.scan_iter(f"{self.prefix}:v*"):
+                if not key.startswith(ours):
+                    pipe.expire(key, KEEP_SECONDS, nx=True)
+            pipe.execute()
+
+
+def snapshot_source(settings, table: str) -> SnapshotSource:
+    """The store the settings name (``PLATFORM_ONLINE_STORE``)."""
+    if settings.online_store == "redis":
+        return RedisSnapshots(settings.online_store_url, table)
+    return LakeSnapshots(Lake(root=settings.lake, storage_options=settings.lake_storage_options), table)
+
+
+def publish_snapshot(settings, lake: Lake, table: str, frame: pl.DataFrame) -> int:
+    """Overwrite the lake's table (the record; its version names the snapshot) and, with Redis, publish that
+    version there too. Returns the version."""
+    version = lake.overwrite(table, frame)
+    if settings.online_store == "redis":
+        RedisSnapshots(settings.online_store_url, table).publish(frame, version)
+    return version

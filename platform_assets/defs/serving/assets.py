@@ -24,7 +24,13 @@ from platform_assets.partitions import serving_days
 from platform_assets.rollout.evidence import paired_customers
 from platform_assets.rollout.rules import ROLLOUT_CHECK, RolloutRules, judge_rollout
 from platform_assets.serving.state import live_challenger, stage_of
-from platform_assets.serving.store import latest_snapshot_query, online_table, requests_table
+from platform_assets.serving.store import (
+    latest_snapshot_query,
+    online_table,
+    publish_snapshot,
+    requests_table,
+    snapshot_source,
+)
 from platform_assets.tables import ONLINE_DRIFT, SERVING_REQUESTS
 from resources.lake import Lake
 from resources.model_registry import CHALLENGER, CHAMPION, LIVE_SINCE, ModelRegistry
@@ -50,14 +56,16 @@ def publish_online_features(
     frame = warehouse.query(sql, params)
     if frame.is_empty():
         raise dg.Failure(f"{spec.scoring_relation} has no rows to publish: materialize its dbt model first")
-    table = online_table(dataset)
-    version = lake.overwrite(table, frame)
+    table, current = online_table(dataset), settings()
+    version = publish_snapshot(current, lake, table, frame)
     by_day = frame.group_by(spec.snapshot).agg(pl.len().alias("customers")).sort(spec.snapshot, descending=True)
-    context.log.info(f"Published {frame.height} customers' latest features as {table} v{version}")
+    also = f" (and to Redis, {snapshot_source(current, table).where()})" if current.online_store == "redis" else ""
+    context.log.info(f"Published {frame.height} customers' latest features as {table} v{version}{also}")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": frame.height,
             "delta_version": version,
+            "online_store": current.online_store,
             "dagster/uri": lake.uri(table),
             "latest_snapshot": str(frame[spec.snapshot].max()),
             "oldest_snapshot": str(frame[spec.snapshot].min()),
@@ -353,7 +361,8 @@ def serving_assets(dataset: Dataset) -> tuple[dg.AssetsDefinition, ...]:
         description=(
             f"The online feature store of `{name}`: each customer's latest row of `{dataset.scoring_model}` (its "
             "declared features and snapshot day), one Delta table overwritten in one commit; its version names the "
-            "snapshot. The scoring API loads it into memory and picks up a new version without a restart."
+            "snapshot (with PLATFORM_ONLINE_STORE=redis the same version is published to Redis too). The scoring "
+            "API reads each new version once, without a restart."
         ),
         metadata={"lake_table": online_table(dataset)},
         **common,
