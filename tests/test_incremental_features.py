@@ -1,6 +1,7 @@
 """Features by snapshot day: day by day, a backfilled range in one run and a full rebuild agree exactly."""
 
 import dagster as dg
+import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -10,15 +11,10 @@ from tests.conftest import QUIET, day, ingest, memory_instance, module_home, ran
 pytestmark = pytest.mark.slow
 
 WORLD = {"PLATFORM_SIM_CUSTOMERS": "600", "PLATFORM_SIM_DAYS": "100"}
-BY_DAY = {
-    "customer_features": "customer_id, snapshot_date",
-    "int_customer_days": "customer_id, snapshot_date",
-    "int_plan_windows": "customer_id, snapshot_date",
-    "int_ticket_windows": "customer_id, snapshot_date",
-    "int_promotion_windows": "customer_id, snapshot_date",
-}
-# Staging of the event tables is incremental by landing day.
+BY_DAY = {"customer_features": "customer_id, snapshot_date"}
+# Staging of the event tables, and the usage every day's windows read, are incremental by landing day.
 BY_LANDING_DAY = {
+    "int_customer_activity": "customer_id, activity_date, loaded_on",
     "stg_sessions": "session_id",
     "stg_support_tickets": "ticket_id",
     "stg_promotions": "offer_id",
@@ -70,6 +66,13 @@ def builds(tmp_path_factory):
             incremental = tables(warehouse)
             build(defs, instance, partition_key=day(99).isoformat(), run_config=FULL_REFRESH)
             full = tables(warehouse)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("PLATFORM_FEATURE_DAYS", "used")
+                used_run = build(defs, instance, tags=range_tags(day(60), day(99)))
+            used = warehouse.query(
+                f"select * from customer_features where snapshot_date >= ? order by {BY_DAY['customer_features']}",
+                [day(60)],
+            )
             yield {
                 "incremental": incremental,
                 "full": full,
@@ -77,6 +80,8 @@ def builds(tmp_path_factory):
                 "first": first,
                 "caught_up": caught_up,
                 "full_day_94": day_94(warehouse),
+                "used": used,
+                "used_run": used_run,
             }
 
 
@@ -107,6 +112,19 @@ def test_a_re_run_day_is_replaced_not_duplicated(builds):
     features = builds["incremental"]["customer_features"]
     assert features.select("customer_id", "snapshot_date").is_duplicated().sum() == 0
     assert features.filter(features["snapshot_date"] == day(96)).height > 300
+
+
+def test_a_range_built_with_used_days_holds_its_training_days_and_last_day_as_every_day_has_them(builds):
+    """PLATFORM_FEATURE_DAYS=used: the training snapshot days (every 7 from the 56-day warm-up) and the day
+    scored; the range's other days are emptied, and the days built are exactly those of the full build."""
+    used, full = builds["used"], builds["full"]["customer_features"]
+    expected = [day(n) for n in (63, 70, 77, 84, 91, 98, 99)]
+    assert used["snapshot_date"].unique().sort().to_list() == expected
+    assert_frame_equal(used, full.filter(pl.col("snapshot_date").is_in(expected)), check_exact=True)
+    event = next(
+        e for e in builds["used_run"].get_asset_materialization_events() if e.asset_key.path == ["customer_features"]
+    )
+    assert event.event_specific_data.materialization.metadata["feature_days"].value == "used"
 
 
 def test_daily_runs_leave_the_training_set_to_training():

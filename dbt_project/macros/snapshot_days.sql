@@ -1,29 +1,70 @@
 {#
-    The snapshot days a run builds. Dagster passes a daily partition range as the vars
-    `first_day` and `last_day` (inclusive); without them a run builds every day.
+    The days a run builds. Dagster passes a daily partition range as the vars `first_day`
+    and `last_day` (inclusive), and the same range to customer_features' microbatches
+    (--event-time-start, --event-time-end); without them a run builds every day.
 
     The filter follows the vars, not is_incremental(): a first partitioned run into an
     empty table builds only its days, and a run without vars (or with --full-refresh)
-    rebuilds the whole history. Incremental models replace whole snapshot days
-    (delete+insert with unique_key = the snapshot date), so a re-run day is replaced
-    exactly, including customers that vanished from it.
+    rebuilds the whole history. A microbatch replaces its whole snapshot day (delete, then
+    insert), so a re-run day is replaced exactly, including customers that vanished from it.
 #}
 {% macro builds_day_range() %}
     {{ return(var('first_day', none) is not none and var('last_day', none) is not none) }}
 {% endmacro %}
 
-{#
-    `column` within the days being built, widened `look_back_days` before the first one
-    (the rolling windows of a day read that much history); `true` when building every day.
-#}
-{% macro snapshot_days(column, look_back_days=0) -%}
+{# `column` within the days being built; `true` when building every day. #}
+{% macro snapshot_days(column) -%}
     {%- if builds_day_range() -%}
-        {{ column }} between date '{{ var("first_day") }}' - interval {{ look_back_days }} day
-        and date '{{ var("last_day") }}'
+        {{ column }} between date '{{ var("first_day") }}' and date '{{ var("last_day") }}'
     {%- else -%}
         true
     {%- endif -%}
 {%- endmacro %}
+
+{#
+    The snapshot day a microbatch of customer_features builds, as a SQL date (dbt runs one
+    batch per day of the range, --event-time-start to --event-time-end); outside a batch
+    (parsing, docs, linting) the last loaded day.
+#}
+{% macro snapshot_day() -%}
+    {%- set batch = model.get('batch') if model is mapping else none -%}
+    {%- if batch and batch.get('event_time_start') -%}
+        date '{{ (batch['event_time_start'] | string)[:10] }}'
+    {%- else -%}
+        (select max(snapshot_date) from {{ ref('int_snapshot_calendar') }})
+    {%- endif -%}
+{%- endmacro %}
+
+{#
+    Which snapshot days a run builds, by the var `feature_days`: `all` (the default) every day
+    of its range; `used` only the days something reads: the training snapshot days
+    (int_snapshot_calendar.is_training_snapshot) and the range's last day, which the run
+    scores. A long history then costs its sampled days, not every customer-day; the other
+    days of the range are left empty (their batches delete and insert nothing).
+#}
+{% macro feature_days() %}
+    {%- set value = var('feature_days', 'all') -%}
+    {%- if value not in ('all', 'used') -%}
+        {{ exceptions.raise_compiler_error("var feature_days must be 'all' or 'used', got '" ~ value ~ "'") }}
+    {%- endif -%}
+    {{ return(value) }}
+{% endmacro %}
+
+{#
+    Whether the batch of `day` (a SQL date from snapshot_day()) builds its rows: always with
+    feature_days `all` or outside a batch, else when the day is used (one calendar lookup).
+#}
+{% macro builds_snapshot_day(day) %}
+    {%- if feature_days() == 'all' or not execute or not day.startswith('date ') -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set last = "date '" ~ var('last_day') ~ "'" if var('last_day', none) else 'last_day' -%}
+    {%- set used -%}
+        select count(*) from {{ ref('int_snapshot_calendar') }}
+        where snapshot_date = {{ day }} and (is_training_snapshot or snapshot_date = {{ last }})
+    {%- endset -%}
+    {{ return(run_query(used).columns[0].values()[0] > 0) }}
+{% endmacro %}
 
 {#
     The landing days a run adds to the staging models built by day: the run's days, or

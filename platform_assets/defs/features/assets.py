@@ -7,8 +7,11 @@ Groups and owners come from the dbt groups (``models/groups.yml``), descriptions
 column docs from the YAML.
 
 Features are built by day: a run over days passes them to dbt as the vars ``first_day``
-and ``last_day``, and the incremental models replace exactly those snapshot days, so a
-new day costs a day. A backfill of a range is one dbt invocation. The incremental models
+and ``last_day`` (the staging models add those landing days) and as customer_features'
+microbatch range (``--event-time-start``/``--event-time-end``: one batch per snapshot day,
+each replacing its day), so a new day costs a day. A backfill of a range is one dbt
+invocation; with ``PLATFORM_FEATURE_DAYS=used`` it builds only the days training and
+scoring read (the dbt var ``feature_days``). The incremental models
 and what they are built from (staging) are one asset definition, run for a day range;
 of its assets only the marts built by snapshot day (``customer_features``) are daily
 partitioned, the staging and intermediate models being materialized once per run with
@@ -19,7 +22,7 @@ training), and the outcome views and an onboarded dataset's models have no days 
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import date
+from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from platform_assets.ml.feature_spec import datasets
 from platform_assets.tables import CAMPAIGN_LOG, raw_table
 from resources.dbt import dbt_project
 from resources.lake import Lake
+from resources.settings import settings
 from resources.warehouse import Warehouse
 
 # The incremental models and everything they are built from are built by snapshot day.
@@ -82,10 +86,14 @@ def by_day_models() -> dg.AssetsDefinition:
         days = context.partition_key_range  # inclusive at both ends, unlike partition_time_window
 
         def plan() -> tuple[list[str], dict[str, str]]:
+            feature_days = settings().feature_days
             if config.full_refresh:
-                return ["--full-refresh"], {"snapshot_days": "all"}
-            built = {"snapshot_days": f"{days.start}..{days.end}"}
-            dbt_vars = {"first_day": days.start, "last_day": days.end}
+                args = ["--full-refresh", "--vars", json.dumps({"feature_days": feature_days})]
+                landed = _landed_days(lake)
+                event_time = _event_time(min(landed), max(landed)) if landed else []
+                return args + event_time, {"snapshot_days": "all", "feature_days": feature_days}
+            built = {"snapshot_days": f"{days.start}..{days.end}", "feature_days": feature_days}
+            dbt_vars = {"first_day": days.start, "last_day": days.end, "feature_days": feature_days}
             unstaged = _first_unstaged_day(lake, warehouse, date.fromisoformat(days.end))
             if unstaged is not None and unstaged.isoformat() < days.start:
                 context.log.warning(
@@ -94,11 +102,22 @@ def by_day_models() -> dg.AssetsDefinition:
                 )
                 dbt_vars["first_landed_day"] = unstaged.isoformat()
                 built["landing_days_caught_up"] = f"{unstaged}..{days.start}"
-            return ["--vars", json.dumps(dbt_vars)], built
+            event_time = _event_time(date.fromisoformat(days.start), date.fromisoformat(days.end))
+            return ["--vars", json.dumps(dbt_vars), *event_time], built
 
         yield from _build(context, dbt, lake, warehouse, plan)
 
     return dbt_models
+
+
+def _event_time(first: date, last: date) -> list[str]:
+    """dbt's microbatch range for the snapshot days ``first..last`` (one batch a day; the end is exclusive)."""
+    return ["--event-time-start", first.isoformat(), "--event-time-end", (last + timedelta(days=1)).isoformat()]
+
+
+def _landed_days(lake: Lake) -> set[date]:
+    """Every day some raw table holds, from the Delta logs: the days a full rebuild builds."""
+    return {day for table in CONTRACTS for day in lake.days(raw_table(table), date.max)}
 
 
 def _staged_by_day() -> dict[str, str]:
