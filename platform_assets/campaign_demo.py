@@ -90,19 +90,19 @@ def policy_choices(
 ):
     """The customers risk and uplift targeting would contact on ``day`` at the same budget (no export, no log)."""
     from platform_assets.decisions.campaign import CampaignConfig, rank_candidates
+    from platform_assets.decisions.scope import DecisionScope
     from platform_assets.decisions.uplift import predict_uplift
     from platform_assets.defs.datasets import default, spec_of
-    from platform_assets.tables import PREDICTIONS
 
-    spec = spec_of(default())
+    spec, scope = spec_of(default()), DecisionScope.of(default())
     lake, warehouse, registry = defs.resources["lake"], defs.resources["warehouse"], defs.resources["registry"]
-    predictions = lake.read_days(PREDICTIONS, day).rename({spec.entity: "customer_id"})
+    predictions = lake.read_days(scope.predictions, day).rename({spec.entity: "customer_id"})
     features = warehouse.query(f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day]).rename(
         {spec.entity: "customer_id"}
     )
     scored = features.join(predictions.select("customer_id", "churn_probability"), on="customer_id")
-    version, uplift = predict_uplift(registry, scored, alias)
-    candidates = predictions.join(features.select("customer_id", "monthly_charge"), on="customer_id").join(
+    version, uplift = predict_uplift(registry, scored, scope.uplift_model, alias)
+    candidates = predictions.join(features.select("customer_id", scope.value_column), on="customer_id").join(
         uplift, on="customer_id"
     )
     choices = {}
@@ -111,7 +111,9 @@ def policy_choices(
             targeting=policy, offer_effect=offer_effect, value_months=value_months, offer_cost=offer_cost
         )
         # The same budget for both: each policy's top customers by its own ranking, worth it or not by its estimate.
-        choices[policy] = rank_candidates(candidates, config, positive_only=False).head(budget_contacts)
+        choices[policy] = rank_candidates(candidates, config, scope.value_column, positive_only=False).head(
+            budget_contacts
+        )
     return version, choices
 
 
@@ -128,7 +130,7 @@ def run_campaign_demo(customers: int, history_days: int, campaigns: int, every: 
     from simulator.treatment import EFFECT_DAYS, read_contacts
     from simulator.world import simulate_windows
 
-    decisions = {a.key.to_user_string(): a for a in decision_assets()[0]}
+    decisions = {a.key.to_user_string(): a for a in decision_assets(default())[0]}
     churn_predictions = predictions_asset(default())
     review_decisions, retention_campaign, campaign_impact, uplift_model = (
         decisions[name] for name in ("review_decisions", "retention_campaign", "campaign_impact", "uplift_model")

@@ -1,4 +1,4 @@
-"""The campaign log: its table, columns, arm labels and the reader of its matured outcomes.
+"""The campaign log: its arm labels and the reader of its matured outcomes.
 
 ``retention_campaign`` writes it; the impact measurement, the uplift model, the
 decision reports and the features (which flag treated labels) read it. Its facts live
@@ -12,20 +12,18 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from platform_assets.tables import CAMPAIGN_LOG
-
 HOLDOUT = "holdout"
 CONTACT = "contact"
 
 
-def matured_log(lake, warehouse, outcome, day: date) -> tuple[pl.DataFrame, str]:
+def matured_log(lake, warehouse, outcome, day: date, campaign_log: str) -> tuple[pl.DataFrame, str]:
     """Logged customers of every campaign day whose label horizon has passed by ``day``, with their outcome."""
     last = day - timedelta(days=outcome.horizon_days)
-    if not lake.exists(CAMPAIGN_LOG):
+    if not lake.exists(campaign_log):
         return pl.DataFrame(), "no campaign has run yet"
-    log = lake.scan(CAMPAIGN_LOG).filter(pl.col("ds") <= last).collect()
+    log = lake.scan(campaign_log).filter(pl.col("ds") <= last).collect()
     if log.is_empty():
-        first = lake.scan(CAMPAIGN_LOG).select(pl.col("ds").min()).collect().item()
+        first = lake.scan(campaign_log).select(pl.col("ds").min()).collect().item()
         if first is None:
             return log, "no campaign has run yet"
         return log, (

@@ -257,6 +257,18 @@ def _latest_metadata(instance, key) -> dict:
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
+def _decision_scope(model: str | None):
+    """The decisions of ``model`` (default: the platform's own dataset), or exit saying which models make some."""
+    from platform_assets.decisions.scope import DecisionScope
+    from platform_assets.defs.datasets import declared
+
+    deciding = [d.registered_model for d in declared() if d.value_column]
+    chosen = next((d for d in declared() if d.registered_model == (model or declared()[0].registered_model)), None)
+    if chosen is None or chosen.value_column is None:
+        sys.exit(f"{model or declared()[0].registered_model} makes no decisions; the models that do: {deciding}")
+    return DecisionScope.of(chosen)
+
+
 def _day_line(instance, day: date, drift_day: date) -> str:
     import dagster as dg
 
@@ -413,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
     from platform_assets.campaign_demo import add_command
     from platform_assets.decisions.review_cli import add_commands
 
-    add_commands(commands, _init)
+    add_commands(commands, _init, _decision_scope)
     add_command(commands, _settle_environment, world_options)
     args = parser.parse_args(argv)
     handler = logging.StreamHandler()

@@ -49,9 +49,20 @@ class Table(str):
     """A lake table: its path, and the columns it stores in order (none declared for a table whose
     columns follow a dataset's model, like the online features)."""
 
+    declared_as: str
+
+    def __new__(cls, path: str, declared_as: str | None = None) -> Table:
+        table = super().__new__(cls, path)
+        table.declared_as = declared_as or path
+        return table
+
+    def under(self, prefix: tuple[str, ...]) -> Table:
+        """The same table kept under ``prefix`` (another dataset's), with the same declared columns."""
+        return Table("/".join([*prefix, str(self)]), self.declared_as) if prefix else self
+
     @property
     def columns(self) -> dict[str, tuple[pl.DataType, str]]:
-        return _declared().get(str(self), {})
+        return _declared().get(self.declared_as, {})
 
     @property
     def schema(self) -> dict[str, pl.DataType]:

@@ -11,9 +11,10 @@ import polars as pl
 import pytest
 from dbt.cli.main import dbtRunner
 
+from platform_assets.decisions.scope import DecisionScope
 from platform_assets.ml.bands import bands_of, fit_bands
 from platform_assets.ml.evaluation import metrics
-from platform_assets.ml.feature_spec import discover
+from platform_assets.ml.feature_spec import datasets, discover
 from platform_assets.ml.profiles import build_profile, reference_rows
 from platform_assets.ml.scoring import DayScorer, ScoringConfig
 from platform_assets.ml.training import SCORE, SplitRefused, labels, train
@@ -21,6 +22,7 @@ from platform_assets.monitoring.drift import Thresholds, feature_drift, judge_fe
 from platform_assets.monitoring.outcomes import snapshot_to_judge, unseen
 from platform_assets.serving.scorer import ServedModel
 from platform_assets.serving.store import FeatureSnapshot
+from platform_assets.tables import CAMPAIGN_LOG
 
 pytestmark = pytest.mark.world
 
@@ -298,3 +300,38 @@ def test_with_a_split_column_later_weeks_are_judged_on_the_validation_machines_o
     )
     scores = metrics(labels(kept, spec), trained.model.predict_frame(kept))
     assert scores["roc_auc"] > 0.7, scores
+
+
+def _declare(project: Path, declaration: str):
+    _edit(
+        project / "models" / "machine_health.yml",
+        "    description: Weekly health snapshot of each machine, with whether it failed within 30 days.\n",
+        "    description: Weekly health snapshot of each machine, with whether it failed within 30 days.\n"
+        f"    config: {{meta: {{churn_platform: {declaration}}}}}\n",
+    )
+    dbt(project, "parse")
+    return datasets(project / "target" / "manifest.json")
+
+
+def test_a_dataset_that_declares_decisions_keeps_them_under_its_model_name(machines):
+    (dataset,) = _declare(machines, "{registered_model: machines, decisions: {value_column: age_days}}")
+    scope = DecisionScope.of(dataset)
+    assert scope.value_column == "age_days" and scope.uplift_model == "uplift_model_machines"
+    assert scope.folder == ("machines",)
+    assert scope.campaign_log == "machines/decisions/campaign_log"
+    assert scope.review_queue == "machines/decisions/review_queue"
+    assert scope.predictions == "machines/predictions/churn_predictions"
+    # the columns are the platform's own tables', wherever the dataset keeps them
+    assert scope.campaign_log.schema == CAMPAIGN_LOG.schema and scope.campaign_log.schema
+
+
+def test_a_dataset_without_decisions_makes_none_and_a_wrong_value_column_is_refused(machines):
+    (dataset,) = _declare(machines, "{registered_model: machines}")
+    assert dataset.value_column is None
+    with pytest.raises(ValueError, match=r"machines declares no decisions\.value_column"):
+        DecisionScope.of(dataset)
+
+
+def test_a_value_column_the_scoring_model_lacks_is_refused_naming_it(machines):
+    with pytest.raises(ValueError, match=r"decisions.value_column: 'monthly_fee' is not a documented column of the "):
+        _declare(machines, "{registered_model: machines, decisions: {value_column: monthly_fee}}")

@@ -21,7 +21,7 @@ from simulator.treatment import read_contacts
 from simulator.world import simulate_windows
 from tests.conftest import QUIET, build_features, day, ingest, memory_instance, module_home, range_tags
 
-_DECISIONS = {a.key.to_user_string(): a for a in decision_assets()[0]}
+_DECISIONS = {a.key.to_user_string(): a for a in decision_assets(default())[0]}
 business_dashboard, campaign_impact, retention_campaign, review_decisions, review_queue, review_report, uplift_model = (
     _DECISIONS[name]
     for name in (
@@ -311,8 +311,6 @@ def test_a_campaign_targets_by_the_registered_uplift_model(platform):
     """
     import mlflow
 
-    from platform_assets.decisions.uplift import UPLIFT_MODEL
-
     trained = metadata(platform["runs"]["trained"], "uplift_model")
     assert trained["status"] == "trained", trained["status"]
     meta = metadata(platform["runs"]["by_uplift"], "retention_campaign")
@@ -328,7 +326,7 @@ def test_a_campaign_targets_by_the_registered_uplift_model(platform):
     scored = lake.read_days(PREDICTIONS, day(TRIAL_DAY))
     frame = features.join(scored.select("customer_id", "churn_probability", "needs_review"), on="customer_id")
     defs.resources["registry"].activate()
-    served = mlflow.pyfunc.load_model(f"models:/{UPLIFT_MODEL}/{trained['model_version']}").predict(frame.to_pandas())
+    served = mlflow.pyfunc.load_model(f"models:/uplift_model/{trained['model_version']}").predict(frame.to_pandas())
     frame = frame.with_columns(served=pl.Series(np.asarray(served, dtype=float)))
     value = frame["served"] * frame["monthly_charge"].cast(pl.Float64) * 12.0  # offers are free in this trial
     cooling = set(lake.read_days(CAMPAIGN_LOG, day(CAMPAIGN_DAY), day(NEXT_DAY))["customer_id"])

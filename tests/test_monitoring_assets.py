@@ -65,7 +65,7 @@ def platform(tmp_path_factory):
                     run_config=QUIET,
                 )
             runs["campaign"] = dg.materialize(
-                [next(a for a in decision_assets()[0] if a.key.to_user_string() == "retention_campaign")],
+                [next(a for a in decision_assets(default())[0] if a.key.to_user_string() == "retention_campaign")],
                 instance=instance,
                 resources=defs.resources,
                 partition_key=day(119).isoformat(),

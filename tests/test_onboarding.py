@@ -108,7 +108,8 @@ def test_two_datasets_live_in_one_home_each_with_its_lineage(onboarded):
         "'matures_until': g.get(dg.AssetKey(['telco_churn', 'model_performance'])).partitions_def"
         ".get_last_partition_key(), "
         "'score': sorted(k.to_user_string() for k in "
-        "defs.resolve_job_def('score_day_telco_churn').asset_layer.selected_asset_keys)}))"
+        "defs.resolve_job_def('score_day_telco_churn').asset_layer.selected_asset_keys), "
+        "'decisions': sorted(k.to_user_string() for k in g.get_all_asset_keys() if g.get(k).group_name == 'decisions')}))"
     )
     done = subprocess.run([sys.executable, "-c", probe], env=onboarded["env"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -132,6 +133,10 @@ def test_two_datasets_live_in_one_home_each_with_its_lineage(onboarded):
     assert "monitor_performance_telco_churn" in graph["jobs"]
     assert "telco_churn/model_performance" not in graph["score"]
     assert "telco_churn/churn_predictions" in graph["score"]
+    # Telco declares no decisions (no value column): the platform's own decisions only, none of its own.
+    assert "retention_campaign" in graph["decisions"]
+    assert not [k for k in graph["decisions"] if k.startswith("telco_churn")]
+    assert "decide_day" in graph["jobs"] and "decide_day_telco_churn" not in graph["jobs"]
 
 
 @pytest.mark.slow

@@ -21,15 +21,16 @@ from pydantic import Field
 
 from platform_assets.campaign_log import CONTACT
 from platform_assets.decisions.assignment import assign, holdout_draw, plan_holdout
+from platform_assets.decisions.review import ReviewStore
 from platform_assets.decisions.uplift import predict_uplift
 from platform_assets.economics import OfferEconomics
 from platform_assets.metadata import markdown_table
 from platform_assets.ml.scoring import top_reasons
-from platform_assets.tables import CAMPAIGN_LOG, scored_day
+from platform_assets.tables import scored_day
 from resources.settings import settings
 
 if TYPE_CHECKING:
-    from platform_assets.decisions.review import ReviewStore
+    from platform_assets.decisions.scope import DecisionScope
     from platform_assets.ml.feature_spec import FeatureSpec
     from resources.exports import ContactExport
     from resources.lake import Lake
@@ -55,7 +56,11 @@ class CampaignConfig(OfferEconomics):
     daily_budget: float = Field(default=3000.0, gt=0, description="Offer budget per campaign day (EUR).")
     max_contacts: int = Field(default=200, ge=1, description="Most customers contacted per campaign day.")
     value_months: float = Field(default=12.0, gt=0, description="Customer value = monthly charge x these months.")
-    value_column: str = Field(default="monthly_charge", description="Column of the scoring model with the charge.")
+    value_column: str | None = Field(
+        default=None,
+        description="Column of the scoring model with the monthly charge; default: the dataset's declared "
+        "decisions.value_column.",
+    )
     cooldown_days: int = Field(default=30, ge=0, description="Days after being targeted (either arm) before again.")
     targeting: Literal["risk", "uplift"] = Field(default="risk", description="Rank by risk or by predicted uplift.")
     uplift_alias: str = Field(
@@ -89,7 +94,9 @@ def reasons_text(top_reasons: pl.Expr) -> pl.Expr:
     ).list.join(", ")
 
 
-def rank_candidates(candidates: pl.DataFrame, config: CampaignConfig, positive_only: bool = True) -> pl.DataFrame:
+def rank_candidates(
+    candidates: pl.DataFrame, config: CampaignConfig, value_column: str, positive_only: bool = True
+) -> pl.DataFrame:
     """Expected net value of contact per candidate, best first (positive ones only, unless asked for all)."""
     if config.targeting == "uplift":
         gain = pl.col("predicted_uplift")
@@ -97,7 +104,7 @@ def rank_candidates(candidates: pl.DataFrame, config: CampaignConfig, positive_o
         gain = pl.col("churn_probability") * config.offer_effect
     return (
         candidates.with_columns(
-            customer_value=pl.col(config.value_column).cast(pl.Float64) * config.value_months,
+            customer_value=pl.col(value_column).cast(pl.Float64) * config.value_months,
         )
         .with_columns(expected_net_value=gain * pl.col("customer_value") - config.offer_cost)
         .filter((pl.col("expected_net_value") > 0) | (not positive_only))
@@ -134,12 +141,12 @@ def explain_missing(chosen: pl.DataFrame, features: pl.DataFrame, registry, mode
     return pl.concat(parts).join(order, on="customer_id").sort("_order").drop("_order")
 
 
-def recently_targeted(lake, day: date, cooldown_days: int) -> pl.DataFrame:
+def recently_targeted(lake, campaign_log: str, day: date, cooldown_days: int) -> pl.DataFrame:
     """Customers targeted (either arm) in the cooldown before ``day``; the day itself is being replaced."""
-    if cooldown_days == 0 or not lake.exists(CAMPAIGN_LOG):
+    if cooldown_days == 0 or not lake.exists(campaign_log):
         return pl.DataFrame(schema={"customer_id": pl.Int64})
     return (
-        lake.scan(CAMPAIGN_LOG)
+        lake.scan(campaign_log)
         .filter(pl.col("ds").is_between(day - timedelta(days=cooldown_days), day - timedelta(days=1)))
         .select("customer_id")
         .unique()
@@ -147,12 +154,12 @@ def recently_targeted(lake, day: date, cooldown_days: int) -> pl.DataFrame:
     )
 
 
-def campaign_share(lake, campaign: str, day: date) -> float | None:
+def campaign_share(lake, campaign_log: str, campaign: str, day: date) -> float | None:
     """The holdout share an earlier day of the same campaign id used (arms stay fixed within it)."""
-    if not lake.exists(CAMPAIGN_LOG):
+    if not lake.exists(campaign_log):
         return None
     earlier = (
-        lake.scan(CAMPAIGN_LOG)
+        lake.scan(campaign_log)
         .filter((pl.col("campaign") == campaign) & (pl.col("ds") < day))
         .sort("ds")
         .select("holdout_share")
@@ -165,37 +172,45 @@ def campaign_share(lake, campaign: str, day: date) -> float | None:
 def run_campaign(
     context: dg.AssetExecutionContext,
     config: CampaignConfig,
-    *,
     spec: FeatureSpec,
-    predictions_table: str,
+    scope: DecisionScope,
+    *,
     lake: Lake,
     warehouse: Warehouse,
     registry: ModelRegistry,
     contact_export: ContactExport,
-    review: ReviewStore,
 ) -> dg.MaterializeResult:
     """Choose, assign, log and export one day's campaign on the predictions of ``spec``'s scoring model."""
     day = date.fromisoformat(context.partition_key)
     entity, start = spec.entity, settings().start_date
-    predictions = scored_day(lake, predictions_table, day)
+    value_column = config.value_column or scope.value_column
+    predictions = scored_day(lake, scope.predictions, day)
+    if not predictions.schema[entity].is_integer():
+        raise dg.Failure(
+            f"{scope.dataset.registered_model}: campaigns draw holdout arms by a hash of integer customer ids, and "
+            f"{spec.scoring_relation}.{entity} is {predictions.schema[entity]}: give the scoring model an integer key, "
+            "or remove decisions from its declaration"
+        )
     features = warehouse.query(f"select * from {spec.scoring_relation} where {spec.snapshot} = ?", [day]).rename(
         {entity: "customer_id"}
     )
+    if value_column not in features.columns:
+        raise dg.Failure(f"value column {value_column!r} is not a column of {spec.scoring_relation}")
     candidates = predictions.rename({entity: "customer_id"}).join(
-        features.select("customer_id", config.value_column), on="customer_id", how="inner"
+        features.select("customer_id", value_column), on="customer_id", how="inner"
     )
     uplift_version = None
     if config.targeting == "uplift":
         scored = features.join(
             predictions.select(pl.col(entity).alias("customer_id"), "churn_probability"), on="customer_id"
         )
-        uplift_version, uplift = predict_uplift(registry, scored, config.uplift_alias)
+        uplift_version, uplift = predict_uplift(registry, scored, scope.uplift_model, config.uplift_alias)
         candidates = candidates.join(uplift, on="customer_id", how="left")
     else:
         candidates = candidates.with_columns(predicted_uplift=pl.lit(None, pl.Float64))
 
-    recent = recently_targeted(lake, day, config.cooldown_days)
-    decisions = review.decisions_before(day)
+    recent = recently_targeted(lake, scope.campaign_log, day, config.cooldown_days)
+    decisions = ReviewStore(lake, scope.review_decisions).decisions_before(day)
     approved = decisions.filter(pl.col("decision") == "approve")["customer_id"]
     rejected = decisions.filter(pl.col("decision") == "reject")["customer_id"]
     in_cooldown = candidates.join(recent, on="customer_id", how="semi").height
@@ -206,7 +221,7 @@ def run_campaign(
         ~pl.col("customer_id").is_in(rejected.implode())
         & (~pl.col("needs_review") | pl.col("customer_id").is_in(approved.implode()))
     )
-    ranked = rank_candidates(eligible, config)
+    ranked = rank_candidates(eligible, config, value_column)
 
     campaign = config.campaign_id(day, start)
     capacity = config.capacity()
@@ -224,7 +239,7 @@ def run_campaign(
         if ranked.height
         else None
     )
-    reused = campaign_share(lake, campaign, day)
+    reused = campaign_share(lake, scope.campaign_log, campaign, day)
     share = reused if reused is not None else (plan.holdout_share if plan else config.max_holdout_share)
     chosen = choose(ranked, campaign, config.assignment_seed, share, capacity)
     explained_here = int(chosen["top_reasons"].null_count())
@@ -239,8 +254,8 @@ def run_campaign(
         offer_cost=pl.lit(config.offer_cost),
         planned_contacts=pl.lit(planned),
         ds=pl.lit(day),
-    ).select([pl.col(name).cast(dtype) for name, dtype in CAMPAIGN_LOG.schema.items()])
-    delta_version = lake.replace_days(CAMPAIGN_LOG, log, day, day, add_columns=True)
+    ).select([pl.col(name).cast(dtype) for name, dtype in scope.campaign_log.schema.items()])
+    delta_version = lake.replace_days(scope.campaign_log, log, day, day, add_columns=True)
     contacts = log.filter(pl.col("contacted")).select(
         "customer_id",
         pl.col("ds").alias("contacted_on"),
@@ -250,7 +265,7 @@ def run_campaign(
         "top_reasons",
         "model_version",
     )
-    paths = contact_export.write(day, contacts)
+    paths = contact_export.write(day, contacts, scope.folder)
     held = log.height - contacts.height
     context.log.info(
         f"{campaign} on {day}: {contacts.height} contacted, {held} held out (share {share:.3f}) of "
@@ -284,7 +299,7 @@ def run_campaign(
             "uplift_model_version": uplift_version or "not used",
             "contact_list_csv": dg.MetadataValue.path(str(paths["csv"])),
             "contact_list_parquet": dg.MetadataValue.path(str(paths["parquet"])),
-            "dagster/uri": lake.uri(CAMPAIGN_LOG),
+            "dagster/uri": lake.uri(scope.campaign_log),
             "delta_version": delta_version,
         }
     )

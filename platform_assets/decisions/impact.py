@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
@@ -37,7 +38,9 @@ from platform_assets.decisions.sequential_test import (
 )
 from platform_assets.decisions.uplift import policy_comparison
 from platform_assets.metadata import markdown_table
-from platform_assets.tables import CAMPAIGN_IMPACT
+
+if TYPE_CHECKING:
+    from platform_assets.decisions.scope import DecisionScope
 
 EFFECT_CHECK = "campaign_effect"
 
@@ -382,32 +385,34 @@ def sequential_metadata(sequential: Sequential) -> dict:
     }
 
 
-def report_impact(context: dg.AssetExecutionContext, config: ImpactConfig, lake, warehouse, registry, spec):
+def report_impact(
+    context: dg.AssetExecutionContext, config: ImpactConfig, lake, warehouse, registry, spec, scope: DecisionScope
+):
     """Measure every matured campaign day up to the partition, store the day's row, check the effect."""
     from platform_assets.plots import as_metadata, effect_over_time, metric_over_time, png_bytes
 
     day = date.fromisoformat(context.partition_key)
     outcome = spec.outcome
-    rows, note = matured_log(lake, warehouse, outcome, day)
+    rows, note = matured_log(lake, warehouse, outcome, day, scope.campaign_log)
     impact, money, why_not = summarize(rows, config) if rows.height else (None, {}, note)
     shares = sorted(set(rows["holdout_share"].round(4).to_list())) if rows.height else []
     passed, severity, text = judge(impact, why_not)
     row = impact_row(day, outcome.horizon_days, rows, impact, money, text)
-    frame = pl.DataFrame([row], schema=CAMPAIGN_IMPACT.schema)
-    version = lake.replace_days(CAMPAIGN_IMPACT, frame, day, day, add_columns=True)
-    history = lake.scan(CAMPAIGN_IMPACT).filter(pl.col("difference").is_not_null()).collect()
+    frame = pl.DataFrame([row], schema=scope.campaign_impact.schema)
+    version = lake.replace_days(scope.campaign_impact, frame, day, day, add_columns=True)
+    history = lake.scan(scope.campaign_impact).filter(pl.col("difference").is_not_null()).collect()
     context.log.info(f"{day}: {text}")
     metadata: dict = {
         "status": text,
         "matured_through": row["matured_through"].isoformat(),
         "dagster/row_count": rows.height,
-        "dagster/uri": lake.uri(CAMPAIGN_IMPACT),
+        "dagster/uri": lake.uri(scope.campaign_impact),
         "delta_version": version,
     }
     check_metadata: dict = {"partition": day.isoformat(), "p_value": "not evaluated"}
     if impact is not None:
         scores, policies = policy_comparison(
-            rows, warehouse, registry, spec, money["offer_cost_eur"] / impact.stratified.contacted
+            rows, warehouse, registry, spec, money["offer_cost_eur"] / impact.stratified.contacted, scope.uplift_model
         )
         metadata |= {
             **effect_metadata(impact),

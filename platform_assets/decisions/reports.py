@@ -10,18 +10,22 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from platform_assets.tables import CAMPAIGN_IMPACT, CAMPAIGN_LOG, REVIEW_DECISIONS, REVIEW_QUEUE
+from platform_assets.decisions.scope import DecisionScope
 
 
 def _table(lake, name: str) -> pl.DataFrame:
     return lake.scan(name).collect() if lake.exists(name) else pl.DataFrame()
 
 
-def review_outcomes(lake, warehouse, outcome, first: date, last: date) -> tuple[dict, pl.DataFrame, str]:
+def review_outcomes(
+    lake, warehouse, outcome, scope: DecisionScope, first: date, last: date
+) -> tuple[dict, pl.DataFrame, str]:
     """The week's decisions: how many, approved, overridden (rejected: the reviewer stopped a contact the model
     recommended), and how the reviewed customers fared once their outcome matured, by decision and arm."""
-    decisions = lake.read_days(REVIEW_DECISIONS, first, last) if lake.exists(REVIEW_DECISIONS) else pl.DataFrame()
-    queued = lake.read_days(REVIEW_QUEUE, first, last).height if lake.exists(REVIEW_QUEUE) else 0
+    decisions = (
+        lake.read_days(scope.review_decisions, first, last) if lake.exists(scope.review_decisions) else pl.DataFrame()
+    )
+    queued = lake.read_days(scope.review_queue, first, last).height if lake.exists(scope.review_queue) else 0
     if decisions.is_empty():
         return {"queued": queued, "reviewed": 0, "approved": 0, "overridden": 0}, pl.DataFrame(), "no decision"
     latest = decisions.sort("ds", "decided_at").unique("customer_id", keep="last")
@@ -32,7 +36,7 @@ def review_outcomes(lake, warehouse, outcome, first: date, last: date) -> tuple[
         "overridden": int((latest["decision"] == "reject").sum()),
         "reviewers": latest["reviewer"].n_unique(),
     }
-    log = _table(lake, CAMPAIGN_LOG)
+    log = _table(lake, scope.campaign_log)
     arms = (
         latest.join(log.select("customer_id", pl.col("ds").alias("campaign_day"), "arm"), on="customer_id", how="left")
         .filter(pl.col("campaign_day").is_null() | (pl.col("campaign_day") >= pl.col("ds")))
@@ -63,30 +67,28 @@ def review_outcomes(lake, warehouse, outcome, first: date, last: date) -> tuple[
     return counts, table, note
 
 
-def dashboard_history(lake) -> dict[str, pl.DataFrame]:
-    """Daily series of every business and model figure the platform stored."""
-    from platform_assets.tables import FEATURE_DRIFT, MODEL_PERFORMANCE
-
+def dashboard_history(lake, scope: DecisionScope) -> dict[str, pl.DataFrame]:
+    """Daily series of every business and model figure the platform stored for the scope's dataset."""
     series: dict[str, pl.DataFrame] = {}
-    performance = _table(lake, MODEL_PERFORMANCE)
+    performance = _table(lake, scope.model_performance)
     if performance.height:
         series["churn_rate"] = performance.select("ds", pl.col("base_rate").alias("value"))
         series["roc_auc"] = performance.select("ds", pl.col("roc_auc").alias("value"))
     impact = (
-        _table(lake, CAMPAIGN_IMPACT).filter(pl.col("difference").is_not_null())
-        if lake.exists(CAMPAIGN_IMPACT)
+        _table(lake, scope.campaign_impact).filter(pl.col("difference").is_not_null())
+        if lake.exists(scope.campaign_impact)
         else pl.DataFrame()
     )
     if impact.height:
         series["net_saving_eur"] = impact.select("ds", pl.col("net_saving_eur").alias("value"))
         series["roi"] = impact.select("ds", pl.col("roi").alias("value"))
-    drift = _table(lake, FEATURE_DRIFT)
+    drift = _table(lake, scope.feature_drift)
     if drift.height:
         series["drifted_feature_share"] = drift.group_by("ds").agg((pl.col("level") != "ok").mean().alias("value"))
-    decisions = _table(lake, REVIEW_DECISIONS)
+    decisions = _table(lake, scope.review_decisions)
     if decisions.height:
         series["review_decisions"] = decisions.group_by("ds").agg(pl.len().cast(pl.Float64).alias("value"))
-    log = _table(lake, CAMPAIGN_LOG)
+    log = _table(lake, scope.campaign_log)
     if log.height:
         series["campaign_reach"] = log.group_by("ds").agg(pl.col("contacted").sum().cast(pl.Float64).alias("value"))
     return {name: frame.sort("ds") for name, frame in series.items()}

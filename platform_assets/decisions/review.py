@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
-from platform_assets.tables import REVIEW_DECISIONS
+from platform_assets.tables import Table
 
 DECISIONS = ("approve", "reject")
 
@@ -52,9 +52,8 @@ def validate(frame: pl.DataFrame, where: str) -> pl.DataFrame:
 class ReviewStore:
     """The review decisions in the lake."""
 
-    def __init__(self, lake, valid_days: int = 30):
-        self.lake = lake
-        self.valid_days = valid_days
+    def __init__(self, lake, table: Table, valid_days: int = 30):
+        self.lake, self.table, self.valid_days = lake, table, valid_days
 
     def record(self, decisions: pl.DataFrame, day: date, source: str) -> int:
         """Store decisions applying from ``day``; a file's rows replace that file's earlier load of the day."""
@@ -63,16 +62,16 @@ class ReviewStore:
             source=pl.lit(source),
             ds=pl.lit(day),
         )
-        rows = rows.select([pl.col(n).cast(t) for n, t in REVIEW_DECISIONS.schema.items()])
+        rows = rows.select([pl.col(n).cast(t) for n, t in self.table.schema.items()])
         existing = self.read(day, day)
         kept = existing if source == "cli" else existing.filter(pl.col("source") != source)
         rows = pl.concat([kept, rows])
-        return self.lake.replace_days(REVIEW_DECISIONS, rows, day, day)
+        return self.lake.replace_days(self.table, rows, day, day)
 
     def read(self, first: date, last: date) -> pl.DataFrame:
-        if not self.lake.exists(REVIEW_DECISIONS):
-            return pl.DataFrame(schema=REVIEW_DECISIONS.schema)
-        return self.lake.read_days(REVIEW_DECISIONS, first, last)
+        if not self.lake.exists(self.table):
+            return pl.DataFrame(schema=self.table.schema)
+        return self.lake.read_days(self.table, first, last)
 
     def decisions_before(self, day: date) -> pl.DataFrame:
         """The latest decision per customer made in the ``valid_days`` up to ``day``."""

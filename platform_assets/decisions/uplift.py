@@ -21,6 +21,7 @@ worse than risk.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import lightgbm as lgb
@@ -33,9 +34,10 @@ from platform_assets.decisions.assignment import holdout_draw
 from platform_assets.metadata import markdown_table
 from platform_assets.ml.registration import log_booster, models_from_code
 from platform_assets.ml.training import categories_of
-from platform_assets.tables import CAMPAIGN_LOG
 
-UPLIFT_MODEL = "uplift_model"
+if TYPE_CHECKING:
+    from platform_assets.decisions.scope import DecisionScope
+
 UPLIFT_PYFUNC = models_from_code("platform_assets.decisions.uplift_pyfunc")
 TRAINED_THROUGH = "trained_through"
 VALIDATION = "uplift-validation"  # the hash that holds customers out of training
@@ -142,21 +144,23 @@ def evaluate(frame: pl.DataFrame, uplift: np.ndarray, offer_cost: float) -> dict
 
 
 def train_uplift(
-    context: dg.AssetExecutionContext, config: UpliftConfig, lake, warehouse, registry, spec, outcome
+    context: dg.AssetExecutionContext, config: UpliftConfig, lake, warehouse, registry, spec, scope: DecisionScope
 ) -> dg.MaterializeResult:
     """Train the uplift model on every matured campaign outcome, log, register, and promote if it ranks better."""
     import mlflow
 
-    registry = registry.named(UPLIFT_MODEL)
+    name, outcome = scope.uplift_model, spec.outcome
+    registry = registry.named(name)
     last_loaded = warehouse.query(f"select max({outcome.snapshot}) from {outcome.relation}").item()
-    if last_loaded is None or not lake.exists(CAMPAIGN_LOG):
-        return _not_trained(context, "no campaign outcome has matured yet")
+    if last_loaded is None or not lake.exists(scope.campaign_log):
+        return _not_trained(context, name, "no campaign outcome has matured yet")
     day = last_loaded + timedelta(days=outcome.horizon_days)
-    rows, note = matured_log(lake, warehouse, outcome, day)
+    rows, note = matured_log(lake, warehouse, outcome, day, scope.campaign_log)
     sizes = {arm: rows.filter(pl.col("arm") == arm).height if rows.height else 0 for arm in (CONTACT, HOLDOUT)}
     if min(sizes.values()) < config.min_outcomes_per_arm:
         return _not_trained(
             context,
+            name,
             f"{sizes[CONTACT]} contacted and {sizes[HOLDOUT]} holdout outcomes have matured through {last_loaded} "
             f"(at least {config.min_outcomes_per_arm} per arm needed){'; ' + note if note else ''}",
         )
@@ -171,7 +175,7 @@ def train_uplift(
     trained_through = frame["ds"].max()
 
     registry.activate()
-    with mlflow.start_run(run_name=f"{UPLIFT_MODEL} {context.run_id[:8]}") as run:
+    with mlflow.start_run(run_name=f"{name} {context.run_id[:8]}") as run:
         mlflow.log_params({**params, "rounds": config.rounds, "learner": "S-learner from the churn score (LightGBM)"})
         mlflow.log_metrics(
             {"validation_qini_uplift": scores["qini_uplift"], "validation_qini_risk": scores["qini_risk"]}
@@ -188,11 +192,11 @@ def train_uplift(
                 "validation_seed": str(config.seed),
             }
         )
-        info = log_booster(model.booster, features, categories, UPLIFT_PYFUNC, UPLIFT_MODEL)
+        info = log_booster(model.booster, features, categories, UPLIFT_PYFUNC, name)
         mlflow.log_dict(scores, "validation.json")
     version = str(info.registered_model_version)
     client = registry.activate()
-    client.set_registered_model_alias(UPLIFT_MODEL, "challenger", version)
+    client.set_registered_model_alias(name, "challenger", version)
     better = scores["qini_uplift"] > scores["qini_risk"]
     reason = (
         f"validation Qini {scores['qini_uplift']:.4f} vs the churn score's {scores['qini_risk']:.4f} on "
@@ -200,10 +204,8 @@ def train_uplift(
     )
     if better:
         registry.promote(version)
-    client.set_model_version_tag(
-        UPLIFT_MODEL, version, "promotion_reason", ("promoted: " if better else "kept: ") + reason
-    )
-    context.log.info(f"{UPLIFT_MODEL} v{version}: {reason}; {'promoted' if better else 'not promoted'}")
+    client.set_model_version_tag(name, version, "promotion_reason", ("promoted: " if better else "kept: ") + reason)
+    context.log.info(f"{name} v{version}: {reason}; {'promoted' if better else 'not promoted'}")
     return dg.MaterializeResult(
         metadata={
             "status": "trained",
@@ -225,30 +227,30 @@ def train_uplift(
     )
 
 
-def _not_trained(context, why: str) -> dg.MaterializeResult:
-    context.log.warning(f"{UPLIFT_MODEL} not trained: {why}")
+def _not_trained(context, name: str, why: str) -> dg.MaterializeResult:
+    context.log.warning(f"{name} not trained: {why}")
     return dg.MaterializeResult(metadata={"status": f"not trained: {why}"})
 
 
-def champion(registry, alias: str = "champion"):
-    """The uplift model holding ``alias`` (its version and model), or None."""
-    registry = registry.named(UPLIFT_MODEL)
+def champion(registry, name: str, alias: str = "champion"):
+    """The uplift model ``name`` holding ``alias`` (its version and model), or None."""
+    registry = registry.named(name)
     held = registry.version(alias)
     if held is None:
         return None
     import mlflow
 
     registry.activate()
-    return held, mlflow.pyfunc.load_model(f"models:/{UPLIFT_MODEL}/{held.version}").unwrap_python_model()
+    return held, mlflow.pyfunc.load_model(f"models:/{name}/{held.version}").unwrap_python_model()
 
 
-def predict_uplift(registry, features: pl.DataFrame, alias: str = "champion") -> tuple[str, pl.DataFrame]:
+def predict_uplift(registry, features: pl.DataFrame, name: str, alias: str = "champion") -> tuple[str, pl.DataFrame]:
     """Predicted churn reduction per customer of ``features`` (``customer_id`` keyed, with the day's
-    ``churn_probability``) by the uplift model holding ``alias``."""
-    found = champion(registry, alias)
+    ``churn_probability``) by the uplift model ``name`` holding ``alias``."""
+    found = champion(registry, name, alias)
     if found is None:
         raise dg.Failure(
-            f"targeting: uplift needs a {UPLIFT_MODEL} with alias {alias!r}: materialize uplift_model once enough "
+            f"targeting: uplift needs a {name} with alias {alias!r}: materialize its uplift_model once enough "
             "campaign outcomes have matured (or target by risk)"
         )
     held, model = found
@@ -257,14 +259,15 @@ def predict_uplift(registry, features: pl.DataFrame, alias: str = "champion") ->
     )
 
 
-def policy_comparison(rows: pl.DataFrame, warehouse, registry, spec, offer_cost: float) -> tuple[dict, str]:
-    """Uplift against risk targeting on matured campaign customers the champion uplift model never trained on."""
-    found = champion(registry)
+def policy_comparison(rows: pl.DataFrame, warehouse, registry, spec, offer_cost: float, name: str) -> tuple[dict, str]:
+    """Uplift against risk targeting on matured campaign customers the champion uplift model ``name`` never trained
+    on."""
+    found = champion(registry, name)
     if found is None:
         return {}, "not evaluated: no champion uplift model yet"
 
     held, model = found
-    tags = registry.named(UPLIFT_MODEL).activate().get_run(held.run_id).data.tags
+    tags = registry.named(name).activate().get_run(held.run_id).data.tags
     through = date.fromisoformat(tags[TRAINED_THROUGH])
     validating = holdout_draw(VALIDATION, int(tags["validation_seed"]), rows["customer_id"].to_numpy())
     unseen = rows.filter((pl.col("ds") > through) | pl.Series(validating < float(tags["validation_share"])))
@@ -282,7 +285,7 @@ def policy_comparison(rows: pl.DataFrame, warehouse, registry, spec, offer_cost:
         [{"policy": name, **scores[f"{name}_policy"], "qini": scores[f"qini_{name}"]} for name in ("uplift", "risk")]
     )
     return scores, (
-        f"uplift_model v{held.version} against the churn score on {scores['rows']} matured targeted customers it never "
+        f"{name} v{held.version} against the churn score on {scores['rows']} matured targeted customers it never "
         f"trained on (its validation customers, or campaigns after {through}), contacting the top half by each:\n\n"
         + markdown_table(table)
     )

@@ -25,11 +25,13 @@ from functools import cache
 from pathlib import Path
 
 from platform_assets.ml.bands import declared_rule
+from platform_assets.tables import Table
 
 ROLES = ("entity", "snapshot", "feature", "label", "segment", "split", "treated")
 TREATED_LABELS = ("exclude", "keep")
 DECLARATION = "churn_platform"
-DECLARED_KEYS = ("registered_model", "scoring_model", "outcome_model", "drift_reference", "risk_bands")
+DECLARED_KEYS = ("registered_model", "scoring_model", "outcome_model", "drift_reference", "risk_bands", "decisions")
+DECISION_KEYS = ("value_column",)
 DRIFT_REFERENCES = ("training", "validation")
 DEFAULT_MODEL = "churn_model"
 SPLIT_VALUES = ("train", "validation")
@@ -83,6 +85,9 @@ class Dataset:
     outcome_model: str
     drift_reference: str = "training"  # which rows of the split the drift reference profiles
     risk_bands: tuple[tuple[str, float], ...] = ()  # the declared rule (bands.declared_rule); () the default
+    # ``decisions.value_column``: the scoring model's column of a customer's monthly value. A dataset that
+    # declares it gets the decision assets (campaigns, impact, review, uplift); None: it gets none.
+    value_column: str | None = None
 
     @property
     def prefix(self) -> tuple[str, ...]:
@@ -98,9 +103,9 @@ class Dataset:
         ``base``, another dataset's end with its registered model name (``train_model_telco``)."""
         return f"{base}_{self.registered_model}" if self.prefix else base
 
-    def lake_table(self, table: str) -> str:
-        """Where one of this dataset's Delta tables lives under the lake root."""
-        return "/".join([*self.prefix, table])
+    def lake_table(self, table: str) -> Table:
+        """One of this dataset's Delta tables: where it lives under the lake root, with its declared columns."""
+        return (table if isinstance(table, Table) else Table(table)).under(self.prefix)
 
     def spec(self, manifest_path: Path) -> FeatureSpec:
         return discover(manifest_path, self.training_model, self.scoring_model, self.outcome_model)
@@ -304,10 +309,26 @@ def sources_read(manifest: dict, model: str) -> set[str]:
     return found
 
 
+def _value_column(manifest: dict, declared: dict, training_model: str, where: str) -> str | None:
+    """The declared ``decisions.value_column``, which must be a documented column of the scoring model."""
+    decisions = declared.get("decisions")
+    if decisions is None:
+        return None
+    if not isinstance(decisions, dict) or set(decisions) != set(DECISION_KEYS):
+        raise ValueError(f"{where}.decisions: expected exactly {list(DECISION_KEYS)}, got {decisions!r}")
+    column, scoring = decisions["value_column"], declared.get("scoring_model", training_model)
+    if column not in _model(manifest, scoring)["columns"]:
+        raise ValueError(
+            f"{where}.decisions.value_column: {column!r} is not a documented column of the scoring model {scoring!r}"
+        )
+    return column
+
+
 def datasets(manifest_path: Path) -> list[Dataset]:
     """Every dataset declared in the project (``config.meta.churn_platform`` on a labelled model)."""
     found = []
-    for node in load_manifest(manifest_path)["nodes"].values():
+    manifest = load_manifest(manifest_path)
+    for node in manifest["nodes"].values():
         declared = _meta(node).get(DECLARATION)
         if node["resource_type"] not in ("model", "seed", "snapshot") or declared is None:
             continue
@@ -329,6 +350,7 @@ def datasets(manifest_path: Path) -> list[Dataset]:
                 outcome_model=declared.get("outcome_model", node["name"]),
                 drift_reference=reference,
                 risk_bands=declared_rule(declared.get("risk_bands"), where),
+                value_column=_value_column(manifest, declared, node["name"], where),
             )
         )
     names = [d.registered_model for d in found]

@@ -1,7 +1,8 @@
 """The ``decisions`` group: campaigns, their measured impact, review, uplift and the business dashboard.
 
-They act on the default dataset's predictions (the platform's own churn model) and read
-its declared scoring and outcome models, so their lineage is what they read.
+Made for every dataset that declares ``decisions`` (its value column) in its dbt YAML: they
+act on that dataset's predictions and read its declared scoring and outcome models, so
+their lineage is what they read. The platform's own keep unprefixed keys and tables.
 """
 
 from datetime import date, timedelta
@@ -10,24 +11,19 @@ from functools import cache
 import dagster as dg
 import polars as pl
 
-from platform_assets.decisions.campaign import CampaignConfig, run_campaign
+from platform_assets.decisions.campaign import CampaignConfig, reasons_text, run_campaign
 from platform_assets.decisions.impact import EFFECT_CHECK, ImpactConfig, report_impact
-from platform_assets.decisions.review import (
-    ReviewStore,
-)
+from platform_assets.decisions.reports import dashboard_history, review_outcomes
+from platform_assets.decisions.review import ReviewError, ReviewStore
+from platform_assets.decisions.scope import DecisionScope
 from platform_assets.decisions.uplift import UpliftConfig, train_uplift
-from platform_assets.defs.datasets import dbt_key, default, spec_of
+from platform_assets.defs.datasets import dbt_key, spec_of
 from platform_assets.defs.predictions.assets import predictions_asset
 from platform_assets.metadata import layer, markdown_table, stored_in
+from platform_assets.ml.feature_spec import Dataset
 from platform_assets.partitions import daily_partitions, weekly_partitions
-from platform_assets.tables import (
-    CAMPAIGN_IMPACT,
-    CAMPAIGN_LOG,
-    PREDICTIONS,
-    REVIEW_DECISIONS,
-    REVIEW_QUEUE,
-    scored_day,
-)
+from platform_assets.plots import as_metadata, metric_over_time, png_bytes
+from platform_assets.tables import CAMPAIGN_LOG, scored_day
 from resources.exports import ContactExport, ReviewInbox
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
@@ -35,16 +31,29 @@ from resources.warehouse import Warehouse
 
 
 @cache
-def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.UnresolvedAssetJobDefinition"]:
-    """The decisions group's assets and its ``decide_day`` job, made on first use.
+def decision_assets(
+    dataset: Dataset,
+) -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.UnresolvedAssetJobDefinition"]:
+    """A deciding dataset's decision assets and its ``decide_day`` job, made on first use.
 
-    They act on the default dataset only: the campaign log is the dbt source
-    ``lake.campaign_log`` that the platform's own outcome model reads.
+    The platform's own campaign log is also the dbt source ``lake.campaign_log`` its
+    outcome model reads to flag treated labels; another dataset's log is kept under its
+    model name, and its labels are cleaned of treatment only if its own dbt reads it.
     """
-    dataset = default()
+    scope = DecisionScope.of(dataset)
+    spec = spec_of(dataset)
     churn_predictions = predictions_asset(dataset)
+    key = dataset.key
+    own = not dataset.prefix  # the platform's own: its log is the dbt source its outcome model reads
+    treated = (
+        ""
+        if own
+        else f" Its log `{scope.campaign_log}` is not read by `{dataset.outcome_model}` unless that model's dbt reads "
+        "it, so contacted customers' labels are not left out of training and monitoring."
+    )
 
     @dg.asset(
+        key=key("review_decisions"),
         partitions_def=daily_partitions(),
         **layer("decisions"),
         kinds={"delta", "polars"},
@@ -54,17 +63,15 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
             "when and which file, beside the ones recorded with `churn-platform review decide`. A file with a row that "
             "is not a decision is refused whole, naming the line."
         ),
-        metadata=stored_in(REVIEW_DECISIONS),
+        metadata=stored_in(scope.review_decisions),
     )
     def review_decisions(
         context: dg.AssetExecutionContext, lake: Lake, review_inbox: ReviewInbox
     ) -> dg.MaterializeResult:
-        from platform_assets.decisions.review import ReviewError
-
         day = date.fromisoformat(context.partition_key)
-        store = ReviewStore(lake)
-        files = review_inbox.files(day)
-        version = lake.version(REVIEW_DECISIONS)
+        store = ReviewStore(lake, scope.review_decisions)
+        files = review_inbox.files(day, scope.folder)
+        version = lake.version(scope.review_decisions)
         for path in files:
             try:
                 frame = pl.read_csv(path, infer_schema=False)
@@ -81,12 +88,13 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
                 "dagster/row_count": stored.height,
                 "files": dg.MetadataValue.json([str(p) for p in files]),
                 "decisions": dg.MetadataValue.md(markdown_table(counts) if stored.height else "none for this day"),
-                "dagster/uri": lake.uri(REVIEW_DECISIONS),
+                "dagster/uri": lake.uri(scope.review_decisions),
                 "delta_version": version if version is not None else "no decision stored yet",
             }
         )
 
     @dg.asset(
+        key=key("review_queue"),
         partitions_def=daily_partitions(),
         deps=[churn_predictions, review_decisions],
         **layer("decisions"),
@@ -95,36 +103,34 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
             "Customers of the day's predictions in the review band who have no recent decision: they wait here, and no "
             "campaign contacts them, until a reviewer approves (`churn-platform review list` shows them)."
         ),
-        metadata=stored_in(REVIEW_QUEUE),
+        metadata=stored_in(scope.review_queue),
     )
     def review_queue(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
-        from platform_assets.decisions.campaign import reasons_text
-
         day = date.fromisoformat(context.partition_key)
-        spec = spec_of(dataset)
-        predictions = scored_day(lake, PREDICTIONS, day)
-        decided = ReviewStore(lake).decisions_before(day).select("customer_id")
+        predictions = scored_day(lake, scope.predictions, day)
+        decided = ReviewStore(lake, scope.review_decisions).decisions_before(day).select("customer_id")
         queue = (
             predictions.rename({spec.entity: "customer_id"})
             .filter(pl.col("needs_review"))
             .join(decided, on="customer_id", how="anti")
             .with_columns(top_reasons=reasons_text(pl.col("top_reasons")), ds=pl.lit(day))
-            .select([pl.col(n).cast(t) for n, t in REVIEW_QUEUE.schema.items()])
+            .select([pl.col(n).cast(t) for n, t in scope.review_queue.schema.items()])
             .sort("churn_probability", descending=True)
         )
-        version = lake.replace_days(REVIEW_QUEUE, queue, day, day)
+        version = lake.replace_days(scope.review_queue, queue, day, day)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": queue.height,
                 "in_review_band": int(predictions["needs_review"].sum()),
                 "already_decided": int(predictions["needs_review"].sum()) - queue.height,
                 "queue": dg.MetadataValue.md(markdown_table(queue.drop("ds"))),
-                "dagster/uri": lake.uri(REVIEW_QUEUE),
+                "dagster/uri": lake.uri(scope.review_queue),
                 "delta_version": version,
             }
         )
 
     @dg.asset(
+        key=key("retention_campaign"),
         partitions_def=daily_partitions(),
         deps=[churn_predictions, dbt_key(dataset.scoring_model), review_decisions],
         **layer("decisions"),
@@ -134,9 +140,9 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
             "once approved, rejected ones never) ranked by expected net value of contact (risk: p x offer effect x "
             "customer value - cost; or predicted uplift x value - cost), arms by a seeded hash of campaign and customer, "
             "a holdout sized by a power analysis, contacts up to the budget. Both arms are logged in Delta with the "
-            "model version, score, reasons and arm; the contacts are exported as CSV and Parquet for the CRM."
+            "model version, score, reasons and arm; the contacts are exported as CSV and Parquet for the CRM." + treated
         ),
-        metadata=stored_in(CAMPAIGN_LOG),
+        metadata=stored_in(scope.campaign_log),
     )
     def retention_campaign(
         context: dg.AssetExecutionContext,
@@ -149,13 +155,12 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
         return run_campaign(
             context,
             config,
-            spec=spec_of(dataset),
-            predictions_table=PREDICTIONS,
+            spec,
+            scope,
             lake=lake,
             warehouse=warehouse,
             registry=registry,
             contact_export=contact_export,
-            review=ReviewStore(lake),
         )
 
     # The log as the dbt outcome model reads it (source lake.campaign_log). It is written by
@@ -163,7 +168,7 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
     # model trained on labels that leave the earlier campaigns' contacts out, a loop an asset
     # graph cannot hold. A day's dbt build (daily_pipeline) runs before its campaign (decide_day),
     # so it reads the log of the days before, every contact that can act on a matured label.
-    campaign_log = dg.AssetSpec(
+    campaign_log_source = dg.AssetSpec(
         "campaign_log",
         **layer("decisions"),
         kinds={"delta"},
@@ -177,6 +182,7 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
     )
 
     @dg.asset(
+        key=key("campaign_impact"),
         partitions_def=daily_partitions(),
         deps=[retention_campaign, dbt_key(dataset.outcome_model)],
         **layer("decisions"),
@@ -189,11 +195,11 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
             "each with the interval's bounds; per campaign, and for the uplift policy against the risk policy on the "
             "holdout. Without matured outcomes it says when they mature, never a zero."
         ),
-        metadata={"lake_table": CAMPAIGN_IMPACT},
+        metadata={"lake_table": scope.campaign_impact},
         check_specs=[
             dg.AssetCheckSpec(
                 EFFECT_CHECK,
-                asset="campaign_impact",
+                asset=key("campaign_impact"),
                 description="Stratified by campaign and sequential over the daily looks (O'Brien-Fleming-type alpha "
                 "spending by matured contacts over planned contacts, a union bound over looks): ERROR when the test "
                 "declares that contact raises churn; WARN when no effect is declared by the campaign's planned size (or "
@@ -210,9 +216,10 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
         warehouse: Warehouse,
         registry: ModelRegistry,
     ):
-        yield from report_impact(context, config, lake, warehouse, registry, spec_of(dataset))
+        yield from report_impact(context, config, lake, warehouse, registry, spec, scope)
 
     @dg.asset(
+        key=key("uplift_model"),
         deps=[retention_campaign, dbt_key(dataset.outcome_model), dbt_key(dataset.scoring_model)],
         **layer("decisions"),
         kinds={"lightgbm", "mlflow", "polars"},
@@ -221,7 +228,8 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
             "log-odds as initial score, on the campaign day's features and a contact indicator) trained on every matured "
             "campaign outcome once each arm has enough, logged and registered in MLflow as `uplift_model` (alias "
             "`challenger`), promoted to `champion` only when its validation Qini beats the churn score's on the same "
-            "held-out customers. `retention_campaign` with `targeting: uplift` ranks by its champion."
+            f"held-out customers. `retention_campaign` with `targeting: uplift` ranks by its champion. Registered as "
+            f"`{scope.uplift_model}`."
         ),
     )
     def uplift_model(
@@ -231,10 +239,10 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
         warehouse: Warehouse,
         registry: ModelRegistry,
     ) -> dg.MaterializeResult:
-        spec = spec_of(dataset)
-        return train_uplift(context, config, lake, warehouse, registry, spec, spec.outcome)
+        return train_uplift(context, config, lake, warehouse, registry, spec, scope)
 
     @dg.asset(
+        key=key("review_report"),
         partitions_def=weekly_partitions(),
         deps=[review_decisions, review_queue, retention_campaign, dbt_key(dataset.outcome_model)],
         **layer("decisions"),
@@ -246,29 +254,33 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
         ),
     )
     def review_report(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse) -> dg.MaterializeResult:
-        from platform_assets.decisions.reports import review_outcomes
-        from platform_assets.tables import REVIEW_REPORT
-
         first = date.fromisoformat(context.partition_key)
         last = first + timedelta(days=6)
-        counts, fared, note = review_outcomes(lake, warehouse, spec_of(dataset).outcome, first, last)
+        counts, fared, note = review_outcomes(lake, warehouse, spec.outcome, scope, first, last)
         row = pl.DataFrame(
             [{"ds": first, **{k: counts.get(k, 0) for k in ("queued", "reviewed", "approved", "overridden")}}]
         )
-        version = lake.replace_days(REVIEW_REPORT, row, first, first)
+        version = lake.replace_days(scope.review_report, row, first, first)
         return dg.MaterializeResult(
             metadata={
                 **{k: int(v) for k, v in counts.items()},
                 "week": f"{first}..{last}",
                 "how_reviewed_customers_fared": dg.MetadataValue.md(markdown_table(fared) if fared.height else note),
                 "note": note,
-                "dagster/uri": lake.uri(REVIEW_REPORT),
+                "dagster/uri": lake.uri(scope.review_report),
                 "delta_version": version,
             }
         )
 
     @dg.asset(
-        deps=[campaign_impact, review_decisions, retention_campaign, "model_performance", "feature_drift_report"],
+        key=key("business_dashboard"),
+        deps=[
+            campaign_impact,
+            review_decisions,
+            retention_campaign,
+            dg.AssetKey(key("model_performance")),
+            dg.AssetKey(key("feature_drift_report")),
+        ],
         **layer("decisions"),
         kinds={"delta", "polars"},
         description=(
@@ -279,11 +291,7 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
         ),
     )
     def business_dashboard(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
-        from platform_assets.decisions.reports import dashboard_history
-        from platform_assets.plots import as_metadata, metric_over_time, png_bytes
-        from platform_assets.tables import DASHBOARD
-
-        series = dashboard_history(lake)
+        series = dashboard_history(lake, scope)
         wanted = [
             "churn_rate",
             "net_saving_eur",
@@ -304,7 +312,7 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
             if series
             else pl.DataFrame(schema={"ds": pl.Date, "value": pl.Float64, "series": pl.String})
         )
-        version = lake.replace_days(DASHBOARD, long, long["ds"].min(), long["ds"].max()) if long.height else None
+        version = lake.replace_days(scope.dashboard, long, long["ds"].min(), long["ds"].max()) if long.height else None
         latest = {name: float(frame["value"][-1]) for name, frame in series.items()}
         return dg.MaterializeResult(
             metadata={
@@ -316,7 +324,7 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
                     )
                     for name, frame in series.items()
                 },
-                "dagster/uri": lake.uri(DASHBOARD),
+                "dagster/uri": lake.uri(scope.dashboard),
                 "delta_version": version if version is not None else "nothing stored yet",
             }
         )
@@ -325,7 +333,7 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
         review_decisions,
         review_queue,
         retention_campaign,
-        campaign_log,
+        *([campaign_log_source] if own else []),
         campaign_impact,
         uplift_model,
         review_report,
@@ -333,7 +341,7 @@ def decision_assets() -> tuple[list[dg.AssetsDefinition | dg.AssetSpec], "dg.Unr
     ]
 
     decide_day = dg.define_asset_job(
-        "decide_day",
+        dataset.name("decide_day"),
         selection=dg.AssetSelection.assets(review_decisions, review_queue, retention_campaign, campaign_impact),
         partitions_def=daily_partitions(),
         description="A scored day's decisions: review decisions landed, the review queue, the retention campaign (log "
