@@ -301,7 +301,7 @@ class Benchmark:
             "training_sample": model["training_sample"].value,
             "training_rows": model["training_rows"].value,
             "trees": model["best_iteration"].value,
-            "candidate_model_seconds": _step_seconds(result, "candidate_model"),
+            "candidate_model_seconds": _step_seconds(self.instance, result, "candidate_model"),
         }
         return rows, extra, self.bare_training
 
@@ -398,12 +398,14 @@ class Benchmark:
         return len(result.get_asset_materialization_events()), {}, None
 
 
-def _step_seconds(result, step: str) -> float:
-    """Seconds from a step's start to its success, from the run's events."""
+def _step_seconds(instance, result, step: str) -> float:
+    """Seconds from a step's start to its success, from the run's event log."""
     times = {
-        e.event_type_value: e.timestamp
-        for e in result.all_events
-        if e.step_key == step and e.event_type_value in ("STEP_START", "STEP_SUCCESS")
+        e.dagster_event.event_type_value: e.timestamp
+        for e in instance.all_logs(result.run_id)
+        if e.dagster_event
+        and e.dagster_event.step_key == step
+        and e.dagster_event.event_type_value in ("STEP_START", "STEP_SUCCESS")
     }
     return round(times["STEP_SUCCESS"] - times["STEP_START"], 2)
 

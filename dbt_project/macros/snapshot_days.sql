@@ -43,11 +43,7 @@
     days of the range are left empty (their batches delete and insert nothing).
 #}
 {% macro feature_days() %}
-    {%- set value = var('feature_days', 'all') -%}
-    {%- if value not in ('all', 'used') -%}
-        {{ exceptions.raise_compiler_error("var feature_days must be 'all' or 'used', got '" ~ value ~ "'") }}
-    {%- endif -%}
-    {{ return(value) }}
+    {{- return(choice_var('feature_days', 'all', ['all', 'used'])) -}}
 {% endmacro %}
 
 {#
@@ -94,4 +90,13 @@
     {%- else -%}
         {%- do return(relation) -%}
     {%- endif -%}
+{%- endmacro %}
+
+{#
+    The rows of `relation` whose `date_column` falls in the 90-day window up to `day` (the
+    longest feature window) and that were known by that day's end (loaded_on): the point-in-time
+    filter every windowed event count shares.
+#}
+{% macro events_known_in_window(relation, date_column, day) %}
+    (select * from {{ relation }} where {{ date_column }} between {{ day }} - 89 and {{ day }} and loaded_on <= {{ day }})
 {%- endmacro %}

@@ -66,8 +66,7 @@ tickets as (
         ) as unresolved_tickets_30d,
         avg(resolution_hours) filter (where resolved_on <= {{ day }}) as avg_resolution_hours_90d,
         max(opened_on) as last_ticket_on
-    from {{ ref('stg_support_tickets') }}
-    where opened_on between {{ day }} - 89 and {{ day }} and loaded_on <= {{ day }}
+    from {{ events_known_in_window(ref('stg_support_tickets'), 'opened_on', day) }}
     group by customer_id
 ),
 
@@ -77,8 +76,7 @@ offers as (
         count(*) as offers_90d,
         count(*) filter (where responded_on <= {{ day }}) as offers_accepted_90d,
         max(offered_on) as last_offer_on
-    from {{ ref('stg_promotions') }}
-    where offered_on between {{ day }} - 89 and {{ day }} and loaded_on <= {{ day }}
+    from {{ events_known_in_window(ref('stg_promotions'), 'offered_on', day) }}
     group by customer_id
 ),
 
