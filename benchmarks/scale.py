@@ -392,6 +392,7 @@ class Benchmark:
         for table, frame in simulate(self.settings.simulator, day, day).items():
             (zone / table).mkdir(parents=True, exist_ok=True)
             frame.drop("ds").write_parquet(zone / table / f"{day.isoformat()}.parquet")
+        time.sleep(self.settings.landing_quiet_seconds + 0.5)  # ingestion takes a file once it is quiet
 
     def monitoring(self, day: date):
         result = self.materialize(self.dg.AssetSelection.groups("monitoring"), day, day)

@@ -64,7 +64,8 @@ tickets as (
         count(*) filter (
             where opened_on > {{ day }} - 30 and (resolved_on is null or resolved_on > {{ day }})
         ) as unresolved_tickets_30d,
-        avg(resolution_hours) filter (where resolved_on <= {{ day }}) as avg_resolution_hours_90d,
+        -- Summed in ticket order: the same bits in every build, whatever the threads' split.
+        avg(resolution_hours order by ticket_id) filter (where resolved_on <= {{ day }}) as avg_resolution_hours_90d,
         max(opened_on) as last_ticket_on
     from {{ events_known_in_window(ref('stg_support_tickets'), 'opened_on', day) }}
     group by customer_id
