@@ -13,7 +13,9 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 # it for the platform's own processes; exported here for `dagster dev`, which launches runs).
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= true
 MANIFEST := dbt_project/target/manifest.json
-DBT_FILES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
+# What the manifest is parsed from (models, macros, tests, seeds, their YAML and docs blocks);
+# resources/dbt.py (manifest_is_current) checks the same files.
+DBT_FILES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' -o -name '*.csv' -o -name '*.md' \) -print)
 
 DRIFT_HOME ?= $(CURDIR)/.platform-drift
 CAMPAIGN_HOME ?= $(CURDIR)/.platform-campaign

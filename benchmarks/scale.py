@@ -214,8 +214,8 @@ class Benchmark:
         from platform_assets.defs.features.assets import by_day_models
 
         result = self.materialize(self.dg.AssetSelection.assets(by_day_models()), first, last)
-        # dagster-dbt gives each invocation its own target folder, named after the run.
-        (run_dir,) = (self.settings.dbt_project_dir / "target").glob(f"dbt_models-{result.run_id[:7]}-*")
+        # Each dbt invocation has its own target folder under the home, named after the run.
+        (run_dir,) = self.settings.dbt_target_path.glob(f"dbt_models-{result.run_id[:7]}-*")
         compiled = run_dir / "compiled" / "churn_platform" / "models"
         rows = self.count("customer_features", first, last)
         timing = _dbt_timing(run_dir / "run_results.json")

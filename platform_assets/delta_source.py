@@ -3,9 +3,9 @@
 dbt-duckdb's own ``delta`` plugin copies the whole table into the warehouse on every
 run, which grows with the history; a view over the scan instead is readable only in
 the dbt process (other processes see neither its rows nor its columns, so Dagster
-loses the staging models' column lineage). This plugin copies the days named in the
-source's meta, ``first_day`` and ``last_day`` (the build's day vars), and the whole
-table when they are empty (a full build). The filter is on the ``ds`` partition, so
+loses the staging models' column lineage). For a source whose meta says
+``by_landing_day``, this plugin copies the landing days the build adds (``build_days``),
+and the whole table on a build without days. The filter is on the ``ds`` partition, so
 only those days' files are read. Written by hand because the built-in plugin has no
 filter; it reuses that plugin's table loading (storage options, time travel).
 
@@ -18,12 +18,27 @@ nothing had been logged; a source without it fails on a missing table, as before
 
 from __future__ import annotations
 
+import os
 from datetime import date
 
 import pyarrow as pa
 import pyarrow.dataset as pads
 from dbt.adapters.duckdb.plugins.delta import Plugin as DeltaPlugin
 from deltalake import DeltaTable
+
+FIRST_DAY, LAST_DAY, FIRST_LANDED_DAY = (
+    "PLATFORM_BUILD_FIRST_DAY",
+    "PLATFORM_BUILD_LAST_DAY",
+    "PLATFORM_BUILD_FIRST_LANDED_DAY",
+)
+
+
+def build_days(first_day: str = "", last_day: str = "", first_landed_day: str = "") -> dict[str, str]:
+    """The environment that tells dbt which days a build makes (ISO dates, inclusive): read by
+    ``build_day`` in ``macros/snapshot_days.sql`` and by this plugin. ``first_landed_day``, when
+    earlier landed days are missing from staging, widens the landing days staged. Without days,
+    every variable is empty: a whole build, whatever the calling process had set."""
+    return {FIRST_DAY: first_day, LAST_DAY: last_day, FIRST_LANDED_DAY: first_landed_day or first_day}
 
 
 class Plugin(DeltaPlugin):
@@ -34,8 +49,9 @@ class Plugin(DeltaPlugin):
         ):
             return pa.table({name: pa.array([], type=pa.type_for_alias(kind)) for name, kind in columns.items()})
         dataset = super().load(source_config)
-        first, last = source_config.get("first_day"), source_config.get("last_day")
-        if not (first and last):
+        first = os.environ.get(FIRST_LANDED_DAY) or os.environ.get(FIRST_DAY)  # dbt run by hand: the two days
+        last = os.environ.get(LAST_DAY)
+        if not (source_config.get("by_landing_day") and first and last):
             return dataset
         day = pads.field("ds")
         return dataset.filter((day >= date.fromisoformat(first)) & (day <= date.fromisoformat(last)))

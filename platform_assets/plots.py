@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import base64
 import io
+from functools import cache
 
 import dagster as dg
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 
 
+@cache
+def _pyplot():
+    """matplotlib.pyplot on the file-only backend, imported on first use: every process that
+    loads the definitions (each CLI command, run worker and code server) would otherwise pay
+    about a second for it, while only the runs that draw need it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _figure(width: float = 6.0, height: float = 3.6):
-    figure, axes = plt.subplots(figsize=(width, height))
+    figure, axes = _pyplot().subplots(figsize=(width, height))
     axes.spines[["top", "right"]].set_visible(False)
     return figure, axes
 
@@ -83,7 +92,7 @@ def png_bytes(figure) -> bytes:
     """The figure as PNG bytes; the figure is closed (matplotlib keeps open ones alive)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    _pyplot().close(figure)
     return buffer.getvalue()
 
 

@@ -1,6 +1,8 @@
 """dbt through Dagster: features are built and tested, and never see the future."""
 
+import json
 import os
+import shutil
 
 import dagster as dg
 import polars as pl
@@ -9,7 +11,7 @@ from polars.testing import assert_frame_equal
 
 from platform_assets.definitions import build_definitions
 from platform_assets.tables import CAMPAIGN_LOG
-from tests.conftest import SMALL, build_features, day, ingest, memory_instance, module_home
+from tests.conftest import CHECKOUT, SMALL, build_features, day, ingest, memory_instance, module_home
 
 pytestmark = pytest.mark.world
 
@@ -162,6 +164,23 @@ def test_dbt_docs_generate_works_on_the_project(builds, tmp_path):
     assert (tmp_path / "docs" / "index.html").exists()
 
 
+def test_dbt_run_by_hand_with_the_two_documented_days_stages_those_landing_days(builds, tmp_path):
+    """docs/data.md names PLATFORM_BUILD_FIRST_DAY and PLATFORM_BUILD_LAST_DAY; the landing days default to them."""
+    from resources.dbt import dbt_resource
+
+    days = {"PLATFORM_BUILD_FIRST_DAY": "2026-01-02", "PLATFORM_BUILD_LAST_DAY": "2026-01-03"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("PLATFORM_BUILD_FIRST_LANDED_DAY", raising=False)
+        invocation = (
+            dbt_resource()
+            .cli(["compile", "--select", "stg_sessions"], environment=days, target_path=tmp_path / "compiled")
+            .wait()
+        )
+    assert invocation.is_successful()
+    [compiled] = (tmp_path / "compiled" / "compiled").rglob("stg_sessions.sql")
+    assert "ds between date '2026-01-02' and date '2026-01-03'" in " ".join(compiled.read_text().split())
+
+
 def test_treated_labels_are_flagged_in_outcomes_and_left_out_of_training(builds):
     """A customer-day is treated when a contact acts within its label horizon; the holdout never is. Before
     any campaign (the first build) the log is an empty relation and nothing is treated."""
@@ -182,3 +201,31 @@ def test_treated_labels_are_flagged_in_outcomes_and_left_out_of_training(builds)
     assert {(c, day(s)) for c in groups["holdout_63"] for s in (56, 63)} <= trained
     assert {(c, day(63)) for c in groups["contacted_33"] + groups["contacted_93"]} <= trained
     assert trained == set(outcomes.select("customer_id", "snapshot_date").rows()) - expected
+
+
+@pytest.fixture
+def project_copy(tmp_path, home, monkeypatch):
+    """A copy of the dbt project with its manifest (times kept), the platform pointed at it."""
+    from resources.dbt import dbt_project
+
+    copy = tmp_path / "dbt_project"
+    shutil.copytree(CHECKOUT / "dbt_project", copy, ignore=shutil.ignore_patterns("logs", "run", "compiled"))
+    monkeypatch.setenv("PLATFORM_DBT_PROJECT_DIR", str(copy))
+    dbt_project.cache_clear()
+    yield copy
+    dbt_project.cache_clear()
+
+
+def test_in_development_the_project_is_parsed_again_only_when_a_file_it_is_parsed_from_changed(project_copy):
+    """`dg` and `dagster dev` (DAGSTER_IS_DEV_CLI) load the definitions in every process, which then call
+    prepare_if_changed: an unchanged project is not parsed again (dagster-dbt's prepare_if_dev parsed it each
+    time), a new model is."""
+    from resources.dbt import prepare_if_changed
+
+    manifest = project_copy / "target" / "manifest.json"
+    parsed = manifest.stat().st_mtime_ns
+    prepare_if_changed()
+    assert manifest.stat().st_mtime_ns == parsed
+    (project_copy / "models" / "marts" / "probe.sql").write_text("select 1 as one\n")
+    prepare_if_changed()
+    assert "model.churn_platform.probe" in json.loads(manifest.read_text())["nodes"]

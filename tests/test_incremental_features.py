@@ -6,6 +6,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from platform_assets.definitions import build_definitions
+from resources.settings import settings
 from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
 pytestmark = pytest.mark.slow
@@ -73,7 +74,9 @@ def builds(tmp_path_factory):
                 f"select * from customer_features where snapshot_date >= ? order by {BY_DAY['customer_features']}",
                 [day(60)],
             )
+            logs = sorted(settings().dbt_target_path.glob("*/dbt.log"), key=lambda log: log.stat().st_mtime)
             yield {
+                "dbt_logs": [log.read_text() for log in logs],
                 "incremental": incremental,
                 "full": full,
                 "backfill": backfill,
@@ -126,6 +129,16 @@ def test_a_range_built_with_used_days_holds_its_training_days_and_last_day_as_ev
         e for e in builds["used_run"].get_asset_materialization_events() if e.asset_key.path == ["customer_features"]
     )
     assert event.event_specific_data.materialization.metadata["feature_days"].value == "used"
+
+
+def test_each_build_after_a_homes_first_reuses_its_dbt_parse(builds):
+    """The days go to dbt in its environment, read only when the models run: a new day changes
+    nothing dbt parses, so it starts from the home's last parse (a whole parse costs about 4 s)."""
+    logs = builds["dbt_logs"]
+    assert len(logs) == 8  # day 94, days 0..94, 95, 96, 97..99, 96 again, the full rebuild, 60..99 used days
+    whole = [n for n, log in enumerate(logs) if "Unable to do partial parsing" in log]
+    assert whole == [0], whole  # the first: the project's parse was made for another home's warehouse
+    assert all("Partial parsing enabled" in log for log in logs[1:])
 
 
 def test_daily_runs_leave_the_training_set_to_training():

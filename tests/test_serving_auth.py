@@ -101,10 +101,16 @@ class Server:
         return self.client.request(method.upper(), path, headers=headers or {}, **body)
 
     def stop(self) -> int:
+        """SIGTERM; a server still running a minute later is killed (no test leaves one behind) and fails the test."""
         self.client.close()
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=60)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+                raise AssertionError(f"the server ignored SIGTERM for 60 s: {self.log.read_text()[-3000:]}") from None
         return self.process.returncode
 
 
@@ -211,6 +217,7 @@ def test_keyless_on_loopback_says_so_and_a_keyless_public_bind_is_refused(home, 
         while said not in keyless.log.read_text():
             assert keyless.process.poll() is None and time.monotonic() < deadline, keyless.log.read_text()[-3000:]
             time.sleep(0.2)
+        keyless.wait_ready()  # then stopped as every other server here is, once serving
     finally:
         keyless.stop()
 

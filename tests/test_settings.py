@@ -28,6 +28,19 @@ def test_defaults_put_all_state_under_the_home(monkeypatch, tmp_path):
     assert current.review_inbox_path == home / "review_inbox"
 
 
+def test_settings_are_read_once_per_environment_and_cannot_be_changed_by_a_caller(monkeypatch, tmp_path):
+    """Loading the definitions asks for the settings dozens of times; each read validates every field."""
+    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "a"))
+    first = settings()
+    assert settings() is first
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
+        first.sim_customers = 1
+    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "b"))
+    assert settings().resolved_home == (tmp_path / "b").resolve()
+    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "a"))
+    assert settings().resolved_home == (tmp_path / "a").resolve()
+
+
 def test_environment_values_are_parsed_into_types(monkeypatch):
     monkeypatch.setenv("PLATFORM_SIM_DRIFT", json.dumps({"start_date": "2026-07-01", "session_minutes_factor": 0.7}))
     monkeypatch.setenv("PLATFORM_LAKE_STORAGE_OPTIONS", json.dumps({"AWS_ALLOW_HTTP": "true"}))

@@ -1,7 +1,8 @@
 {#
-    The days a run builds. Dagster passes a daily partition range as the vars `first_day`
-    and `last_day` (inclusive), and the same range to customer_features' microbatches
-    (--event-time-start, --event-time-end); without them a run builds every day.
+    The snapshot days a run builds. Dagster passes a daily partition range as the
+    environment variables PLATFORM_BUILD_FIRST_DAY and PLATFORM_BUILD_LAST_DAY (inclusive;
+    platform_assets/delta_source.py, build_days), and the same range to customer_features'
+    microbatches (--event-time-start, --event-time-end); without them a run builds every day.
 
     The filter follows the vars, not is_incremental(): a first partitioned run into an
     empty table builds only its days, and a run without vars (or with --full-refresh)
@@ -9,13 +10,23 @@
     insert), so a re-run day is replaced exactly, including customers that vanished from it.
 #}
 {% macro builds_day_range() %}
-    {{ return(var('first_day', none) is not none and var('last_day', none) is not none) }}
+    {{ return(build_day('first_day') != '' and build_day('last_day') != '') }}
+{% endmacro %}
+
+{#
+    A day of the build (`first_day`, `last_day`, `first_landed_day`) as ISO text, '' when not given.
+    Read only when a model runs (`execute`), never while dbt parses: then a parse does not depend
+    on the days, and dbt reuses the last one (vars would make it parse the whole project again
+    whenever they change, about 4 s a run here).
+#}
+{% macro build_day(name) %}
+    {{ return(env_var('PLATFORM_BUILD_' ~ name | upper, '') if execute else '') }}
 {% endmacro %}
 
 {# `column` within the days being built; `true` when building every day. #}
 {% macro snapshot_days(column) -%}
     {%- if builds_day_range() -%}
-        {{ column }} between date '{{ var("first_day") }}' and date '{{ var("last_day") }}'
+        {{ column }} between date '{{ build_day("first_day") }}' and date '{{ build_day("last_day") }}'
     {%- else -%}
         true
     {%- endif -%}
@@ -36,14 +47,16 @@
 {%- endmacro %}
 
 {#
-    Which snapshot days a run builds, by the var `feature_days`: `all` (the default) every day
+    Which snapshot days a run builds, by PLATFORM_FEATURE_DAYS (read when the model runs, like
+    the days, so dbt's parse does not depend on it): `all` (the default) every day
     of its range; `used` only the days something reads: the training snapshot days
     (int_snapshot_calendar.is_training_snapshot) and the range's last day, which the run
     scores. A long history then costs its sampled days, not every customer-day; the other
     days of the range are left empty (their batches delete and insert nothing).
 #}
 {% macro feature_days() %}
-    {{- return(choice_var('feature_days', 'all', ['all', 'used'])) -}}
+    {%- set value = env_var('PLATFORM_FEATURE_DAYS', 'all') if execute else 'all' -%}
+    {{- return(checked_choice('PLATFORM_FEATURE_DAYS', value, ['all', 'used'])) -}}
 {% endmacro %}
 
 {#
@@ -54,7 +67,7 @@
     {%- if feature_days() == 'all' or not execute or not day.startswith('date ') -%}
         {{ return(true) }}
     {%- endif -%}
-    {%- set last = "date '" ~ var('last_day') ~ "'" if var('last_day', none) else 'last_day' -%}
+    {%- set last = "date '" ~ build_day('last_day') ~ "'" if build_day('last_day') else 'last_day' -%}
     {%- set used -%}
         select count(*) from {{ ref('int_snapshot_calendar') }}
         where snapshot_date = {{ day }} and (is_training_snapshot or snapshot_date = {{ last }})
@@ -64,12 +77,13 @@
 
 {#
     The landing days a run adds to the staging models built by day: the run's days, or
-    from `first_landed_day` when Dagster found earlier landed days missing from staging
-    (their rows must be there before the features of later days read them).
+    from PLATFORM_BUILD_FIRST_LANDED_DAY when Dagster found earlier landed days missing
+    from staging (their rows must be there before the features of later days read them).
 #}
 {% macro landed_days(column) -%}
     {%- if builds_day_range() -%}
-        {{ column }} between date '{{ var("first_landed_day", var("first_day")) }}' and date '{{ var("last_day") }}'
+        {{ column }} between date '{{ build_day("first_landed_day") or build_day("first_day") }}'
+        and date '{{ build_day("last_day") }}'
     {%- else -%}
         true
     {%- endif -%}

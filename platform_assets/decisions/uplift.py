@@ -24,7 +24,6 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import dagster as dg
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 from pydantic import Field
@@ -105,6 +104,8 @@ def with_features(rows: pl.DataFrame, warehouse, spec) -> pl.DataFrame:
 
 def fit(frame: pl.DataFrame, features: list[str], categories: dict, config: UpliftConfig):
     """The S-learner: one booster from the churn score's log-odds, on the features and the contact indicator."""
+    import lightgbm as lgb
+
     from platform_assets.decisions.uplift_pyfunc import SCORE, UpliftModel, encode, log_odds, with_contact
 
     params = {

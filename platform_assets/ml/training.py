@@ -6,13 +6,15 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 
 from platform_assets.ml.feature_spec import SPLIT_VALUES, FeatureSpec
-from platform_assets.ml.pyfunc_model import ChurnModel, encode
+
+if TYPE_CHECKING:
+    from platform_assets.ml.pyfunc_model import ChurnModel
 
 SCORE = "churn_probability"  # also platform_assets.defs.ml.assets.SCORE, kept light to import
 
@@ -294,6 +296,11 @@ def train(
     missing = [c for c in declared if c not in frame.columns]
     if missing:
         raise ValueError(f"the training data lacks declared columns {missing} ({spec.training_relation})")
+    # LightGBM and MLflow (the model's own code) load here, not with the definitions every process imports.
+    import lightgbm as lgb
+
+    from platform_assets.ml.pyfunc_model import ChurnModel, encode
+
     # Warehouse row order varies between queries; LightGBM's bins and trees depend on it.
     frame = frame.sort(spec.snapshot, spec.entity)
     split = split_rows(frame, spec, validation_snapshots)

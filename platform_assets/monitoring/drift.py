@@ -19,8 +19,6 @@ import dagster as dg
 import numpy as np
 import polars as pl
 from pydantic import Field
-from scipy.spatial.distance import jensenshannon
-from scipy.stats import chisquare, ks_2samp, wasserstein_distance
 
 from platform_assets.ml.profiles import MISSING, bin_proportions, category_shares
 
@@ -86,6 +84,8 @@ def _present(values: pl.Series) -> np.ndarray:
 
 
 def numeric_drift(profile: dict, values: pl.Series) -> dict[str, float]:
+    from scipy.stats import ks_2samp, wasserstein_distance  # scipy loads with the first report, not the definitions
+
     present = _present(values)
     missing = 1.0 - len(present) / len(values) if len(values) else 0.0
     reference = np.append(np.asarray(profile["proportions"]) * (1 - profile["missing_share"]), profile["missing_share"])
@@ -108,6 +108,9 @@ def numeric_drift(profile: dict, values: pl.Series) -> dict[str, float]:
 
 
 def categorical_drift(profile: dict, values: pl.Series) -> dict[str, float]:
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import chisquare
+
     reference_shares = profile["shares"]
     current_shares = category_shares(values)
     categories = sorted(set(reference_shares) | set(current_shares))

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-from scipy import stats
-from statsmodels.stats.proportion import proportion_confint, test_proportions_2indep
+
+# scipy.stats and statsmodels are imported where they are used: this module is part of the
+# definitions every process loads (each CLI command, run worker and code server), and scipy.stats
+# alone costs over a second there, while only a rollout verdict needs it.
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class ErrorEvidence:
 
 def error_evidence(errors: int, requests: int, champion_errors: int, champion_requests: int, level: float):
     """Clopper-Pearson bounds of the challenger's error rate and its one-sided test against the champion's."""
+    from statsmodels.stats.proportion import proportion_confint, test_proportions_2indep
+
     if requests == 0:
         return None
     low, high = proportion_confint(errors, requests, alpha=2 * level, method="beta")  # each side one-sided
@@ -73,6 +77,8 @@ class LatencyEvidence:
 
     def bound(self, side: str, level: float) -> float:
         """The one-sided bound of the p95 (``low`` or ``high``) at ``level``, for the report."""
+        from scipy import stats
+
         alternative = "greater" if side == "low" else "less"
         test = stats.quantile_test(self.latency_ms, q=self.sla_ms, p=0.95, alternative=alternative)
         return float(getattr(test.confidence_interval(confidence_level=1 - level), side))
@@ -80,6 +86,8 @@ class LatencyEvidence:
 
 def latency_evidence(latency_ms: np.ndarray, sla_ms: float) -> LatencyEvidence | None:
     """Whether the 95th percentile passes the SLA, distribution-free (order statistics, ``quantile_test``)."""
+    from scipy import stats
+
     if latency_ms.size == 0:
         return None
     over = stats.quantile_test(latency_ms, q=sla_ms, p=0.95, alternative="greater").pvalue
@@ -89,6 +97,8 @@ def latency_evidence(latency_ms: np.ndarray, sla_ms: float) -> LatencyEvidence |
 
 def _structural(y: np.ndarray, score: np.ndarray):
     """ROC AUC and DeLong's structural components of one score (Sun and Xu's algorithm)."""
+    from scipy import stats
+
     positives, negatives = score[y], score[~y]
     m, n = positives.size, negatives.size
     ranks = stats.rankdata(np.concatenate([positives, negatives]))
@@ -110,16 +120,22 @@ class PairedAuc:
 
     def p_better(self) -> float:
         """One-sided p of "the challenger's AUC is higher"."""
+        from scipy import stats
+
         return float(stats.norm.sf(self.difference / self.standard_error)) if self.standard_error > 0 else 1.0
 
     def p_worse(self, tolerance: float) -> float:
         """One-sided p of "the challenger's AUC is lower by more than ``tolerance``"."""
+        from scipy import stats
+
         if self.standard_error <= 0:
             return 1.0
         return float(stats.norm.cdf((self.difference + tolerance) / self.standard_error))
 
     def interval(self, level: float) -> tuple[float, float]:
         """Two one-sided bounds of the difference, each at ``level``."""
+        from scipy import stats
+
         half = stats.norm.ppf(1 - level) * self.standard_error if level > 0 else np.inf
         return self.difference - half, self.difference + half
 

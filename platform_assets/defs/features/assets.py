@@ -6,12 +6,11 @@ read to flag treated labels, is the ``campaign_log`` asset of the decisions grou
 Groups and owners come from the dbt groups (``models/groups.yml``), descriptions and
 column docs from the YAML.
 
-Features are built by day: a run over days passes them to dbt as the vars ``first_day``
-and ``last_day`` (the staging models add those landing days) and as customer_features'
-microbatch range (``--event-time-start``/``--event-time-end``: one batch per snapshot day,
-each replacing its day), so a new day costs a day. A backfill of a range is one dbt
-invocation; with ``PLATFORM_FEATURE_DAYS=used`` it builds only the days training and
-scoring read (the dbt var ``feature_days``). The incremental models
+Features are built by day: a run over days passes them to dbt in its environment
+(``build_days``), and as customer_features' microbatch range (``--event-time-start``/
+``--event-time-end``: one batch per snapshot day, each replacing its day), so a new day
+costs a day. A backfill of a range is one dbt invocation; with ``PLATFORM_FEATURE_DAYS=used``
+(passed on in dbt's environment too) it builds only the days training and scoring read. The incremental models
 and what they are built from (staging) are one asset definition, run for a day range;
 of its assets only the marts built by snapshot day (``customer_features``) are daily
 partitioned, the staging and intermediate models being materialized once per run with
@@ -25,24 +24,34 @@ from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
 import duckdb
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import dbt_assets
+from dagster_dbt.dbt_project import using_dagster_dev
 from pydantic import Field
 
 from platform_assets.contracts import CONTRACTS
 from platform_assets.defs.features.translator import PlatformDbtTranslator
+from platform_assets.delta_source import build_days
 from platform_assets.ml.feature_spec import datasets
 from platform_assets.tables import CAMPAIGN_LOG, raw_table
-from resources.dbt import dbt_project
+from resources.dbt import PlatformDbtCli, dbt_project, prepare_if_changed
 from resources.lake import Lake
 from resources.settings import settings
 from resources.warehouse import Warehouse
 
 # The incremental models and everything they are built from are built by snapshot day.
 BY_DAY = "+config.materialized:incremental"
+
+
+class Plan(NamedTuple):
+    """A dbt build: its arguments, the environment naming its days, and the days' metadata (None: built whole)."""
+
+    args: list[str]
+    environment: dict[str, str]
+    days: dict[str, str] | None
 
 
 class FeatureBuildConfig(dg.Config):
@@ -52,8 +61,9 @@ class FeatureBuildConfig(dg.Config):
 
 
 def _project_assets(**selection):
-    """``dbt_assets`` over the platform's dbt project (its manifest prepared first, in development)."""
-    dbt_project().prepare_if_dev()
+    """``dbt_assets`` over the platform's dbt project (its manifest parsed first in development, if it changed)."""
+    if using_dagster_dev():
+        prepare_if_changed()
     return dbt_assets(
         manifest=dbt_project().manifest_path,
         project=dbt_project(),
@@ -78,32 +88,31 @@ def by_day_models() -> dg.AssetsDefinition:
     def dbt_models(
         context: dg.AssetExecutionContext,
         config: FeatureBuildConfig,
-        dbt: DbtCliResource,
+        dbt: PlatformDbtCli,
         lake: Lake,
         warehouse: Warehouse,
     ):
         """Build and test the features of the run's days, or of every day on a full refresh."""
         days = context.partition_key_range  # inclusive at both ends, unlike partition_time_window
 
-        def plan() -> tuple[list[str], dict[str, str]]:
-            feature_days = settings().feature_days
+        def plan() -> Plan:
+            feature_days = {"PLATFORM_FEATURE_DAYS": settings().feature_days}
             if config.full_refresh:
-                args = ["--full-refresh", "--vars", json.dumps({"feature_days": feature_days})]
                 landed = _landed_days(lake)
                 event_time = _event_time(min(landed), max(landed)) if landed else []
-                return args + event_time, {"snapshot_days": "all", "feature_days": feature_days}
-            built = {"snapshot_days": f"{days.start}..{days.end}", "feature_days": feature_days}
-            dbt_vars = {"first_day": days.start, "last_day": days.end, "feature_days": feature_days}
-            unstaged = _first_unstaged_day(lake, warehouse, date.fromisoformat(days.end))
+                built = {"snapshot_days": "all", "feature_days": settings().feature_days}
+                return Plan(["--full-refresh", *event_time], {**build_days(), **feature_days}, built)
+            built = {"snapshot_days": f"{days.start}..{days.end}", "feature_days": settings().feature_days}
+            unstaged, first_landed = _first_unstaged_day(lake, warehouse, date.fromisoformat(days.end)), ""
             if unstaged is not None and unstaged.isoformat() < days.start:
                 context.log.warning(
                     f"Landed days from {unstaged} on are missing from staging; adding them before the features "
                     f"of {days.start}..{days.end} read them."
                 )
-                dbt_vars["first_landed_day"] = unstaged.isoformat()
                 built["landing_days_caught_up"] = f"{unstaged}..{days.start}"
+                first_landed = unstaged.isoformat()
             event_time = _event_time(date.fromisoformat(days.start), date.fromisoformat(days.end))
-            return ["--vars", json.dumps(dbt_vars), *event_time], built
+            return Plan(event_time, {**build_days(days.start, days.end, first_landed), **feature_days}, built)
 
         yield from _build(context, dbt, lake, warehouse, plan)
 
@@ -160,20 +169,20 @@ def whole_history_models() -> dg.AssetsDefinition:
     """The models built whole (``dbt_whole_history``), made on first use like ``by_day_models``."""
 
     @_project_assets(exclude=BY_DAY, name="dbt_whole_history")
-    def dbt_whole_history(context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: Lake, warehouse: Warehouse):
+    def dbt_whole_history(context: dg.AssetExecutionContext, dbt: PlatformDbtCli, lake: Lake, warehouse: Warehouse):
         """The models built whole: training models sampling snapshot days through history, outcome
         views, and the models of datasets that are not built by day (an onboarded CSV's seed)."""
-        yield from _build(context, dbt, lake, warehouse, lambda: ([], None))
+        yield from _build(context, dbt, lake, warehouse, lambda: Plan([], build_days(), None))
 
     return dbt_whole_history
 
 
 def _build(
     context: dg.AssetExecutionContext,
-    dbt: DbtCliResource,
+    dbt: PlatformDbtCli,
     lake: Lake,
     warehouse: Warehouse,
-    plan: Callable[[], tuple[list[str], dict[str, str] | None]],
+    plan: Callable[[], Plan],
 ):
     """Build and test the selected models; record which lake versions (and days) they were built from.
 
@@ -181,15 +190,15 @@ def _build(
     build, read in one query once dbt has exited (``built_columns``). A whole table's row
     count is only recorded for a whole build: on a day's partition it would claim the
     history's rows for that day. The build holds the warehouse's write lock from the start
-    of dbt until those reads are done. ``plan`` gives dbt's arguments and the days'
-    metadata; it runs under the lock, because it reads what staging holds.
+    of dbt until those reads are done. ``plan`` gives dbt's arguments, environment and the
+    days' metadata; it runs under the lock, because it reads what staging holds.
     """
     with warehouse.writing(f"run {context.run_id}, dbt build", context.log):
-        args, days = plan()
+        args, environment, days = plan()
         versions = {f"raw_{t}": lake.version(raw_table(t)) for t in CONTRACTS}
         versions["campaign_log"] = lake.version(CAMPAIGN_LOG)  # None before the first campaign
         context.log.info(f"Building from lake versions {versions}")
-        invocation = dbt.cli(["build", *args], context=context)
+        invocation = dbt.cli(["build", *args], context=context, environment=environment)
         events, failure = [], None
         try:
             events.extend(invocation.stream())
