@@ -233,8 +233,7 @@ class Benchmark:
 
         The per-customer raw tables are copied, the event tables are views over their Delta
         scan; models built by day (staging by landing day, features by snapshot day) replace
-        their days with a delete and an insert, as dbt's delete+insert does, or are created
-        whole on a full build.
+        their days with a delete and an insert, as dbt does, or are created whole on a full build.
         """
         import duckdb
         from deltalake import DeltaTable
@@ -274,14 +273,15 @@ class Benchmark:
             _replace_days(
                 con, "int_snapshot_calendar", (intermediate / "int_snapshot_calendar.sql").read_text(), "", True
             )
-            # dbt's microbatches: one compiled query per snapshot day, each replacing its day.
-            for n, path in enumerate(sorted((compiled / "marts" / "customer_features").glob("*.sql"))):
-                if full and n == 0:
-                    con.execute(f"create or replace table customer_features as {path.read_text()}")
-                    continue
-                day = path.stem.rsplit("_", 1)[1]
-                con.execute(f"delete from customer_features where snapshot_date = date '{day}'")
-                con.execute(f"insert into customer_features {path.read_text()}")
+            # One query for the range, which replaces the range's days (dbt's pre-hook deletes them).
+            features = (compiled / "marts" / "customer_features.sql").read_text()
+            if full:
+                con.execute(f"create or replace table customer_features as {features}")
+            else:
+                con.execute(
+                    f"delete from customer_features where snapshot_date between date '{first}' and date '{last}'"
+                )
+                con.execute(f"insert into customer_features {features}")
         return round(time.monotonic() - started, 2)
 
     def training(self):

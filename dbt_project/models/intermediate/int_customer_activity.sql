@@ -2,9 +2,7 @@
 -- session was both held and loaded, so a late delivery never changes a day before it arrived.
 -- Built once per landing day (delete+insert of the days a run adds), and read by every
 -- snapshot day's usage windows instead of the sessions themselves.
-{{ config(
-    materialized='incremental', incremental_strategy='delete+insert', unique_key='loaded_on', event_time='activity_date'
-) }}
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='loaded_on') }}
 
 select
     customer_id,

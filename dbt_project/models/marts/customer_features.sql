@@ -1,28 +1,47 @@
 -- One row per active customer and snapshot day, using only data known on that day.
 -- Training and scoring both read this model, so they share one feature path.
--- Built one snapshot day per dbt microbatch: a day aggregates, per customer, the events of
--- the 90 days up to it (the longest window) that were known by its end, so a day costs one
--- window of events whatever the length of the history, and a run over a range builds its
--- days one by one in the memory of one. With the var feature_days `used`, only the days that
--- are read are built (macros/snapshot_days.sql); the others of the range are left empty.
+-- A run builds its days (macros/snapshot_days.sql) in one set-based query: the calendar of
+-- active customers on those days is laid beside the usage of each customer and day, and each
+-- 7/30/90-day usage window is a window function over that union (a RANGE frame over the day
+-- number), so a range of days costs one pass over its customer-days, not one query a day. A
+-- single day is the same query over one day and the 89 days of usage before it. The few event
+-- rows (tickets, offers, plan changes) are joined to each day they count on, with the same
+-- point-in-time filter as ever (in the window and known by the day's end: known_in_window).
+-- The pre-hook empties the run's whole range first, so a re-run day is replaced exactly
+-- (customers that vanished from it included) and, with PLATFORM_FEATURE_DAYS=used, the days
+-- of the range not built (neither training snapshots nor the range's last day) are left empty.
 {{ config(
     materialized='incremental',
-    incremental_strategy='microbatch',
-    event_time='snapshot_date',
-    batch_size='day',
-    begin=env_var('PLATFORM_START_DATE', '2026-01-01'),
+    incremental_strategy='append',
+    pre_hook="{% if is_incremental() %}delete from {{ this }} where {{ snapshot_days('snapshot_date') }}{% endif %}",
 ) }}
-{%- set day = snapshot_day() %}
 
-with calendar as (
-    select first_day
+with days as (
+    select
+        snapshot_date,
+        first_day,
+        snapshot_date - date '2000-01-01' as day_number
     from {{ ref('int_snapshot_calendar') }}
-    where snapshot_date = {{ day }}
+    where
+        {{ snapshot_days('snapshot_date') }}
+        -- PLATFORM_FEATURE_DAYS=used: only the training snapshot days and the last day
+        and ({{ feature_days() == 'all' }} or is_training_snapshot or snapshot_date = {{ build_last_day() }})
 ),
 
+bounds as (
+    select
+        min(snapshot_date) - 89 as first_read,
+        max(snapshot_date) as last_read
+    from days
+),
+
+-- The customers active on each day built: signed up by it, not cancelled by it.
 customers as (
     select
         c.customer_id,
+        d.snapshot_date,
+        d.day_number,
+        d.first_day,
         c.signup_date,
         c.signup_plan,
         c.signup_monthly_charge,
@@ -30,58 +49,118 @@ customers as (
         c.age_band,
         c.acquisition_channel
     from {{ ref('stg_customers') }} as c
+    inner join days as d on c.signup_date <= d.snapshot_date
     left join {{ ref('stg_cancellations') }} as x on c.customer_id = x.customer_id
-    where c.signup_date <= {{ day }} and (x.cancelled_on is null or x.cancelled_on > {{ day }})
+    where x.cancelled_on is null or x.cancelled_on > d.snapshot_date
 ),
 
--- Usage counts from the signup day: only customers who signed up inside the window can have
--- usage before it, so only they are joined to check it.
-usage as (
+-- Usage from the signup day on (usage logged before it never counts), in the days the windows
+-- read. Minutes in integer cents of a minute: exact sums whatever the order or the frame, so every
+-- build gives the same bits (a window's minutes are its cents over 100, the value of the
+-- rounded float sum). The lake's minutes carry two decimals.
+activity as (
     select
         a.customer_id,
-        cast(sum(a.sessions) filter (where a.activity_date > {{ day }} - 7) as integer) as sessions_7d,
-        cast(sum(a.sessions) filter (where a.activity_date > {{ day }} - 30) as integer) as sessions_30d,
-        cast(sum(a.sessions) as integer) as sessions_90d,
-        -- Rounded to the cent of a minute: float sums otherwise differ in the last bits between builds.
-        round(sum(a.minutes) filter (where a.activity_date > {{ day }} - 7), 2) as minutes_7d,
-        round(sum(a.minutes) filter (where a.activity_date > {{ day }} - 30), 2) as minutes_30d,
-        round(sum(a.minutes), 2) as minutes_90d,
-        max(a.activity_date) as last_session_date
-    -- render(): every day of the window, not only the batch's day (dbt's microbatch filter by event_time)
-    from {{ ref('int_customer_activity').render() }} as a
-    left join customers as r on a.customer_id = r.customer_id and r.signup_date > {{ day }} - 89
-    where
-        a.activity_date between {{ day }} - 89 and {{ day }}
-        and (r.signup_date is null or a.activity_date >= r.signup_date)
-    group by a.customer_id
+        a.activity_date,
+        a.activity_date - date '2000-01-01' as day_number,
+        sum(a.sessions) as sessions,
+        sum(cast(round(a.minutes * 100) as bigint)) as minute_cents
+    from {{ ref('int_customer_activity') }} as a
+    inner join {{ ref('stg_customers') }} as c on a.customer_id = c.customer_id
+    cross join bounds as b
+    where a.activity_date between b.first_read and b.last_read and a.activity_date >= c.signup_date
+    group by a.customer_id, a.activity_date
 ),
 
--- A ticket counts as unresolved on a day unless it was resolved by the end of that day.
-tickets as (
+-- Each built day's customers as rows of no usage beside the usage rows; a window over a
+-- customer's rows in day order then sums the usage of the 7, 30 or 90 days up to each row.
+usage_rows as (
     select
         customer_id,
-        count(*) filter (where opened_on > {{ day }} - 30) as tickets_30d,
+        day_number,
+        null as activity_date,
+        0 as sessions,
+        0 as minute_cents,
+        true as is_snapshot
+    from customers
+    union all
+    select
+        customer_id,
+        day_number,
+        activity_date,
+        sessions,
+        minute_cents,
+        false as is_snapshot
+    from activity
+),
+
+usage_windows as (
+    select
+        customer_id,
+        day_number,
+        is_snapshot,
+        sum(sessions) over last_7_days as sessions_7d,
+        sum(sessions) over last_30_days as sessions_30d,
+        sum(sessions) over last_90_days as sessions_90d,
+        sum(minute_cents) over last_7_days as minute_cents_7d,
+        sum(minute_cents) over last_30_days as minute_cents_30d,
+        sum(minute_cents) over last_90_days as minute_cents_90d,
+        max(activity_date) over last_90_days as last_session_date
+    from usage_rows
+    window
+        last_7_days as (partition by customer_id order by day_number range between 6 preceding and current row),
+        last_30_days as (partition by customer_id order by day_number range between 29 preceding and current row),
+        last_90_days as (partition by customer_id order by day_number range between 89 preceding and current row)
+),
+
+usage as (
+    select
+        customer_id,
+        day_number,
+        cast(sessions_7d as integer) as sessions_7d,
+        cast(sessions_30d as integer) as sessions_30d,
+        cast(sessions_90d as integer) as sessions_90d,
+        cast(minute_cents_7d as double) / 100 as minutes_7d,
+        cast(minute_cents_30d as double) / 100 as minutes_30d,
+        cast(minute_cents_90d as double) / 100 as minutes_90d,
+        last_session_date
+    from usage_windows
+    where is_snapshot
+),
+
+-- A ticket counts on the days of its 90-day window once it was known (loaded), and as
+-- unresolved on a day unless it was resolved by the end of that day.
+tickets as (
+    select
+        s.customer_id,
+        d.snapshot_date,
+        count(*) filter (where s.opened_on > d.snapshot_date - 30) as tickets_30d,
         count(*) filter (
-            where opened_on > {{ day }} - 30 and (resolved_on is null or resolved_on > {{ day }})
+            where s.opened_on > d.snapshot_date - 30 and (s.resolved_on is null or s.resolved_on > d.snapshot_date)
         ) as unresolved_tickets_30d,
         -- Summed in ticket order: the same bits in every build, whatever the threads' split.
-        avg(resolution_hours order by ticket_id) filter (where resolved_on <= {{ day }}) as avg_resolution_hours_90d,
-        max(opened_on) as last_ticket_on
-    from {{ events_known_in_window(ref('stg_support_tickets'), 'opened_on', day) }}
-    group by customer_id
+        avg(s.resolution_hours order by s.ticket_id) filter (where s.resolved_on <= d.snapshot_date)
+            as avg_resolution_hours_90d,
+        max(s.opened_on) as last_ticket_on
+    from {{ ref('stg_support_tickets') }} as s
+    inner join days as d on {{ known_in_window('s.opened_on', 's.loaded_on', 'd.snapshot_date') }}
+    group by s.customer_id, d.snapshot_date
 ),
 
 offers as (
     select
-        customer_id,
+        p.customer_id,
+        d.snapshot_date,
         count(*) as offers_90d,
-        count(*) filter (where responded_on <= {{ day }}) as offers_accepted_90d,
-        max(offered_on) as last_offer_on
-    from {{ events_known_in_window(ref('stg_promotions'), 'offered_on', day) }}
-    group by customer_id
+        count(*) filter (where p.responded_on <= d.snapshot_date) as offers_accepted_90d,
+        max(p.offered_on) as last_offer_on
+    from {{ ref('stg_promotions') }} as p
+    inner join days as d on {{ known_in_window('p.offered_on', 'p.loaded_on', 'd.snapshot_date') }}
+    group by p.customer_id, d.snapshot_date
 ),
 
--- The plan in force may come from a change of any age; plan changes are few.
+-- The plan in force may come from a change of any age; plan changes are few, so each is
+-- joined to every built day from the one it took effect (the later of its day and its landing).
 plan_changes as (
     select
         customer_id,
@@ -95,21 +174,22 @@ plan_changes as (
 
 plans as (
     select
-        customer_id,
-        arg_max(to_plan, effective_on) as plan,
-        arg_max(new_monthly_charge, effective_on) as monthly_charge,
-        count(*) filter (where effective_on > {{ day }} - 90) as plan_changes_90d,
-        count(*) filter (where effective_on > {{ day }} - 90 and is_downgrade) as downgrades_90d,
-        max(effective_on) filter (where effective_on > {{ day }} - 90) as last_plan_change_on
-    from plan_changes
-    where effective_on <= {{ day }}
-    group by customer_id
+        p.customer_id,
+        d.snapshot_date,
+        arg_max(p.to_plan, p.effective_on) as plan,
+        arg_max(p.new_monthly_charge, p.effective_on) as monthly_charge,
+        count(*) filter (where p.effective_on > d.snapshot_date - 90) as plan_changes_90d,
+        count(*) filter (where p.effective_on > d.snapshot_date - 90 and p.is_downgrade) as downgrades_90d,
+        max(p.effective_on) filter (where p.effective_on > d.snapshot_date - 90) as last_plan_change_on
+    from plan_changes as p
+    inner join days as d on p.effective_on <= d.snapshot_date
+    group by p.customer_id, d.snapshot_date
 )
 
 select
     c.customer_id,
-    {{ day }} as snapshot_date,
-    date_diff('day', c.signup_date, {{ day }}) as tenure_days,
+    c.snapshot_date,
+    date_diff('day', c.signup_date, c.snapshot_date) as tenure_days,
     coalesce(p.plan, c.signup_plan) as plan,
     coalesce(p.monthly_charge, c.signup_monthly_charge) as monthly_charge,
     c.region,
@@ -126,7 +206,9 @@ select
     (coalesce(u.minutes_7d, 0) / 7.0 + 1.0) / (coalesce(u.minutes_30d, 0) / 30.0 + 1.0) as minutes_trend,
     -- Capped at 90 (no session in the 90-day window): the same range at any length of history.
     date_diff(
-        'day', coalesce(u.last_session_date, greatest(c.signup_date, k.first_day, {{ day }} - 90)), {{ day }}
+        'day',
+        coalesce(u.last_session_date, greatest(c.signup_date, c.first_day, c.snapshot_date - 90)),
+        c.snapshot_date
     ) as days_since_last_session,
     coalesce(t.tickets_30d, 0) as tickets_30d,
     coalesce(t.unresolved_tickets_30d, 0) as unresolved_tickets_30d,
@@ -138,11 +220,7 @@ select
     greatest(u.last_session_date, t.last_ticket_on, o.last_offer_on, p.last_plan_change_on, c.signup_date)
         as latest_event_date
 from customers as c
-cross join calendar as k
-left join usage as u on c.customer_id = u.customer_id
-left join tickets as t on c.customer_id = t.customer_id
-left join offers as o on c.customer_id = o.customer_id
-left join plans as p on c.customer_id = p.customer_id
-{%- if not builds_snapshot_day(day) %}
-    where false
-{%- endif %}
+left join usage as u on c.customer_id = u.customer_id and c.day_number = u.day_number
+left join tickets as t on c.customer_id = t.customer_id and c.snapshot_date = t.snapshot_date
+left join offers as o on c.customer_id = o.customer_id and c.snapshot_date = o.snapshot_date
+left join plans as p on c.customer_id = p.customer_id and c.snapshot_date = p.snapshot_date

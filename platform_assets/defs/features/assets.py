@@ -7,10 +7,10 @@ Groups and owners come from the dbt groups (``models/groups.yml``), descriptions
 column docs from the YAML.
 
 Features are built by day: a run over days passes them to dbt in its environment
-(``build_days``), and as customer_features' microbatch range (``--event-time-start``/
-``--event-time-end``: one batch per snapshot day, each replacing its day), so a new day
-costs a day. A backfill of a range is one dbt invocation; with ``PLATFORM_FEATURE_DAYS=used``
-(passed on in dbt's environment too) it builds only the days training and scoring read. The incremental models
+(``build_days``), and the incremental models replace exactly those snapshot days
+(customer_features builds a range in one set-based query), so a new day costs a day. A
+backfill of a range is one dbt invocation; with ``PLATFORM_FEATURE_DAYS=used`` (passed on
+in dbt's environment too) it builds only the days training and scoring read. The incremental models
 and what they are built from (staging) are one asset definition, run for a day range;
 of its assets only the marts built by snapshot day (``customer_features``) are daily
 partitioned, the staging and intermediate models being materialized once per run with
@@ -21,7 +21,7 @@ training), and the outcome views and an onboarded dataset's models have no days 
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import date, timedelta
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -98,10 +98,8 @@ def by_day_models() -> dg.AssetsDefinition:
         def plan() -> Plan:
             feature_days = {"PLATFORM_FEATURE_DAYS": settings().feature_days}
             if config.full_refresh:
-                landed = _landed_days(lake)
-                event_time = _event_time(min(landed), max(landed)) if landed else []
                 built = {"snapshot_days": "all", "feature_days": settings().feature_days}
-                return Plan(["--full-refresh", *event_time], {**build_days(), **feature_days}, built)
+                return Plan(["--full-refresh"], {**build_days(), **feature_days}, built)
             built = {"snapshot_days": f"{days.start}..{days.end}", "feature_days": settings().feature_days}
             unstaged, first_landed = _first_unstaged_day(lake, warehouse, date.fromisoformat(days.end)), ""
             if unstaged is not None and unstaged.isoformat() < days.start:
@@ -111,22 +109,11 @@ def by_day_models() -> dg.AssetsDefinition:
                 )
                 built["landing_days_caught_up"] = f"{unstaged}..{days.start}"
                 first_landed = unstaged.isoformat()
-            event_time = _event_time(date.fromisoformat(days.start), date.fromisoformat(days.end))
-            return Plan(event_time, {**build_days(days.start, days.end, first_landed), **feature_days}, built)
+            return Plan([], {**build_days(days.start, days.end, first_landed), **feature_days}, built)
 
         yield from _build(context, dbt, lake, warehouse, plan)
 
     return dbt_models
-
-
-def _event_time(first: date, last: date) -> list[str]:
-    """dbt's microbatch range for the snapshot days ``first..last`` (one batch a day; the end is exclusive)."""
-    return ["--event-time-start", first.isoformat(), "--event-time-end", (last + timedelta(days=1)).isoformat()]
-
-
-def _landed_days(lake: Lake) -> set[date]:
-    """Every day some raw table holds, from the Delta logs: the days a full rebuild builds."""
-    return {day for table in CONTRACTS for day in lake.days(raw_table(table), date.max)}
 
 
 def _staged_by_day() -> dict[str, str]:
