@@ -43,15 +43,16 @@ sys.path.insert(0, str(CHECKOUT))
 
 from platform_assets.runs import QUIET, range_tags  # noqa: E402  (after the checkout is on the path)
 
-FEATURE_MODELS = [
-    "int_snapshot_calendar",
-    "int_customer_days",
-    "int_plan_windows",
-    "int_ticket_windows",
-    "int_promotion_windows",
-    "customer_features",
-]
 GB = 1024**3
+# Figures of a stage printed on its line (all of them are in the JSON).
+SHOWN = (
+    "validation_roc_auc",
+    "training_rows",
+    "trees",
+    "candidate_model_seconds",
+    "rows_with_reasons",
+    "scoring_seconds",
+)
 
 
 def _status_kb(pid: int | str, field: str) -> int:
@@ -115,6 +116,7 @@ def _settle(args) -> Path:
         DAGSTER_HOME=str(home / "dagster"),
         PLATFORM_SIM_CUSTOMERS=str(args.customers),
         PLATFORM_SIM_DAYS=str(max(args.days, args.then_days or 0) + args.extra_days),
+        PLATFORM_FEATURE_DAYS=args.feature_days,
         MLFLOW_DISABLE_TELEMETRY="true",
     )
     from platform_assets.cli import _init, _prepare
@@ -164,13 +166,18 @@ class Benchmark:
         return result
 
     def stage(self, name: str, run) -> dict:
-        """Time the platform's part of a stage, then (outside its time and peaks) the bare baseline."""
+        """Time the platform's part of a stage, then (outside its time and peaks) the bare baseline.
+
+        The load average (1, 5 and 15 minutes) is read as the stage ends: every figure is
+        printed beside the load it was measured under.
+        """
         started = time.monotonic()
         with ProcessPeaks() as peaks:
             rows, extra, baseline = run()
         record = {
             "stage": name,
             "seconds": round(time.monotonic() - started, 2),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
             "rows": rows,
             "peak_rss_gb": {k: round(v / GB, 2) for k, v in sorted(peaks.peaks.items())},
             **extra,
@@ -179,11 +186,15 @@ class Benchmark:
         if bare:
             record["bare_seconds"] = bare
             record["ratio"] = round(record["seconds"] / bare, 1)
+            record["rows_per_second"] = round(rows / record["seconds"])
+            record["bare_rows_per_second"] = round(rows / bare)
         rss = ", ".join(f"{k} {v}" for k, v in record["peak_rss_gb"].items())
+        load = "/".join(f"{x:.1f}" for x in record["load_average"])
         print(
             f"{name:<28}{record['seconds']:>9.1f} s  rows {rows:>11,}"
             + (f"  bare {bare:.1f} s, x{record['ratio']}" if bare else "")
-            + f"  peak RSS GB: {rss}",
+            + "".join(f"  {k} {v}" for k, v in extra.items() if k in SHOWN)
+            + f"  load {load}  peak RSS GB: {rss}",
             flush=True,
         )
         return record
@@ -222,8 +233,7 @@ class Benchmark:
 
         The per-customer raw tables are copied, the event tables are views over their Delta
         scan; models built by day (staging by landing day, features by snapshot day) replace
-        their days with a delete and an insert, as dbt's delete+insert does, or are created
-        whole on a full build.
+        their days with a delete and an insert, as dbt does, or are created whole on a full build.
         """
         import duckdb
         from deltalake import DeltaTable
@@ -252,42 +262,103 @@ class Benchmark:
                     _replace_days(con, path.stem, path.read_text(), "loaded_on", full)
                 else:
                     con.execute(f"create or replace view {path.stem} as {path.read_text()}")
-            for model in FEATURE_MODELS:
-                layer = "marts" if model == "customer_features" else "intermediate"
-                sql = (compiled / layer / f"{model}.sql").read_text()
-                _replace_days(con, model, sql, "snapshot_date", full or model == "int_snapshot_calendar")
+            intermediate = compiled / "intermediate"
+            _replace_days(
+                con,
+                "int_customer_activity",
+                (intermediate / "int_customer_activity.sql").read_text(),
+                "loaded_on",
+                full,
+            )
+            _replace_days(
+                con, "int_snapshot_calendar", (intermediate / "int_snapshot_calendar.sql").read_text(), "", True
+            )
+            # One query for the range, which replaces the range's days (dbt's pre-hook deletes them).
+            features = (compiled / "marts" / "customer_features.sql").read_text()
+            if full:
+                con.execute(f"create or replace table customer_features as {features}")
+            else:
+                con.execute(
+                    f"delete from customer_features where snapshot_date between date '{first}' and date '{last}'"
+                )
+                con.execute(f"insert into customer_features {features}")
         return round(time.monotonic() - started, 2)
 
     def training(self):
-        selection = self.dg.AssetSelection.assets("churn_outcomes", "training_set", "candidate_model", "champion_model")
-        result = self.materialize(selection)
+        from platform_assets.defs.features.assets import whole_history_models
+
+        dg = self.dg
+        models = dg.AssetSelection.assets(whole_history_models())  # training_set and what it reads, built whole
+        result = self.materialize(models | dg.AssetSelection.assets("candidate_model", "champion_model"))
         metadata = {
             e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
             for e in result.get_asset_materialization_events()
         }
         rows = metadata["training_set"]["dagster/row_count"].value
-        auc = metadata["candidate_model"]["validation_roc_auc"].value
-        return rows, {"validation_roc_auc": round(auc, 3)}, None
+        model = metadata["candidate_model"]
+        extra = {
+            "validation_roc_auc": round(model["validation_roc_auc"].value, 3),
+            "training_sample": model["training_sample"].value,
+            "training_rows": model["training_rows"].value,
+            "trees": model["best_iteration"].value,
+            "candidate_model_seconds": _step_seconds(self.instance, result, "candidate_model"),
+        }
+        return rows, extra, self.bare_training
+
+    def bare_training(self) -> float:
+        """lightgbm.train alone on the rows the champion boosted on, as many trees, same parameters.
+
+        The rows are read the way training read them (the same sample of training_set) and
+        split by the version's recorded split; the timer covers Dataset construction and
+        boosting only.
+        """
+        import lightgbm as lgb
+
+        from platform_assets.defs.datasets import spec_of
+        from platform_assets.defs.ml.assets import TrainingConfig
+        from platform_assets.ml.feature_spec import datasets
+        from platform_assets.ml.pyfunc_model import encode
+        from platform_assets.ml.sample import read_sample
+        from platform_assets.ml.training import TimeSplit, labels, learning_parts
+        from resources.dbt import dbt_project
+
+        spec = spec_of(datasets(dbt_project().manifest_path)[0])
+        registry = self.defs.resources["registry"]
+        version = registry.version("champion")
+        model = registry.load(version.version)
+        frame = read_sample(self.defs.resources["warehouse"], spec, self.settings.training_max_rows)[0]
+        frame = frame.sort(spec.snapshot, spec.entity)
+        config = TrainingConfig()
+        rows = learning_parts(
+            frame, spec, TimeSplit.from_json(registry.split(version.run_id)), config.early_stopping_share
+        )
+        params = {"objective": "binary", "verbosity": -1, **config.lightgbm_params()}
+        matrix, label = encode(rows["train"], model.features, model.categories), labels(rows["train"], spec)
+        started = time.monotonic()
+        data = lgb.Dataset(matrix, label=label, feature_name=model.features, categorical_feature=list(model.categories))
+        lgb.train(params, data, num_boost_round=model.booster.num_trees())
+        return round(time.monotonic() - started, 2)
 
     def predictions(self, day: date):
         dg = self.dg
         result = self.materialize(dg.AssetSelection.assets("churn_predictions"), day, day)
         (event,) = result.get_asset_materialization_events()
-        rows = event.event_specific_data.materialization.metadata["dagster/row_count"].value
-        return rows, {}, lambda: self.bare_predictions(day)
+        metadata = event.event_specific_data.materialization.metadata
+        rows = metadata["dagster/row_count"].value
+        extra = {
+            "rows_with_reasons": metadata["rows_with_reasons"].value,
+            "scoring_seconds": metadata["scoring_seconds"].value,  # the step's scoring and Delta write
+        }
+        return rows, extra, lambda: self.bare_predictions(day)
 
     def bare_predictions(self, day: date) -> float:
-        """LightGBM alone on the day's features: probabilities and SHAP contributions."""
-        import mlflow
-
+        """LightGBM's predict alone on the day's rows, encoded as the platform encodes them (encoding untimed)."""
         registry = self.defs.resources["registry"]
-        registry.activate()
-        model = mlflow.pyfunc.load_model(f"models:/{registry.model_name}@champion").unwrap_python_model()
-        started = time.monotonic()
+        model = registry.load(registry.version("champion").version)
         frame = self.defs.resources["warehouse"].query("select * from customer_features where snapshot_date = ?", [day])
         matrix = model.matrix(frame)
+        started = time.monotonic()
         model.booster.predict(matrix)
-        model.booster.predict(matrix, pred_contrib=True)
         return round(time.monotonic() - started, 2)
 
     def increments(self, days: int, count: int) -> list[dict]:
@@ -321,10 +392,23 @@ class Benchmark:
         for table, frame in simulate(self.settings.simulator, day, day).items():
             (zone / table).mkdir(parents=True, exist_ok=True)
             frame.drop("ds").write_parquet(zone / table / f"{day.isoformat()}.parquet")
+        time.sleep(self.settings.landing_quiet_seconds + 0.5)  # ingestion takes a file once it is quiet
 
     def monitoring(self, day: date):
         result = self.materialize(self.dg.AssetSelection.groups("monitoring"), day, day)
         return len(result.get_asset_materialization_events()), {}, None
+
+
+def _step_seconds(instance, result, step: str) -> float:
+    """Seconds from a step's start to its success, from the run's event log."""
+    times = {
+        e.dagster_event.event_type_value: e.timestamp
+        for e in instance.all_logs(result.run_id)
+        if e.dagster_event
+        and e.dagster_event.step_key == step
+        and e.dagster_event.event_type_value in ("STEP_START", "STEP_SUCCESS")
+    }
+    return round(times["STEP_SUCCESS"] - times["STEP_START"], 2)
 
 
 def _replace_days(con, model: str, sql: str, day_column: str, whole: bool) -> None:
@@ -367,6 +451,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--home", help="platform home (default: a fresh temp dir)")
     parser.add_argument(
+        "--feature-days",
+        choices=["used", "all"],
+        default="used",
+        help="snapshot days a range build computes (PLATFORM_FEATURE_DAYS): the training and scored days, or every day",
+    )
+    parser.add_argument(
         "--start-at",
         choices=["raw", "training"],
         default="raw",
@@ -376,7 +466,11 @@ def main(argv: list[str] | None = None) -> None:
     home = _settle(args)
     bench = Benchmark(args)
     last = bench.day(args.days - 1)
-    print(f"{args.customers} customers, {args.days} days + {args.extra_days} increments, home {home}", flush=True)
+    print(
+        f"{args.customers} customers, {args.days} days + {args.extra_days} increments, feature days {args.feature_days}, "
+        f"home {home}",
+        flush=True,
+    )
     full = []
     if args.start_at == "raw":
         full += [
@@ -410,6 +504,7 @@ def main(argv: list[str] | None = None) -> None:
         "days": args.days,
         "extra_days": args.extra_days,
         "full_build_started_at": args.start_at,
+        "feature_days": args.feature_days,
         "date": date.today().isoformat(),
         "full_build_seconds": full_seconds,
         "full_build": full,

@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     duckdb_temp_directory: Path | None = Field(
         default=None, description="Where DuckDB spills past its memory limit; <home>/warehouse/spill."
     )
+    feature_days: Literal["all", "used"] = Field(
+        default="all",
+        description="Snapshot days a run over a range of days builds into customer_features: `all` every day; `used` "
+        "only its training snapshot days and its last day (the one scored), so a long history costs its sampled "
+        "days (passed on to dbt in its environment, read by macros/snapshot_days.sql).",
+    )
     dagster_home: Path | None = Field(
         default=None, validation_alias=AliasChoices("DAGSTER_HOME"), description="Dagster instance; <home>/dagster."
     )
@@ -137,6 +143,13 @@ class Settings(BaseSettings):
             "which costs about 10 s of imports per step here); `multiprocess` one process per step, "
             "steps in parallel (for machines with cores to spare)."
         ),
+    )
+    training_max_rows: int = Field(
+        default=1_000_000,
+        ge=1000,
+        description="Most rows of the training model that training, its validation and the promotion gate read; "
+        "past it a stratified sample (the same share of every snapshot day and label, whole customers by a hash "
+        "of the key), recorded with the model version.",
     )
     fairness_min_per_class: int = Field(
         default=50,

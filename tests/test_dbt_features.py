@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-from datetime import timedelta
 
 import dagster as dg
 import polars as pl
@@ -18,14 +17,15 @@ pytestmark = pytest.mark.world
 
 FEATURES = "select * from customer_features where snapshot_date <= ? order by customer_id, snapshot_date"
 # Campaign days of the customers a campaign targeted, by group, and the training snapshots
-# (62 and 69, the label horizon 30 days) at which a contact acts within the label horizon:
-# a contact acts from the day after the campaign day for 30 days (contact_effect_days).
+# (56 and 63: every 7 days from the 56-day warm-up, the label horizon 30 days) at which a
+# contact acts within the label horizon: a contact acts from the day after the campaign day
+# for 30 days (contact_effect_days).
 TARGETED = {
-    "contacted_69": (69, True, {62, 69}),  # acts from 70, inside (69, 99]
-    "contacted_40": (40, True, {62, 69}),  # acts 41..70: its last day is inside (69, 99]
-    "contacted_39": (39, True, {62}),  # acts 40..69: over before 69's horizon starts
-    "contacted_99": (99, True, set()),  # acts from 100, past 69's horizon (69, 99]
-    "holdout_69": (69, False, set()),  # the holdout arm, never contacted
+    "contacted_63": (63, True, {56, 63}),  # acts from 64, inside (63, 93]
+    "contacted_34": (34, True, {56, 63}),  # acts 35..64: its last day is inside (63, 93]
+    "contacted_33": (33, True, {56}),  # acts 34..63: over before 63's horizon starts
+    "contacted_93": (93, True, set()),  # acts from 94, past 63's horizon (63, 93]
+    "holdout_63": (63, False, set()),  # the holdout arm, never contacted
 }
 
 
@@ -59,7 +59,7 @@ def builds(tmp_path_factory):
             first = build_features(defs, instance, day(0), day(69))
             early = warehouse.query(FEATURES, [day(69)])
             treated_before = warehouse.query("select count(*) as n from churn_outcomes where treated_within_horizon")
-            both = early.filter(pl.col("snapshot_date").is_in([day(62), day(69)])).group_by("customer_id").len()
+            both = early.filter(pl.col("snapshot_date").is_in([day(56), day(63)])).group_by("customer_id").len()
             active = sorted(both.filter(pl.col("len") == 2)["customer_id"].to_list())
             groups = log_campaigns(defs.resources["lake"], active)
             ingest(defs, instance, day(70), day(99))
@@ -69,7 +69,7 @@ def builds(tmp_path_factory):
             outcomes = warehouse.query(
                 "select customer_id, snapshot_date, treated_within_horizon from churn_outcomes "
                 "where snapshot_date in (?, ?)",
-                [day(62), day(69)],
+                [day(56), day(63)],
             )
             yield {
                 "first": first,
@@ -145,8 +145,8 @@ def test_models_are_recorded_with_the_columns_the_warehouse_holds(builds):
 def test_training_set_has_matured_labels_on_spread_snapshots(builds):
     training = builds["training"]
     snapshots = training["snapshot_date"].unique().sort()
-    assert snapshots.len() >= 2 and snapshots.max() <= day(99 - 30) and snapshots.min() >= day(56)
-    assert (snapshots.diff().drop_nulls() == timedelta(days=7)).all()
+    # Every 7 days from the end of the 56-day warm-up, matured by day 99 - 30: the same days as history grows.
+    assert snapshots.to_list() == [day(56), day(63)]
     rate = training["churned_within_horizon"].mean()
     assert 0.01 < rate < 0.2
 
@@ -195,11 +195,11 @@ def test_treated_labels_are_flagged_in_outcomes_and_left_out_of_training(builds)
     assert kept.height == 2 * len(targeted)
     # ... and are left out of training_set, which keeps every untreated customer-day, the holdout's included.
     trained = set(
-        training.filter(pl.col("snapshot_date").is_in([day(62), day(69)])).select("customer_id", "snapshot_date").rows()
+        training.filter(pl.col("snapshot_date").is_in([day(56), day(63)])).select("customer_id", "snapshot_date").rows()
     )
     assert not trained & expected
-    assert {(c, day(s)) for c in groups["holdout_69"] for s in (62, 69)} <= trained
-    assert {(c, day(69)) for c in groups["contacted_39"] + groups["contacted_99"]} <= trained
+    assert {(c, day(s)) for c in groups["holdout_63"] for s in (56, 63)} <= trained
+    assert {(c, day(63)) for c in groups["contacted_33"] + groups["contacted_93"]} <= trained
     assert trained == set(outcomes.select("customer_id", "snapshot_date").rows()) - expected
 
 

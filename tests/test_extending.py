@@ -15,7 +15,7 @@ pytestmark = pytest.mark.world
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 FEATURE = "tickets_per_session_30d"
-SQL = "    coalesce(t.tickets_30d, 0) / (d.sessions_30d + 1.0) as tickets_per_session_30d,\n"
+SQL = "    coalesce(t.tickets_30d, 0) / (coalesce(u.sessions_30d, 0) + 1.0) as tickets_per_session_30d,\n"
 YAML = f"""      - name: {FEATURE}
         description: "Support tickets of the last 30 days per session of the last 30 days."
         config:

@@ -436,6 +436,41 @@ def test_the_reference_profile_samples_whole_customers_reproducibly(tmp_path):
     assert sample.sort("id", "as_of").equals(sample_entities(shuffled, "id", 20_000).sort("id", "as_of"))
 
 
+def test_training_reads_a_stratified_sample_past_its_bound_the_same_each_time(tmp_path):
+    """Every snapshot day and label keeps the same share; whole customers; all rows under the bound."""
+    import duckdb
+
+    from platform_assets.ml.sample import read_sample
+    from resources.warehouse import Warehouse
+
+    rng = np.random.default_rng(5)
+    rows = pl.DataFrame(
+        {
+            "id": np.tile(np.arange(2000), 10),
+            "as_of": pl.Series(days(*range(0, 70, 7)), dtype=pl.Date).gather(np.repeat(np.arange(10), 2000)),
+            "x": rng.normal(size=20_000),
+            "y": rng.random(20_000) < np.repeat(np.linspace(0.02, 0.2, 10), 2000),
+        }
+    )
+    path = tmp_path / "training.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema warehouse")
+        con.execute("create table warehouse.training as select * from rows order by random()")
+    warehouse, declared = Warehouse(path=str(path)), spec()
+
+    frame, sample = read_sample(warehouse, declared, 4000)
+    assert sample.of == 20_000 and sample.rows == frame.height and 4000 <= frame.height <= 4020
+    strata = rows.group_by("as_of", "y").len().join(frame.group_by("as_of", "y").len(), on=["as_of", "y"])
+    assert ((strata["len_right"] - strata["len"] * 0.2).abs() < 1).all()  # each stratum's share, rounded up
+    assert frame["id"].n_unique() < 900  # the same low-hash customers on every day, not 4000 draws
+    again, _ = read_sample(warehouse, declared, 4000)
+    assert frame.sort("as_of", "id").equals(again.sort("as_of", "id"))
+    assert "4000" in sample.describe() and "as_of x y stratum" in sample.describe()
+
+    whole, record = read_sample(warehouse, declared, 1_000_000, "as_of = ?", [D0])
+    assert whole.height == record.of == record.rows == 2000 and record.whole
+
+
 # The drift reference: what the model learned from, and a day that is part of it
 
 

@@ -3,11 +3,10 @@
     environment variables PLATFORM_BUILD_FIRST_DAY and PLATFORM_BUILD_LAST_DAY (inclusive;
     platform_assets/delta_source.py, build_days); without them a run builds every day.
 
-    The filter follows the vars, not is_incremental(): a first partitioned run into an
-    empty table builds only its days, and a run without vars (or with --full-refresh)
-    rebuilds the whole history. Incremental models replace whole snapshot days
-    (delete+insert with unique_key = the snapshot date), so a re-run day is replaced
-    exactly, including customers that vanished from it.
+    The filter follows the variables, not is_incremental(): a first partitioned run into an
+    empty table builds only its days, and a run without them (or with --full-refresh)
+    rebuilds the whole history. customer_features first deletes the whole range it builds,
+    so a re-run day is replaced exactly, including customers that vanished from it.
 #}
 {% macro builds_day_range() %}
     {{ return(build_day('first_day') != '' and build_day('last_day') != '') }}
@@ -23,16 +22,34 @@
     {{ return(env_var('PLATFORM_BUILD_' ~ name | upper, '') if execute else '') }}
 {% endmacro %}
 
-{#
-    `column` within the days being built, widened `look_back_days` before the first one
-    (the rolling windows of a day read that much history); `true` when building every day.
-#}
-{% macro snapshot_days(column, look_back_days=0) -%}
+{# `column` within the days being built; `true` when building every day. #}
+{% macro snapshot_days(column) -%}
     {%- if builds_day_range() -%}
-        {{ column }} between date '{{ build_day("first_day") }}' - interval {{ look_back_days }} day
-        and date '{{ build_day("last_day") }}'
+        {{ column }} between date '{{ build_day("first_day") }}' and date '{{ build_day("last_day") }}'
     {%- else -%}
         true
+    {%- endif -%}
+{%- endmacro %}
+
+{#
+    Which snapshot days a run builds, by PLATFORM_FEATURE_DAYS (read when the model runs, like
+    the days, so dbt's parse does not depend on it): `all` (the default) every day of its range;
+    `used` only the days something reads: the training snapshot days
+    (int_snapshot_calendar.is_training_snapshot) and the range's last day, which the run
+    scores. A long history then costs its sampled days, not every customer-day; the other
+    days of the range are left empty.
+#}
+{% macro feature_days() %}
+    {%- set value = env_var('PLATFORM_FEATURE_DAYS', 'all') if execute else 'all' -%}
+    {{- return(checked_choice('PLATFORM_FEATURE_DAYS', value, ['all', 'used'])) -}}
+{% endmacro %}
+
+{# The last day of the run's range as a SQL date; without a range, the calendar's `last_day` column. #}
+{% macro build_last_day() -%}
+    {%- if builds_day_range() -%}
+        date '{{ build_day("last_day") }}'
+    {%- else -%}
+        last_day
     {%- endif -%}
 {%- endmacro %}
 
@@ -65,4 +82,13 @@
     {%- else -%}
         {%- do return(relation) -%}
     {%- endif -%}
+{%- endmacro %}
+
+{#
+    Whether an event dated `date_column` and loaded `loaded_column` counts on the SQL day `day`:
+    in the 90-day window up to it (the longest feature window) and known by its end. The
+    point-in-time rule every windowed event count shares.
+#}
+{% macro known_in_window(date_column, loaded_column, day) -%}
+    {{ date_column }} between {{ day }} - 89 and {{ day }} and {{ loaded_column }} <= {{ day }}
 {%- endmacro %}

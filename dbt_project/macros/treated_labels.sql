@@ -4,9 +4,5 @@
     default) or `keep`. Anything else stops the build, naming the var.
 #}
 {% macro treated_labels() %}
-    {%- set value = var('treated_labels', 'exclude') -%}
-    {%- if value not in ('exclude', 'keep') -%}
-        {{ exceptions.raise_compiler_error("var treated_labels must be 'exclude' or 'keep', got '" ~ value ~ "'") }}
-    {%- endif -%}
-    {{ return(value) }}
+    {{- return(choice_var('treated_labels', 'exclude', ['exclude', 'keep'])) -}}
 {% endmacro %}

@@ -21,6 +21,7 @@ def model_card(
     gap: dict,
     importance: pl.DataFrame,
     rows: dict[str, int],
+    sample: str,
     reference: dict,
     bands,
 ) -> str:
@@ -47,6 +48,7 @@ decisions about individuals without human review.
 
 ## Training data
 - Training relation: `{spec.training_relation}` ({rows["train"]} training rows, {rows["validation"]} validation rows)
+- Rows read: {sample}
 - Split: {split.describe()}
 - Early stopping on `{spec.entity}` values held out of the training rows
 - Lake versions the features were built from: {f"`{data_versions}`" if data_versions else "none (its dbt models read no lake table)"}

@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from platform_assets.ml.sample import read_sample
 from resources.model_registry import GATE, ModelRegistry
 from resources.settings import settings
 from resources.warehouse import Warehouse
@@ -114,10 +115,13 @@ def apply_gate(registry: ModelRegistry, version: str, champion, decision) -> tup
 
 
 def validation_rows(warehouse: Warehouse, spec, split) -> pl.DataFrame:
-    """The rows of the training model a split validated on, read without the rest of the table."""
+    """The rows of the training model a split validated on, read without the rest of the table, and
+    past ``PLATFORM_TRAINING_MAX_ROWS`` a stratified sample of them (``read_sample``)."""
     if split.kind == "column":
-        return warehouse.table(spec.training_relation, f"cast({split.column} as varchar) = 'validation'")
-    return warehouse.table(spec.training_relation, f"list_contains(?, {spec.snapshot})", [split.validation])
+        where, params = f"cast({split.column} as varchar) = 'validation'", None
+    else:
+        where, params = f"list_contains(?, {spec.snapshot})", [split.validation]
+    return read_sample(warehouse, spec, settings().training_max_rows, where, params)[0]
 
 
 def window_text(window: pl.DataFrame, spec) -> str:

@@ -304,13 +304,7 @@ def train(
     # Warehouse row order varies between queries; LightGBM's bins and trees depend on it.
     frame = frame.sort(spec.snapshot, spec.entity)
     split = split_rows(frame, spec, validation_snapshots)
-    learn = frame.filter(split.is_train(spec))
-    held = (pl.col(spec.entity).hash(seed=17) % 10_000) < int(early_stopping_share * 10_000)
-    parts = {
-        "train": learn.filter(~held),
-        "stop": learn.filter(held),
-        "valid": frame.filter(split.is_validation(spec)),
-    }
+    parts = learning_parts(frame, spec, split, early_stopping_share)
     categories = categories_of(parts["train"], spec.features)
     features = list(spec.features)
     fit = lgb.Dataset(
@@ -333,6 +327,14 @@ def train(
     model = ChurnModel.from_parts(booster, features, categories)
     validation = parts["valid"].with_columns(pl.Series(SCORE, model.predict_frame(parts["valid"])))
     return TrainedModel(model=model, split=split, validation=validation, params=params)
+
+
+def learning_parts(frame: pl.DataFrame, spec: FeatureSpec, split: TimeSplit, early_stopping_share: float) -> dict:
+    """The rows boosting fits (``train``), watches to stop early (``stop``: a share of the training
+    days' customers, by a hash of the key) and validates on (``valid``), of a frame sorted as ``train`` sorts it."""
+    learn = frame.filter(split.is_train(spec))
+    held = (pl.col(spec.entity).hash(seed=17) % 10_000) < int(early_stopping_share * 10_000)
+    return {"train": learn.filter(~held), "stop": learn.filter(held), "valid": frame.filter(split.is_validation(spec))}
 
 
 def _progress(log: Callable[[str], None], every: int = 25):

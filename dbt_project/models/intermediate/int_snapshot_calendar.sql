@@ -1,4 +1,6 @@
--- Every day from the first to the last day loaded into the lake: the days features exist for.
+-- Every day from the first to the last day loaded into the lake: the days features exist for,
+-- and which of them training samples (every N days from the end of the warm-up, so the
+-- sampled days stay the same as days land).
 with loaded as (
     select
         min(loaded_on) as first_day,
@@ -23,5 +25,8 @@ select
     first_day,
     last_day,
     date_diff('day', first_day, snapshot_date) as days_since_first_load,
-    date_diff('day', snapshot_date, last_day) as days_before_last_load
+    date_diff('day', snapshot_date, last_day) as days_before_last_load,
+    date_diff('day', first_day, snapshot_date) >= {{ var('feature_warmup_days') }}
+    and (date_diff('day', first_day, snapshot_date) - {{ var('feature_warmup_days') }})
+    % {{ var('training_snapshot_every_days') }} = 0 as is_training_snapshot
 from days

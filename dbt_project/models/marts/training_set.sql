@@ -1,6 +1,7 @@
 -- Features on snapshot days spread through history, with the label from churn_outcomes:
 -- did the customer cancel within the horizon after the snapshot? Only snapshots whose
--- horizon has fully passed are kept, every N days back from the newest of them, after a warm-up.
+-- horizon has fully passed are kept, on the calendar's training snapshot days (every N days
+-- after a warm-up, int_snapshot_calendar.is_training_snapshot).
 -- With treated_labels `exclude` (the default) a customer-day whose label a retention contact
 -- may have changed (churn_outcomes.treated_within_horizon) is left out: the model learns from
 -- the clean sample, the untreated customers and the campaigns' holdout arm.
@@ -8,10 +9,7 @@
 with snapshots as (
     select snapshot_date
     from {{ ref('int_snapshot_calendar') }}
-    where
-        days_before_last_load >= {{ horizon }}
-        and days_since_first_load >= {{ var('feature_warmup_days') }}
-        and (days_before_last_load - {{ horizon }}) % {{ var('training_snapshot_every_days') }} = 0
+    where is_training_snapshot and days_before_last_load >= {{ horizon }}
 )
 
 -- f.* on purpose: a feature added to customer_features reaches training with no change here.

@@ -7,8 +7,10 @@ Groups and owners come from the dbt groups (``models/groups.yml``), descriptions
 column docs from the YAML.
 
 Features are built by day: a run over days passes them to dbt in its environment
-(``build_days``), and the incremental models replace exactly those snapshot days, so a
-new day costs a day. A backfill of a range is one dbt invocation. The incremental models
+(``build_days``), and the incremental models replace exactly those snapshot days
+(customer_features builds a range in one set-based query), so a new day costs a day. A
+backfill of a range is one dbt invocation; with ``PLATFORM_FEATURE_DAYS=used`` (passed on
+in dbt's environment too) it builds only the days training and scoring read. The incremental models
 and what they are built from (staging) are one asset definition, run for a day range;
 of its assets only the marts built by snapshot day (``customer_features``) are daily
 partitioned, the staging and intermediate models being materialized once per run with
@@ -37,6 +39,7 @@ from platform_assets.ml.feature_spec import datasets
 from platform_assets.tables import CAMPAIGN_LOG, raw_table
 from resources.dbt import PlatformDbtCli, dbt_project, prepare_if_changed
 from resources.lake import Lake
+from resources.settings import settings
 from resources.warehouse import Warehouse
 
 # The incremental models and everything they are built from are built by snapshot day.
@@ -93,18 +96,20 @@ def by_day_models() -> dg.AssetsDefinition:
         days = context.partition_key_range  # inclusive at both ends, unlike partition_time_window
 
         def plan() -> Plan:
+            feature_days = {"PLATFORM_FEATURE_DAYS": settings().feature_days}
             if config.full_refresh:
-                return Plan(["--full-refresh"], build_days(), {"snapshot_days": "all"})
-            built = {"snapshot_days": f"{days.start}..{days.end}"}
-            unstaged = _first_unstaged_day(lake, warehouse, date.fromisoformat(days.end))
+                built = {"snapshot_days": "all", "feature_days": settings().feature_days}
+                return Plan(["--full-refresh"], {**build_days(), **feature_days}, built)
+            built = {"snapshot_days": f"{days.start}..{days.end}", "feature_days": settings().feature_days}
+            unstaged, first_landed = _first_unstaged_day(lake, warehouse, date.fromisoformat(days.end)), ""
             if unstaged is not None and unstaged.isoformat() < days.start:
                 context.log.warning(
                     f"Landed days from {unstaged} on are missing from staging; adding them before the features "
                     f"of {days.start}..{days.end} read them."
                 )
                 built["landing_days_caught_up"] = f"{unstaged}..{days.start}"
-                return Plan([], build_days(days.start, days.end, unstaged.isoformat()), built)
-            return Plan([], build_days(days.start, days.end), built)
+                first_landed = unstaged.isoformat()
+            return Plan([], {**build_days(days.start, days.end, first_landed), **feature_days}, built)
 
         yield from _build(context, dbt, lake, warehouse, plan)
 

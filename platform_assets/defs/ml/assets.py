@@ -92,6 +92,7 @@ def train_challenger(
     from platform_assets.ml.evaluation import calibration_table, largest_gap, metrics, segment_performance
     from platform_assets.ml.model_card import model_card
     from platform_assets.ml.profiles import build_profile, reference_rows
+    from platform_assets.ml.sample import read_sample
     from platform_assets.ml.training import SplitRefused, labels, train
     from platform_assets.plots import as_metadata, calibration, feature_importance, png_bytes
 
@@ -102,8 +103,8 @@ def train_challenger(
     hint = partition_hint(first, last) if first else f"no rows to score in {spec.scoring_relation}"
     if hint:
         raise dg.Failure(f"{spec.scoring_relation}: {hint}")
-    frame = warehouse.table(spec.training_relation)
-    context.log.info(f"Training on {frame.height} rows of {spec.training_relation} with {len(spec.features)} features")
+    frame, rows_read = read_sample(warehouse, spec, settings().training_max_rows)
+    context.log.info(f"Training on {rows_read.describe()}, with {len(spec.features)} features")
     try:
         trained = train(
             frame,
@@ -154,6 +155,7 @@ def train_challenger(
                 "features": len(spec.features),
                 "best_iteration": trained.best_iteration,
                 "split_kind": trained.split.kind,
+                **rows_read.as_params(),
             }
         )
         mlflow.log_metrics(
@@ -170,6 +172,7 @@ def train_challenger(
                 "validation_snapshots": ",".join(map(str, trained.split.validation)),
                 "split": trained.split.to_json(),
                 "split_description": trained.split.describe(),
+                "training_sample": rows_read.describe(),
                 "drift_reference": reference["kind"],
                 "drift_reference_rows": reference["description"],
                 "risk_bands": json.dumps(bands.to_dict()),
@@ -200,6 +203,7 @@ def train_challenger(
             gap=gap,
             importance=importance,
             rows=rows,
+            sample=rows_read.describe(),
             reference=reference,
             bands=bands,
         )
@@ -234,6 +238,7 @@ def train_challenger(
             "dagster/column_schema": table_schema(
                 {f: (frame.schema[f], spec.descriptions.get(f, "")) for f in spec.features}
             ),
+            "training_sample": rows_read.describe(),
             "training_rows": rows["train"],
             "validation_rows": rows["validation"],
             "validation_window": ", ".join(map(str, trained.split.validation)),

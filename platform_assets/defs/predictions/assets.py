@@ -53,7 +53,8 @@ def score_day(
     features = warehouse.query(f"select {columns} from {spec.scoring_relation} where {spec.snapshot} = ?", [day])
     if features.is_empty():
         raise dg.Failure(
-            f"{spec.scoring_relation} has no rows for {day}: materialize the raw data and dbt models for it"
+            f"{spec.scoring_relation} has no rows for {day}: materialize the raw data and dbt models for it "
+            "(a range built with PLATFORM_FEATURE_DAYS=used holds only its training snapshot days and its last day)"
         )
 
     started = time.perf_counter()
