@@ -3,6 +3,9 @@ Delta table, looked up by integer and by text ids (a hash collision included), a
 from it equal to live scoring on every row. The server-level behaviour is in tests/test_serving.py."""
 
 import json
+import threading
+import time
+from types import SimpleNamespace
 
 import lightgbm as lgb
 import numpy as np
@@ -12,7 +15,7 @@ import pytest
 from platform_assets.ml.bands import RiskBands
 from platform_assets.ml.pyfunc_model import ChurnModel
 from platform_assets.serving import snapshot as snapshots
-from platform_assets.serving.answers import answers_path, open_answers, write_answers
+from platform_assets.serving.answers import Precomputer, answers_path, open_answers, write_answers
 from platform_assets.serving.scorer import ServedModel
 from platform_assets.serving.snapshot import open_snapshot
 from resources.lake import Lake
@@ -118,3 +121,39 @@ def test_precomputed_answers_equal_live_scoring_on_every_row(home):
     assert set(np.unique(answers.arrays.band)) == {0, 1, 2}
     one = every[1234:1235]  # one row, on one thread, as a request scores it
     assert answers.scores(one, features) == model.score(model.encode(snapshot.frame(one)), 3)
+
+
+class _HeldPrecomputer(Precomputer):
+    """The real queue and thread; each file's computation waits for ``release`` and returns its name."""
+
+    def __init__(self, current):
+        self.release, self.started = threading.Event(), threading.Event()
+        self.done: list[tuple[str, object]] = []
+        super().__init__(3, 10.0, lambda s, m, answers: self.done.append((answers, m)), None, current)
+
+    def _answers(self, snapshot, model, path):
+        self.started.set()
+        assert self.release.wait(10)
+        return path.name
+
+
+def test_a_version_served_again_while_its_answers_wait_in_the_queue_still_gets_them(tmp_path):
+    """The aliases move away and back while a job waits: the model served now is a new object, and the
+    job runs for it (it was skipped for the old object, and the canary never got its answers)."""
+    snapshot = SimpleNamespace(path=tmp_path, version=1)
+    champion, canary, canary_again = (SimpleNamespace(version=v, run_id="r") for v in ("1", "2", "2"))
+    served = {"1": champion, "2": canary}
+    precompute = _HeldPrecomputer(lambda s, m: served.get(m.version) is m)
+    try:
+        precompute.want(snapshot, champion)
+        assert precompute.started.wait(10)  # the champion's file is being computed
+        precompute.want(snapshot, canary)  # waits behind it
+        served["2"] = canary_again  # off and on again: a new object for the same version
+        precompute.want(snapshot, canary_again)
+        precompute.release.set()
+        deadline = time.monotonic() + 10
+        while len(precompute.done) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert precompute.done == [("answers-v1-r-r3", champion), ("answers-v2-r-r3", canary_again)]
+    finally:
+        precompute.stop()

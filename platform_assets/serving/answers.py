@@ -99,13 +99,21 @@ class Precomputer:
     with each one done. A job whose snapshot or version is no longer served when its turn
     comes is skipped. Answers that failed are not tried again by this worker (logged and
     counted); the version is then scored live.
+
+    Jobs are keyed by their answers file, and a job waiting in the queue takes the latest
+    ``want`` of its file: when the aliases move away and back while it waits, the served
+    model is a new object, and the job must carry that one, not be skipped for the old one
+    (it was: a canary then never got its answers). A ``want`` while its file is being
+    computed queues the file again; its turn then only maps the file for the new object.
     """
 
     def __init__(self, reasons: int, lock_timeout: float, ready: Callable, failures, current: Callable):
         self.reasons, self.lock_timeout, self.ready, self.failures = reasons, lock_timeout, ready, failures
         self.current = current  # (snapshot, model) -> still served? A job no longer served is skipped
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._wanted: set[Path] = set()  # queued, being computed, or failed
+        self._lock = threading.Lock()
+        self._waiting: dict[Path, tuple[Snapshot, ServedModel]] = {}  # queued files, each with its latest want
+        self._failed: set[Path] = set()
         self._thread = threading.Thread(target=self._run, name="precompute", daemon=True)
         self._thread.start()
 
@@ -115,25 +123,29 @@ class Precomputer:
         return open_answers(path, model.version) if path.exists() else None
 
     def want(self, snapshot: Snapshot, model: ServedModel) -> None:
-        """Compute the version's answers on the snapshot (once; call it once the state serving them is current)."""
+        """Compute the version's answers on the snapshot (call it once the state serving them is current)."""
         path = answers_path(snapshot, model, self.reasons)
-        if path not in self._wanted:
-            self._wanted.add(path)
-            self._queue.put((snapshot, model, path))
+        with self._lock:
+            if path in self._failed:
+                return
+            if path not in self._waiting:
+                self._queue.put(path)
+            self._waiting[path] = (snapshot, model)
 
     def stop(self) -> None:
         self._queue.put(None)
 
     def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
-            snapshot, model, path = job
+        while (path := self._queue.get()) is not None:
+            with self._lock:
+                snapshot, model = self._waiting.pop(path)
             if not self.current(snapshot, model):
-                self._wanted.discard(path)
                 continue
             try:
                 self.ready(snapshot, model, self._answers(snapshot, model, path))
-                self._wanted.discard(path)
             except Exception as error:
+                with self._lock:
+                    self._failed.add(path)
                 self.failures.labels(model.version).inc()
                 LOG.exception(
                     f"precomputing v{model.version}'s answers on snapshot v{snapshot.version} failed "
