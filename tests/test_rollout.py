@@ -116,15 +116,24 @@ def test_customers_not_rows_count_toward_the_quality_minimum():
     assert "quality not evaluated yet" in verdict.summary and "1 churned" in verdict.summary
 
 
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic over ranks (ties count half, as in roc_auc_score), in microseconds:
+    roc_auc_score's checks cost 20 ms a call, 16 s of the bootstrap's 800."""
+    y = y.astype(bool)  # the bootstrap hands its resamples over as numbers
+    ranks, positives = stats.rankdata(score), int(y.sum())
+    return (ranks[y].sum() - positives * (positives + 1) / 2) / (positives * (y.size - positives))
+
+
 def test_delong_agrees_with_a_paired_bootstrap_over_customers():
     champion, challenger = _traffic(800, challenger_noise=0.7, rng=np.random.default_rng(4))
     y, a, b = champion["churned"].to_numpy(), champion["churn_probability"], challenger["churn_probability"]
     result = delong(y, a.to_numpy(), b.to_numpy())
+    assert _auc(y, a.to_numpy()) == pytest.approx(roc_auc_score(y, a))
     assert result.champion_auc == pytest.approx(roc_auc_score(y, a))
     assert result.challenger_auc == pytest.approx(roc_auc_score(y, b))
     boot = stats.bootstrap(
         (y, a.to_numpy(), b.to_numpy()),
-        lambda y, a, b: roc_auc_score(y, b) - roc_auc_score(y, a),
+        lambda y, a, b: _auc(y, b) - _auc(y, a),
         paired=True,
         vectorized=False,
         n_resamples=400,
