@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -61,22 +62,25 @@ def pytest_configure(config):
 
 # Modules in the order their measured minutes call for, longest first (--durations=0 of a whole
 # run on 2026-12-07, summed per module); the rest follow by marker. With two workers each taking the next
-# module as it frees up, the long ones overlap and the short ones fill the end.
+# module as it frees up, the long ones overlap and the short ones fill the end. test_ui builds the demo's
+# home that test_extending and test_cli read (marked slow: they come after all of these).
 LONGEST_FIRST = (
+    "test_serving",
     "test_production_services",
     "test_daemon",
-    "test_serving",
-    "test_onboarding",
-    "test_crash_recovery",
-    "test_model_lifecycle",
-    "test_rollout",
     "test_event_log_dataset",
+    "test_onboarding",
+    "test_model_lifecycle",
     "test_ui",
     "test_incremental_features",
+    "test_crash_recovery",
+    "test_rollout",
     "test_dbt_features",
-    "test_extending",
-    "test_decisions",
     "test_monitoring_assets",
+    "test_decisions",
+    "test_drift_detection",
+    "test_campaign_statistics",
+    "test_any_dataset",
     "test_bad_inputs",
 )
 
@@ -160,27 +164,63 @@ def build_features(defs: dg.Definitions, instance: dg.DagsterInstance, first: da
 CHECKOUT = Path(__file__).resolve().parents[1]
 DEMO_WORLD = {"PLATFORM_SIM_CUSTOMERS": "1500", "PLATFORM_SIM_DAYS": "150"}
 
+# The feature docs/extending.md adds to a copy of the project, in SQL and YAML alone. The demo's home is
+# built from that copy, so one build serves the README's command (test_cli, test_ui) and the walkthrough
+# (test_extending checks the feature reaches the catalog, the model, its reasons and drift).
+FEATURE = "tickets_per_session_30d"
+FEATURE_SQL = "    coalesce(t.tickets_30d, 0) / (coalesce(u.sessions_30d, 0) + 1.0) as tickets_per_session_30d,\n"
+FEATURE_YAML = f"""      - name: {FEATURE}
+        description: "Support tickets of the last 30 days per session of the last 30 days."
+        config:
+          meta:
+            role: feature
+"""
+
+
+def add_feature(project: Path) -> None:
+    """Steps 1 and 2 of docs/extending.md's walkthrough: SQL and YAML, nothing else."""
+    sql = project / "models" / "marts" / "customer_features.sql"
+    text = sql.read_text()
+    anchor = "    coalesce(t.tickets_30d, 0) as tickets_30d,\n"
+    assert anchor in text
+    sql.write_text(text.replace(anchor, anchor + FEATURE_SQL))
+    yml = project / "models" / "marts" / "_marts.yml"
+    text = yml.read_text()
+    anchor = "      - name: unresolved_tickets_30d\n"
+    assert anchor in text
+    yml.write_text(text.replace(anchor, FEATURE_YAML + anchor, 1))
+
 
 def demo_env(home: Path) -> dict[str, str]:
-    """This process's environment for a command on the demo's home (its own PLATFORM_HOME, no DAGSTER_HOME)."""
+    """This process's environment for a command on the demo's home (its own PLATFORM_HOME, no DAGSTER_HOME,
+    the extended project beside the home)."""
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PLATFORM_HOME")}
-    return {**env, "PLATFORM_HOME": str(home), **DEMO_WORLD}
+    project = {"PLATFORM_DBT_PROJECT_DIR": str(home.parent / "dbt_project")}
+    return {**env, "PLATFORM_HOME": str(home), **DEMO_WORLD, **project}
 
 
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory, worker_id) -> tuple[Path, subprocess.CompletedProcess]:
-    """`make demo` as a user runs it, once per test run in a fresh home: the CLI test reads its
-    output, the UI test browses it. Under xdist the workers share it (the first builds it
-    under a file lock, the other waits), as pytest-xdist documents for session fixtures."""
+    """`make demo` as a user runs it, once per test run in a fresh home, on the project extended as
+    docs/extending.md does (step 3: ``churn-platform prepare``, then the demo): the CLI test reads its
+    output, the UI test browses it, the extending test follows its feature. Under xdist the workers share
+    it (the first builds it under a file lock, the other waits), as pytest-xdist documents for session
+    fixtures."""
     root = tmp_path_factory.getbasetemp()
     shared = root if worker_id == "master" else root.parent  # the run's folder, above the workers'
     home, record = shared / "demo" / "home", shared / "demo" / "make-demo.json"
     with FileLock(str(shared / "demo.lock")):
         if not record.exists():
-            home.parent.mkdir(parents=True, exist_ok=True)
-            done = subprocess.run(
-                ["make", "demo"], cwd=CHECKOUT, env=demo_env(home), capture_output=True, text=True, timeout=900
-            )
+            project = home.parent / "dbt_project"
+            shutil.copytree(CHECKOUT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
+            add_feature(project)
+            cli = str(Path(sys.executable).parent / "churn-platform")
+            for command in ([cli, "prepare"], ["make", "demo"]):
+                done = subprocess.run(
+                    command, cwd=CHECKOUT, env=demo_env(home), capture_output=True, text=True, timeout=900
+                )
+                if done.returncode != 0:
+                    break
             record.write_text(json.dumps({"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}))
     done = subprocess.CompletedProcess(["make", "demo"], **json.loads(record.read_text()))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

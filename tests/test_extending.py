@@ -1,7 +1,6 @@
 """docs/extending.md, performed: a feature added in dbt alone reaches every part of the platform."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,53 +10,17 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+from tests.conftest import FEATURE, demo_env
+
 pytestmark = pytest.mark.world
-
-CHECKOUT = Path(__file__).resolve().parents[1]
-FEATURE = "tickets_per_session_30d"
-SQL = "    coalesce(t.tickets_30d, 0) / (coalesce(u.sessions_30d, 0) + 1.0) as tickets_per_session_30d,\n"
-YAML = f"""      - name: {FEATURE}
-        description: "Support tickets of the last 30 days per session of the last 30 days."
-        config:
-          meta:
-            role: feature
-"""
-
-
-def _add_feature(project: Path) -> None:
-    """Steps 1 and 2 of the walkthrough: SQL and YAML, nothing else."""
-    sql = project / "models" / "marts" / "customer_features.sql"
-    text = sql.read_text()
-    anchor = "    coalesce(t.tickets_30d, 0) as tickets_30d,\n"
-    assert anchor in text
-    sql.write_text(text.replace(anchor, anchor + SQL))
-    yml = project / "models" / "marts" / "_marts.yml"
-    text = yml.read_text()
-    anchor = "      - name: unresolved_tickets_30d\n"
-    assert anchor in text
-    yml.write_text(text.replace(anchor, YAML + anchor, 1))
 
 
 @pytest.fixture(scope="module")
-def extended(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("extending")
-    project = tmp / "dbt_project"
-    shutil.copytree(CHECKOUT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
-    _add_feature(project)
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PLATFORM_HOME")}
-    env.update(
-        {
-            "PLATFORM_HOME": str(tmp / "home"),
-            "PLATFORM_DBT_PROJECT_DIR": str(project),
-            "PLATFORM_SIM_CUSTOMERS": "1500",
-            "PLATFORM_SIM_DAYS": "150",
-        }
-    )
-    cli = str(Path(sys.executable).parent / "churn-platform")
-    for command in ("prepare", "demo"):  # step 3: build and train as README says
-        done = subprocess.run([cli, command], env=env, capture_output=True, text=True, timeout=1200)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return {"home": tmp / "home", "env": env, "project": project}
+def extended(demo_home):
+    """The demo's home: built by ``churn-platform prepare`` and the demo from a copy of the project with the
+    feature added in SQL and YAML alone (tests/conftest.py ``add_feature``)."""
+    home = demo_home[0]
+    return {"home": home, "env": demo_env(home), "project": home.parent / "dbt_project"}
 
 
 def _latest(home: Path, key: str) -> dict:
