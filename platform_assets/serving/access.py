@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 import logging
 import os
 import re
@@ -32,6 +31,8 @@ import secrets
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter
+
+from platform_assets.serving.asgi import send_json
 
 LOG = logging.getLogger("churn_platform.serving")
 OPEN_PATHS = frozenset({"/healthz"})
@@ -192,12 +193,8 @@ class RequireApiKey:
 
     async def _refuse(self, send, status: int, detail: str) -> None:
         self.refused.labels(str(status)).inc()
-        body = json.dumps({"detail": detail}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        if status == 401:
-            headers.append((b"www-authenticate", b'Bearer realm="churn-platform"'))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        challenge = {"WWW-Authenticate": 'Bearer realm="churn-platform"'} if status == 401 else None
+        await send_json(send, status, {"detail": detail}, challenge)
 
 
 def _presented(headers: list[tuple[bytes, bytes]]) -> str | None:

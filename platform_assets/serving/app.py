@@ -29,13 +29,11 @@ Run it with ``churn-platform serve`` (``create_app`` is uvicorn's factory).
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 from contextlib import asynccontextmanager
 from datetime import date
 
-import orjson
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -45,6 +43,7 @@ from pydantic import BaseModel, Field
 
 from platform_assets.serving.access import KEY_NAME_SCOPE, ApiKeys, RequireApiKey
 from platform_assets.serving.answer import SCORE_ROUTE, InvalidFeatures, Scoring, ShadowScorer
+from platform_assets.serving.asgi import send_json
 from platform_assets.serving.audit import AuditLog
 from platform_assets.serving.inputs import CustomerId, ScoreRequest, parse_score_request
 from platform_assets.serving.metrics import Metrics, exposition, worker_stopped
@@ -90,15 +89,8 @@ class AdmissionLimit:
             return await self.app(scope, receive, send)
         if self.in_flight >= self.limit:
             self.metrics.rejected.labels(SCORE_ROUTE).inc()
-            body = json.dumps({"detail": f"overloaded: {self.in_flight} requests in flight; retry shortly"}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")],
-                }
-            )
-            return await send({"type": "http.response.body", "body": body})
+            detail = f"overloaded: {self.in_flight} requests in flight; retry shortly"
+            return await send_json(send, 503, {"detail": detail}, {"Retry-After": "1"})
         self.in_flight += 1
         self.metrics.in_flight.inc()
         try:
@@ -146,15 +138,11 @@ class ReadLane:
         state = self.keeper.state
         if not Scoring.reads_only(state, parsed):
             return await self.app(scope, _replay(received, receive), send)
-        status, headers = 200, None
         try:
             body = self.scoring.score(parsed, scope.get(KEY_NAME_SCOPE), state)
         except HTTPException as refused:  # as FastAPI's own handler answers one
-            status, headers, body = refused.status_code, refused.headers, orjson.dumps({"detail": refused.detail})
-        head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        head += [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
-        await send({"type": "http.response.start", "status": status, "headers": head})
-        await send({"type": "http.response.body", "body": body})
+            return await send_json(send, refused.status_code, {"detail": refused.detail}, refused.headers)
+        await send_json(send, 200, body)
 
 
 def _replay(received: list[dict], receive):
