@@ -220,6 +220,13 @@ class Settings(BaseSettings):
         description="Score and explain every customer of a snapshot ahead, once per served version, so a lookup by "
         "id is a read (false: every request scores live).",
     )
+    serving_precompute_child_rows: int = Field(
+        default=20_000,
+        ge=0,
+        description="Snapshots of at least this many customers are precomputed in a child process (its own memory "
+        "and cores, at serving_child_nice); smaller ones in the worker's own precompute thread, where they take "
+        "milliseconds and a child's start (MLflow's import, the registry) seconds. 0: always a child.",
+    )
     serving_child_nice: int = Field(
         default=10,
         ge=0,

@@ -744,7 +744,7 @@ def test_two_workers_answer_every_customer_from_one_precomputed_copy_and_precomp
     world.set_alias(CHAMPION, world.champion)
     world.set_alias(CHALLENGER, world.champion)  # no live challenger
     published = world.publish(world.as_of)
-    server = world.server(tmp_path, workers=2)
+    server = world.server(tmp_path, workers=2, precompute_child_rows=0)  # in a child, as a large snapshot is
     try:
         server.wait_for(
             lambda s: s["feature_snapshot_version"] == published and world.champion in s["precomputed_versions"],
@@ -781,6 +781,7 @@ def test_two_workers_answer_every_customer_from_one_precomputed_copy_and_precomp
         read = {"model_version": world.copy, "role": "champion", "how": "precomputed"}
         assert _metric(text, "churn_serving_scored_rows_total", **read) >= 1  # v2's own answers, read
         assert len(list(folder.glob(f"answers-v{world.copy}-*-r3"))) == 1
+        assert server.log.read_text().count("customers in a child") == 2  # v1 and v2, once each
     finally:
         world.set_alias(CHAMPION, world.champion)
         server.stop()

@@ -9,7 +9,9 @@ customers and 500 trees here, longer for more), answers are scored live, so a sw
 effect at once. A worker's thread (``Precomputer``) starts the child and waits; one process
 computes a version's files while the other workers wait on its lock and then map the same
 files: workers share one copy, about 40 bytes a customer with 3 reasons, and none of them holds
-the computation's memory or competes with it for its GIL.
+the computation's memory or competes with it for its GIL. A small snapshot (fewer customers than
+``serving_precompute_child_rows``) is computed in that thread itself: milliseconds, where a child
+spends seconds importing MLflow and reading the registry before it starts.
 
 The arrays are ``ServedModel.arrays`` of the same rows, so an answer read equals the answer
 scored live (tests/test_serving.py compares them on every customer of a snapshot).
@@ -107,8 +109,11 @@ class Precomputer:
     computed queues the file again; its turn then only maps the file for the new object.
     """
 
-    def __init__(self, reasons: int, lock_timeout: float, ready: Callable, failures, current: Callable):
+    def __init__(
+        self, reasons: int, lock_timeout: float, ready: Callable, failures, current: Callable, child_rows: int = 0
+    ):
         self.reasons, self.lock_timeout, self.ready, self.failures = reasons, lock_timeout, ready, failures
+        self.child_rows = child_rows  # snapshots of fewer rows are computed in this thread, not in a child
         self.current = current  # (snapshot, model) -> still served? A job no longer served is skipped
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -157,12 +162,17 @@ class Precomputer:
             purpose = f"precomputing v{model.version}'s answers on snapshot v{snapshot.version}"
             with hold(path.with_name(path.name + ".lock"), purpose, self.lock_timeout, LOG):
                 if not path.exists():
-                    arguments = (snapshot.path, snapshot.version, model.name, model.version, self.reasons)
-                    command = child_command(__name__, *arguments)
-                    done = subprocess.run(command, capture_output=True, text=True, timeout=self.lock_timeout)
-                    if done.returncode != 0:
-                        raise RuntimeError((done.stderr.strip().splitlines() or ["the child said nothing"])[-1])
-                    LOG.info(f"precomputed v{model.version}'s answers of {snapshot.rows} customers")
+                    in_child = snapshot.rows >= self.child_rows
+                    if in_child:
+                        arguments = (snapshot.path, snapshot.version, model.name, model.version, self.reasons)
+                        command = child_command(__name__, *arguments)
+                        done = subprocess.run(command, capture_output=True, text=True, timeout=self.lock_timeout)
+                        if done.returncode != 0:
+                            raise RuntimeError((done.stderr.strip().splitlines() or ["the child said nothing"])[-1])
+                    else:
+                        write_answers(path, snapshot, model, self.reasons)
+                    where = "in a child" if in_child else "in the worker"
+                    LOG.info(f"precomputed v{model.version}'s answers of {snapshot.rows} customers {where}")
         return open_answers(path, model.version)
 
 

@@ -136,7 +136,14 @@ class StateKeeper:
             registry=metrics,
         )
         self._precompute = (
-            Precomputer(settings.serving_reasons, self.lock_timeout, self._precomputed, failures, self._serves)
+            Precomputer(
+                settings.serving_reasons,
+                self.lock_timeout,
+                self._precomputed,
+                failures,
+                self._serves,
+                settings.serving_precompute_child_rows,
+            )
             if settings.serving_precompute
             else None
         )
