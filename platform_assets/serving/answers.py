@@ -144,7 +144,8 @@ class Precomputer:
         while (path := self._queue.get()) is not None:
             with self._lock:
                 snapshot, model = self._waiting.pop(path)
-            if not self.current(snapshot, model):
+                failed = path in self._failed  # wanted again while its computation failed
+            if failed or not self.current(snapshot, model):
                 continue
             try:
                 self.ready(snapshot, model, self._answers(snapshot, model, path))
