@@ -142,5 +142,7 @@ def _environment(variables: Mapping[str, str]) -> Iterator[None]:
 
 
 def dbt_resource() -> DbtCliResource:
-    """dbt from PATH, where this environment's comes first."""
-    return PlatformDbtCli(project_dir=dbt_project())
+    """dbt from PATH, where this environment's comes first; with ``PLATFORM_DBT_PRELOAD``, started by
+    ``churn-dbt`` from a preloaded process (``resources.dbt_forkserver``)."""
+    executable = "churn-dbt" if settings().dbt_preload else "dbt"
+    return PlatformDbtCli(project_dir=dbt_project(), dbt_executable=executable)

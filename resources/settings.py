@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     dbt_target: str | None = Field(
         default=None, validation_alias=AliasChoices("DBT_TARGET"), description="dbt target; the profile's default."
     )
+    dbt_preload: bool = Field(
+        default=False,
+        description="Start dbt from a process that has imported it (churn-dbt): about 2 s less per dbt command.",
+    )
     duckdb_memory_limit: str = Field(
         default="4GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory limit of a dbt build."
     )

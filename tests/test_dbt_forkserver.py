@@ -1,0 +1,102 @@
+"""churn-dbt stands in for dbt's own process: same output and exit code, signals passed on, and a
+dbt that stops when the process that asked for it is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from resources import dbt_forkserver
+
+BIN = Path(sys.executable).parent
+PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
+# A query DuckDB needs minutes for: dbt is busy in it when the signal comes.
+LONG = "select sum(range) as total from range(1000000000000)"
+
+
+def _command(executable: str, tmp: Path, *args: str) -> list[str]:
+    paths = ["--project-dir", str(PROJECT), "--profiles-dir", str(PROJECT), "--target-path", str(tmp / "target")]
+    return [str(BIN / executable), *args, *paths]
+
+
+def _dbt_of(tmp: Path) -> psutil.Process:
+    """The forked dbt working in ``tmp`` (its folder tells it from other tests' dbt commands)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        server = dbt_forkserver.server_pid()
+        if server:
+            try:  # the server forks a supervisor per command, which forks dbt
+                for supervisor in psutil.Process(server).children():
+                    for process in supervisor.children():
+                        if Path(process.cwd()) == tmp:
+                            return process
+            except psutil.Error:
+                pass
+        time.sleep(0.1)
+    raise AssertionError("no forked dbt started")
+
+
+def _gone(process: psutil.Process, seconds: float = 15) -> bool:
+    try:
+        process.wait(timeout=seconds)
+    except psutil.TimeoutExpired:
+        return False
+    return True
+
+
+@pytest.fixture
+def env(home):
+    (home / "warehouse").mkdir(parents=True)
+    return {**os.environ, "PLATFORM_HOME": str(home)}
+
+
+def test_a_usage_error_reads_and_exits_as_dbts_own(tmp_path, env):
+    runs = [
+        subprocess.run(_command(name, tmp_path, "build", "--no-such-flag"), env=env, capture_output=True, text=True)
+        for name in ("dbt", "churn-dbt")
+    ]
+    assert runs[0].returncode == runs[1].returncode == 2
+    assert runs[1].stderr == runs[0].stderr and "No such option" in runs[1].stderr
+    assert runs[1].stdout == runs[0].stdout
+
+
+def test_an_interrupt_reaches_dbt_and_its_exit_code_comes_back(tmp_path, env):
+    """What dagster-dbt sends when a run is cancelled: dbt cancels its query and exits as it would alone."""
+    codes = []
+    for name in ("dbt", "churn-dbt"):
+        folder = tmp_path / name
+        folder.mkdir()
+        client = subprocess.Popen(
+            _command(name, folder, "show", "--inline", LONG), cwd=folder, env=env, stdout=subprocess.PIPE
+        )
+        try:
+            if name == "dbt":
+                time.sleep(8)  # its imports and parse
+            else:
+                _dbt_of(folder)
+                time.sleep(3)
+            client.send_signal(signal.SIGINT)
+            client.wait(timeout=60)
+        finally:
+            client.kill()  # its dbt goes with it (the test below)
+        codes.append(client.returncode)
+    assert codes[0] == codes[1] != 0, codes
+
+
+def test_a_killed_client_takes_its_dbt_with_it(tmp_path, env):
+    """``kill -9`` of a run's process group reaches only the client: its dbt must not run on, holding the
+    warehouse."""
+    client = subprocess.Popen(_command("churn-dbt", tmp_path, "show", "--inline", LONG), cwd=tmp_path, env=env)
+    try:
+        dbt = _dbt_of(tmp_path)
+    finally:
+        client.kill()
+    client.wait(timeout=10)
+    assert _gone(dbt), "dbt ran on after its client was killed"
