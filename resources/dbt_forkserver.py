@@ -48,19 +48,26 @@ def address() -> str:
 
 def main() -> None:
     """``churn-dbt ARGS``: dbt ARGS, run by a child of the preloaded server."""
+    dbt: list[int] = []  # its pid, once the server has said it
+    early: list[int] = []  # signals that came before
+
+    def forward(signum, _frame):
+        if not dbt:
+            early.append(signum)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(dbt[0], signum)
+
+    for signum in FORWARDED:
+        signal.signal(signum, forward)
     connection = _connect()
     request = json.dumps({"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
     socket.send_fds(connection, [len(request).to_bytes(8, "big")], [0, 1, 2])
     connection.sendall(request)
     replies = connection.makefile("r")
-    pid = int(replies.readline())
-
-    def forward(signum, _frame):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
-
-    for signum in FORWARDED:
-        signal.signal(signum, forward)
+    dbt.append(int(replies.readline()))
+    for signum in early:
+        forward(signum, None)
     line = replies.readline()
     if not line:
         sys.exit("churn-dbt: the dbt server ended without an exit code")

@@ -43,6 +43,17 @@ def _dbt_of(tmp: Path) -> psutil.Process:
     raise AssertionError("no forked dbt started")
 
 
+def _querying(dbt: psutil.Process) -> None:
+    """Until ``dbt`` has the warehouse open: past its start-up, in the query."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if any(Path(f.path).name == "churn.duckdb" for f in dbt.open_files()):
+            time.sleep(0.5)
+            return
+        time.sleep(0.1)
+    raise AssertionError("dbt never opened the warehouse")
+
+
 def _gone(process: psutil.Process, seconds: float = 15) -> bool:
     try:
         process.wait(timeout=seconds)
@@ -77,11 +88,7 @@ def test_an_interrupt_reaches_dbt_and_its_exit_code_comes_back(tmp_path, env):
             _command(name, folder, "show", "--inline", LONG), cwd=folder, env=env, stdout=subprocess.PIPE
         )
         try:
-            if name == "dbt":
-                time.sleep(8)  # its imports and parse
-            else:
-                _dbt_of(folder)
-                time.sleep(3)
+            _querying(psutil.Process(client.pid) if name == "dbt" else _dbt_of(folder))
             client.send_signal(signal.SIGINT)
             client.wait(timeout=60)
         finally:
