@@ -27,9 +27,9 @@ LOG_LEVEL = log_level("INFO")
 def _prepare(_: argparse.Namespace | None = None) -> None:
     """Parse the dbt project into target/manifest.json, which the definitions load."""
     export_environment()
-    from resources.dbt import dbt_project
+    from resources.dbt import dbt_project, prepare
 
-    dbt_project().preparer.prepare(dbt_project())
+    prepare(dbt_project())
     print(f"dbt manifest ready: {dbt_project().manifest_path}")
 
 

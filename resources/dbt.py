@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dbt.core.dbt_cli_invocation import PARTIAL_PARSE_FILE_NAME, DbtCliInvocation
+from dagster_dbt.dbt_project import DagsterDbtProjectPreparer
 from packaging.version import Version
 
 from resources.settings import DBT_TARGET_PATH, prefer_environment_bin, settings
@@ -54,6 +55,22 @@ def manifest_is_current(project: DbtProject) -> bool:
     return True
 
 
+class PlatformPreparer(DagsterDbtProjectPreparer):
+    """dagster-dbt's preparer (``dbt parse`` into the project's manifest), its parse run by the platform's
+    dbt: dagster-dbt's own runs ``dbt --version`` before it, a whole dbt start-up (1.8 s here), and does
+    not take ``churn-dbt``. ``_prepare_manifest`` is the hook; ``constraints.txt`` pins the version."""
+
+    def _prepare_manifest(self, project: DbtProject) -> None:
+        cli = PlatformDbtCli(project_dir=project, dbt_executable=dbt_executable())
+        cli.cli(self._prepare_project_cli_args, target_path=project.target_path).wait()
+        self._invalidate_seeds_in_partial_parse(project)
+
+
+def prepare(project: DbtProject) -> None:
+    """Parse ``project`` into its manifest (``churn-platform prepare``, ``make setup``)."""
+    PlatformPreparer().prepare(project)
+
+
 def prepare_if_changed() -> None:
     """Parse the project when a file it is parsed from is newer than its manifest, or there is none.
 
@@ -65,7 +82,7 @@ def prepare_if_changed() -> None:
     """
     project = dbt_project()
     if not manifest_is_current(project):
-        project.preparer.prepare(project)
+        prepare(project)
 
 
 class PlatformDbtCli(DbtCliResource):
@@ -144,5 +161,8 @@ def _environment(variables: Mapping[str, str]) -> Iterator[None]:
 def dbt_resource() -> DbtCliResource:
     """dbt from PATH, where this environment's comes first; with ``PLATFORM_DBT_PRELOAD``, started by
     ``churn-dbt`` from a preloaded process (``resources.dbt_forkserver``)."""
-    executable = "churn-dbt" if settings().dbt_preload else "dbt"
-    return PlatformDbtCli(project_dir=dbt_project(), dbt_executable=executable)
+    return PlatformDbtCli(project_dir=dbt_project(), dbt_executable=dbt_executable())
+
+
+def dbt_executable() -> str:
+    return "churn-dbt" if settings().dbt_preload else "dbt"
