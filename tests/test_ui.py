@@ -137,8 +137,10 @@ def test_an_asset_page_shows_its_description_metadata_and_checks(ui, page):
     assert "thresholds" in text and "max_psi" in text  # and its figures against which thresholds
     page.screenshot(path=str(ARTIFACTS / "feature_drift_report_checks.png"), full_page=True)
 
-    text = _open(page, f"{ui}/assets/candidate_model", "validation_roc_auc", "mlflow_run")
-    assert "LightGBM trained on the dbt model" in text and "training_set" in text
+    # The description renders apart from the metadata: waited for too (a full run once read the page without it).
+    description = "LightGBM trained on the dbt model"
+    text = _open(page, f"{ui}/assets/candidate_model", "validation_roc_auc", "mlflow_run", description)
+    assert description in text and "training_set" in text
     assert "validation_roc_auc" in text and "mlflow_run" in text
     page.screenshot(path=str(ARTIFACTS / "candidate_model.png"), full_page=True)
 
