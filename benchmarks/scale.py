@@ -4,10 +4,13 @@
 
 Simulates ``customers`` over ``days + extra_days`` days in a fresh home (a temp dir, or
 ``--home``). The full build ingests days 0..days-1, builds their features in one run,
-trains and promotes a model, and scores and monitors the last day; then each extra day
+trains and promotes a model, and scores and monitors the last day (apart from its time, it also scores
+the day a label horizon before the first increment, whose predictions that increment's monitoring
+judges, as the increments after a backfill judge theirs); then each extra day
 runs as a daily increment: its files land (Parquet, one per raw table, outside the
 timings), then raw, features, predictions, monitoring. With ``--then-days M``
-the history is then backfilled to M days (raw and features, a range run each) and the
+the history is then backfilled to M days (raw and features, a range run each, and the day a horizon
+before M scored) and the
 increments run again, so their cost can be compared against the history's length. ``--start-at
 training`` resumes in an existing ``--home`` after its full build's features; ``--start-at later``
 runs only the increments after ``--then-days``' backfill (an interrupted run's). Every stage is a
@@ -386,6 +389,23 @@ class Benchmark:
             )
         return done
 
+    def judged_history(self, name: str, day_number: int) -> list[dict]:
+        """Features and predictions of the day a label horizon before ``day_number``: the predictions that day's
+        monitoring judges (``model_performance`` judges the latest scored day at or before the day minus the
+        horizon). Without them, the first increments after the full build (which scores only its last day) have
+        none to judge, while increments after a backfill judge the earlier increments' predictions: not like
+        for like. Timed apart from the full build and the increments."""
+        from platform_assets.defs.datasets import default, spec_of
+
+        day = self.day(day_number - spec_of(default()).label_horizon_days)
+        return [
+            self.stage(
+                f"{name}: features of {day} (judged on {self.day(day_number)})",
+                lambda: self.features(day, day, full=False),
+            ),
+            self.stage(f"{name}: predictions of {day}", lambda: self.predictions(day)),
+        ]
+
     def land(self, day: date) -> None:
         """Deliver a day as it arrives in production: one Parquet file per raw table in the landing zone.
 
@@ -495,6 +515,7 @@ def main(argv: list[str] | None = None) -> None:
             bench.stage("full: monitoring", lambda: bench.monitoring(last)),
         ]
     full_seconds = round(sum(s["seconds"] for s in full), 1)  # the bare baselines excluded
+    judged = bench.judged_history("history", args.days) if args.start_at != "later" else []
     increments = bench.increments(args.days, args.extra_days) if args.start_at != "later" else []
     later, backfill = [], []
     if args.start_at == "later":
@@ -505,9 +526,10 @@ def main(argv: list[str] | None = None) -> None:
         backfill = [
             bench.stage("backfill: raw", lambda: bench.raw(first, last)),
             bench.stage("backfill: features", lambda: bench.features(first, last, full=False)),
+            *bench.judged_history("backfill", args.then_days),
         ]
         later = bench.increments(args.then_days, args.extra_days)
-    stages = full + [s for i in increments + later for s in i["stages"]] + backfill
+    stages = full + judged + [s for i in increments + later for s in i["stages"]] + backfill
     main_process = max(s["peak_rss_gb"]["benchmark (Dagster, in-process)"] for s in stages)
     usage = {  # this process's own getrusage peak was reset with each stage's high-water mark
         "benchmark (Dagster, in-process)": main_process * GB,
@@ -522,6 +544,7 @@ def main(argv: list[str] | None = None) -> None:
         "date": date.today().isoformat(),
         "full_build_seconds": full_seconds,
         "full_build": full,
+        "judged_history": judged,
         "increments": increments,
         "increment_seconds": [i["seconds"] for i in increments],
         **(
