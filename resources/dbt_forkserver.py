@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import select
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import time
 from importlib.metadata import version
+from pathlib import Path
 
 IDLE_SECONDS = 600
 PRELOAD = ("dbt.cli.main", "dbt.adapters.duckdb", "dbt.adapters.duckdb.impl", "platform_assets.delta_source")
@@ -38,8 +40,10 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def address() -> str:
-    """The server's abstract socket: one per Python environment and dbt-core version."""
-    key = f"{sys.executable}|{version('dbt-core')}|{version('dbt-duckdb')}"
+    """The server's abstract socket: one per Python environment, dbt version and version of the platform's dbt
+    plugin (a server holding an edited plugin's old code is not asked again)."""
+    plugin = Path(importlib.util.find_spec("platform_assets.delta_source").origin).stat()
+    key = f"{sys.executable}|{version('dbt-core')}|{version('dbt-duckdb')}|{plugin.st_mtime_ns}|{plugin.st_size}"
     return "\0churn-dbt-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
