@@ -508,15 +508,16 @@ def main(argv: list[str] | None = None) -> None:
             bench.stage("full: raw", lambda: bench.raw(bench.first, last)),
             bench.stage("full: features", lambda: bench.features(bench.first, last, full=True)),
         ]
+    judged, increments = [], []
     if args.start_at != "later":
         full += [
             bench.stage("full: training", bench.training),
             bench.stage("full: predictions", lambda: bench.predictions(last)),
             bench.stage("full: monitoring", lambda: bench.monitoring(last)),
         ]
+        judged = bench.judged_history("history", args.days)
+        increments = bench.increments(args.days, args.extra_days)
     full_seconds = round(sum(s["seconds"] for s in full), 1)  # the bare baselines excluded
-    judged = bench.judged_history("history", args.days) if args.start_at != "later" else []
-    increments = bench.increments(args.days, args.extra_days) if args.start_at != "later" else []
     later, backfill = [], []
     if args.start_at == "later":
         later = bench.increments(args.then_days, args.extra_days)
