@@ -120,17 +120,21 @@ def server_pid() -> int | None:
 
 
 def stop() -> None:
-    """Stop the running server, if any, by its pid (SIGKILL if it is still there after 5 s); the
-    commands it started run on."""
+    """Stop the running server, if any, by its pid; the commands it started run on."""
     pid = server_pid()
-    if pid is None:
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while server_pid() == pid and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if server_pid() == pid:
-        os.kill(pid, signal.SIGKILL)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):  # gone already
+            _end(os.pidfd_open(pid))
+
+
+def _end(process: int, grace: float = 5) -> None:
+    """SIGTERM to the process of the pidfd ``process``, SIGKILL if it is still there after ``grace`` seconds.
+    The pidfd turns readable when the process ends (child or not), so nothing polls, and a pid the
+    kernel reused meanwhile is never signalled."""
+    with contextlib.suppress(ProcessLookupError):
+        signal.pidfd_send_signal(process, signal.SIGTERM)
+        if not select.select([process], [], [], grace)[0]:
+            signal.pidfd_send_signal(process, signal.SIGKILL)
 
 
 # --- the server: holds the imports, forks one child per command ----------------------------
@@ -180,7 +184,7 @@ def _supervise(connection: socket.socket) -> int:
             connection.sendall(f"{code}\n".encode())
             return 0
         if not connection.recv(1):  # the client is gone: so is the run that started it
-            _stop(child)
+            _end(watch)
             return 0
 
 
@@ -199,18 +203,6 @@ def _run_dbt(request: dict, fds: list[int]) -> None:
 
     # Its SystemExit (or error) goes up through the server's frames to Python's own shutdown, as dbt's ends.
     cli.main(args=request["argv"], prog_name="dbt")
-
-
-def _stop(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
-            time.sleep(0.1)
-            if os.waitpid(pid, os.WNOHANG)[0]:
-                return
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, ChildProcessError):
-        pass
 
 
 if __name__ == "__main__":
