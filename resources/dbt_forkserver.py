@@ -64,12 +64,20 @@ def main() -> None:
 
     for signum in FORWARDED:
         signal.signal(signum, forward)
-    connection = _connect()
     request = json.dumps({"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
-    socket.send_fds(connection, [len(request).to_bytes(8, "big")], [0, 1, 2])
-    connection.sendall(request)
-    replies = connection.makefile("r")
-    dbt.append(int(replies.readline()))
+    for _ in range(3):  # a server that ended (idle, stopped) with this request still in its backlog: the next one
+        connection = _connect()
+        with contextlib.suppress(OSError):
+            socket.send_fds(connection, [len(request).to_bytes(8, "big")], [0, 1, 2])
+            connection.sendall(request)
+        replies = connection.makefile("r")
+        with contextlib.suppress(OSError):
+            if pid := replies.readline():
+                break
+        connection.close()
+    else:
+        sys.exit("churn-dbt: three dbt servers in a row ended before taking the command")
+    dbt.append(int(pid))
     for signum in early:
         forward(signum, None)
     line = replies.readline()

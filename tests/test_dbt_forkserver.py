@@ -104,3 +104,22 @@ def test_a_killed_client_takes_its_dbt_with_it(tmp_path, env):
         client.kill()
     client.wait(timeout=10)
     assert _gone(dbt), "dbt ran on after its client was killed"
+
+
+def test_a_command_left_in_an_ending_servers_backlog_is_run_by_the_next_server(tmp_path, env):
+    """A server ends (its idle time out, ``stop``) while a client's connection waits in its backlog: the client
+    connects again, to a new server, and its command runs as dbt's own would have (it failed before)."""
+    usage_error = _command("churn-dbt", tmp_path, "build", "--no-such-flag")
+    subprocess.run(usage_error, env=env, capture_output=True, check=False)  # a server is up
+    server = dbt_forkserver.server_pid()
+    os.kill(server, signal.SIGSTOP)  # it accepts nothing more
+    try:
+        client = subprocess.Popen(usage_error, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not psutil.Process(client.pid).net_connections("unix") and time.monotonic() < deadline:
+            time.sleep(0.05)  # until it has connected: its request is in the stopped server's backlog
+    finally:
+        os.kill(server, signal.SIGKILL)
+    _, stderr = client.communicate(timeout=60)
+    assert client.returncode == 2 and "No such option" in stderr, stderr
+    assert dbt_forkserver.server_pid() not in (None, server)
