@@ -8,7 +8,8 @@ publishes an online store of ``--customers`` customers drawn with replacement fr
 (new ids), and starts ``churn-platform serve`` on a free loopback port. A bounded open-loop load
 generator (asyncio on uvloop + aiohttp, one process, loopback only) sends requests at fixed rates
 for ``--seconds`` each; a latency is measured from the moment a request was due, so a server that
-falls behind is charged for it. Each rate is held when p95 is within the SLA, no request failed,
+falls behind is charged for it (and the generator's own garbage collector is off while it times, so its pauses
+are not). Each rate is held when p95 is within the SLA, no request failed,
 and at least 95% of the rate was achieved; a ladder stops at the first rate whose p95 passes
 ``--stop-ms``. Each step also reports the share of a core the load generator itself used, and
 the server's CPU time per request (all its processes): what sizing for more traffic multiplies.
@@ -39,6 +40,7 @@ The last line of stdout is one JSON object.
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -135,13 +137,28 @@ async def drive(url: str, bodies: list[bytes], rate: float, seconds: float, limi
     }
 
 
+@contextlib.contextmanager
+def no_collector_pauses():
+    """The load generator's cyclic garbage collector off while it times requests. A full collection walks every
+    object of this process (about 300,000 once the platform is imported: ~150 ms), and each request due during
+    it would be charged to the server: a bare ASGI app at 750 req/s showed p99 162 ms with it, 2.8 ms without.
+    Objects are still freed by reference counting; cycles wait for the end of the step."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def run(coroutine):
     """On uvloop when installed (uvicorn[standard] brings it): the load generator's own cost, lowest."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
+        uvloop = None
+    with no_collector_pauses():
+        return uvloop.run(coroutine) if uvloop else asyncio.run(coroutine)
 
 
 def kept(step: dict, bound_ms: float) -> bool:
