@@ -11,6 +11,7 @@ version trained on, so live ROC AUC is measurable.
 import contextlib
 import itertools
 import json
+import logging
 import math
 import os
 import shutil
@@ -40,6 +41,7 @@ from platform_assets.ml.training import TimeSplit
 from platform_assets.rollout.rules import ADVANCE, ROLLOUT_CHECK, apply_action
 from platform_assets.serving.state import CANARY_ROLLED_BACK, STAGE
 from platform_assets.tables import ONLINE_FEATURES, SERVING_REQUESTS
+from resources.locks import hold
 from resources.model_registry import CHALLENGER, CHAMPION, GATE, ModelRegistry
 from tests.conftest import QUIET, day, ingest, memory_instance, module_home, range_tags
 
@@ -739,8 +741,9 @@ def test_on_either_store_every_customer_answers_as_scored_and_swaps_under_traffi
 def test_two_workers_answer_every_customer_from_one_precomputed_copy_and_precompute_a_promoted_version(world, tmp_path):
     """Two workers. Every customer asked by id (a read of the answers precomputed once and mapped by both)
     gets exactly the answer its values get scored live; both workers answer, and /metrics, whichever worker
-    answers it, counts every request. A promoted version is answered at once (live), then from its own
-    precomputed answers."""
+    answers it, counts every request. A promoted version is staged under traffic: the champion before answers
+    from its own answers until the promoted one's are precomputed, then the promoted one answers from its own;
+    no request is scored live on the way, none fails."""
     world.set_alias(CHAMPION, world.champion)
     world.set_alias(CHALLENGER, world.champion)  # no live challenger
     published = world.publish(world.as_of)
@@ -769,19 +772,75 @@ def test_two_workers_answer_every_customer_from_one_precomputed_copy_and_precomp
         folder = world.home / "serving" / "snapshots" / "embedded" / ONLINE_FEATURES / f"v{published}"
         assert len(list(folder.glob(f"answers-v{world.champion}-*-r3"))) == 1  # computed once, mapped by both
 
-        world.registry.promote(world.copy)
-        server.wait_for(lambda s: s["champion_version"] == world.copy, "champion v2", looks=6)
-        assert server.score(customer_id=ids[0]).json()["results"][0]["model_version"] == world.copy
-        server.wait_for(
-            lambda s: world.copy in s["precomputed_versions"], "champion v2 precomputed", PRECOMPUTE_SECONDS, looks=6
-        )
-        assert server.score(customer_id=ids[0]).json()["results"][0]["model_version"] == world.copy
+        live = {v: {"model_version": v, "role": "champion", "how": "live"} for v in (world.champion, world.copy)}
+        with httpx.Client(base_url=server.url) as client:
+            text = client.get("/metrics").text
+        live_before = {v: _metric(text, "churn_serving_scored_rows_total", **labels) for v, labels in live.items()}
+        answers, stop = [], threading.Event()
+        sender = threading.Thread(target=_traffic_until, args=(server, ids[:100], stop, answers))
+        sender.start()
+        try:
+            time.sleep(0.5)
+            world.registry.promote(world.copy)
+            staged = server.wait_for(lambda s: (s["staging"] or {}).get("champion_version") == world.copy, "v2 staged")
+            assert staged["champion_version"] == world.champion, staged  # v1 answers meanwhile
+            state = server.wait_for(
+                lambda s: s["champion_version"] == world.copy, "champion v2", PRECOMPUTE_SECONDS, looks=6
+            )
+            assert world.copy in state["precomputed_versions"] and state["staging"] is None, state  # with its answers
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            sender.join()
+        assert answers and all(status == 200 for status, _, _ in answers), {s for s, _, _ in answers}
+        versions = [v for _, v, _ in answers]
+        assert [v for i, v in enumerate(versions) if i == 0 or v != versions[i - 1]] == [world.champion, world.copy]
         with httpx.Client(base_url=server.url) as client:
             text = client.get("/metrics").text
         read = {"model_version": world.copy, "role": "champion", "how": "precomputed"}
         assert _metric(text, "churn_serving_scored_rows_total", **read) >= 1  # v2's own answers, read
+        live_after = {v: _metric(text, "churn_serving_scored_rows_total", **labels) for v, labels in live.items()}
+        assert live_after == live_before, (live_before, live_after)  # not one lookup scored live, before or after
         assert len(list(folder.glob(f"answers-v{world.copy}-*-r3"))) == 1
         assert server.log.read_text().count("customers in a child") == 2  # v1 and v2, once each
+    finally:
+        world.set_alias(CHAMPION, world.champion)
+        server.stop()
+
+
+def test_a_promoted_version_whose_answers_fail_is_served_live_and_a_rollback_to_answers_on_disk_is_immediate(
+    world, tmp_path
+):
+    """A staged champion waits only for answers that can come: when precomputing them fails (here their lock
+    is held past the server's lock timeout), it is swapped in and scored live, and the log says so. The
+    rollback to the version before, whose answers are on disk, takes effect at once, with them."""
+    world.set_alias(CHAMPION, world.champion)
+    published = world.publish(world.as_of)  # a snapshot no version has answers for yet
+    server = world.server(tmp_path, {"PLATFORM_LOCK_TIMEOUT_SECONDS": "2"}, challenger_mode="off")
+    try:
+        state = server.wait_for(
+            lambda s: s["feature_snapshot_version"] == published and world.champion in s["precomputed_versions"],
+            "v1's answers",
+        )
+        folder = world.home / "serving" / "snapshots" / "embedded" / ONLINE_FEATURES
+        run_id = world.registry.by_number(world.copy).run_id
+        lock = folder / f"v{state['feature_snapshot_version']}" / f"answers-v{world.copy}-{run_id}-r3.lock"
+        with hold(lock, "holding v2's answers back", 10, logging.getLogger(__name__)):
+            world.registry.promote(world.copy)
+            staged = server.wait_for(lambda s: (s["staging"] or {}).get("champion_version") == world.copy, "staged")
+            assert staged["champion_version"] == world.champion, staged
+            state = server.wait_for(lambda s: s["champion_version"] == world.copy, "v2 served live", 30)
+        assert world.copy not in state["precomputed_versions"] and state["staging"] is None, state
+        assert server.score(customer_id=world.customers[0]).json()["results"][0]["model_version"] == world.copy
+        assert f"v{world.copy} on snapshot v{state['feature_snapshot_version']} is served scored live" in (
+            server.log.read_text()
+        )
+        text = server.client.get("/metrics").text
+        assert _metric(text, "churn_serving_precompute_failures_total", model_version=world.copy) == 1
+
+        assert world.registry.rollback() == (world.copy, world.champion)
+        state = server.wait_for(lambda s: s["champion_version"] == world.champion, "v1 again")
+        assert world.champion in state["precomputed_versions"] and state["staging"] is None, state
     finally:
         world.set_alias(CHAMPION, world.champion)
         server.stop()

@@ -5,8 +5,8 @@ for every customer of the snapshot, in batches of the snapshot's typed features 
 every core, at nice 10 by default, so the requests keep their cores), straight into memory-mapped numpy
 files beside the snapshot's files; the workers then map them for reading. A lookup by id then
 reads its row instead of running TreeSHAP. Until they are there (about 1 to 3 minutes at 100,000
-customers and 500 trees here, longer for more), answers are scored live, so a swap still takes
-effect at once. A worker's thread (``Precomputer``) starts the child and waits; one process
+customers and 500 trees here, longer for more), the state keeper keeps serving the state before
+(``state.py``). A worker's thread (``Precomputer``) starts the child and waits; one process
 computes a version's files while the other workers wait on its lock and then map the same
 files: workers share one copy, about 40 bytes a customer with 3 reasons, and none of them holds
 the computation's memory or competes with it for its GIL. A small snapshot (fewer customers than
@@ -97,10 +97,10 @@ class Precomputer:
     """One thread per worker that precomputes answers files, one at a time, at a lower priority than requests.
 
     ``answers`` returns a version's answers on a snapshot when this machine has them; ``want``
-    queues them (the caller scores live meanwhile), and ``ready`` is called from the thread
-    with each one done. A job whose snapshot or version is no longer served when its turn
-    comes is skipped. Answers that failed are not tried again by this worker (logged and
-    counted); the version is then scored live.
+    queues them, and ``ready`` is called from the thread with each one done. A job whose
+    snapshot or version is no longer served when its turn comes is skipped. Answers that
+    failed are not tried again by this worker (logged, counted, and told to ``failed``); the
+    version is then scored live.
 
     Jobs are keyed by their answers file, and a job waiting in the queue takes the latest
     ``want`` of its file: when the aliases move away and back while it waits, the served
@@ -110,9 +110,17 @@ class Precomputer:
     """
 
     def __init__(
-        self, reasons: int, lock_timeout: float, ready: Callable, failures, current: Callable, child_rows: int = 0
+        self,
+        reasons: int,
+        lock_timeout: float,
+        ready: Callable,
+        failures,
+        current: Callable,
+        child_rows: int = 0,
+        failed: Callable = lambda snapshot, model: None,
     ):
         self.reasons, self.lock_timeout, self.ready, self.failures = reasons, lock_timeout, ready, failures
+        self.failed = failed  # (snapshot, model): its answers could not be computed
         self.child_rows = child_rows  # snapshots of fewer rows are computed in this thread, not in a child
         self.current = current  # (snapshot, model) -> still served? A job no longer served is skipped
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -126,6 +134,11 @@ class Precomputer:
         """The version's answers on the snapshot if this machine has them."""
         path = answers_path(snapshot, model, self.reasons)
         return open_answers(path, model.version) if path.exists() else None
+
+    def can(self, snapshot: Snapshot, model: ServedModel) -> bool:
+        """False when the version's answers on the snapshot failed here before (they are not tried again)."""
+        with self._lock:
+            return answers_path(snapshot, model, self.reasons) not in self._failed
 
     def want(self, snapshot: Snapshot, model: ServedModel) -> None:
         """Compute the version's answers on the snapshot (call it once the state serving them is current)."""
@@ -157,6 +170,7 @@ class Precomputer:
                     f"precomputing v{model.version}'s answers on snapshot v{snapshot.version} failed "
                     f"({type(error).__name__}: {error}); its answers are scored live"
                 )
+                self.failed(snapshot, model)
 
     def _answers(self, snapshot: Snapshot, model: ServedModel, path: Path) -> Answers:
         if not path.exists():

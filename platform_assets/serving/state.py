@@ -9,9 +9,17 @@ what changed) and swaps one reference. A request takes the state once when it st
 it is answered by one consistent state, old or new, and no request waits for a swap or
 fails during one.
 
-A new state answers at once, scoring live; the answers of each served version on the
-snapshot are precomputed in the background (``answers.py``) and swapped in when ready,
-so from then on a lookup by id is a read. A store that cannot be reached (Redis gone)
+The answers of each served version on the snapshot are precomputed in the background
+(``answers.py``), so a lookup by id is a read. A new snapshot or champion is *staged*: while
+the current state answers from its precomputed answers, the next one waits beside it
+(``/readyz``'s ``staging``) until its champion's answers are precomputed too, then is swapped
+in. Swapping at once would score every lookup live until then (TreeSHAP each time, several
+times a read's CPU): one worker at 500 req/s fell seconds behind and timed requests out while a
+100,000-customer snapshot's answers were computed. The
+first state, a state whose current one is itself scored live, and a state whose answers cannot
+be precomputed (failed, or precompute off) are swapped in at once and scored live: fresh data
+before fast answers. A rollback to a version whose answers are on disk is immediate. A store
+that cannot be reached (Redis gone)
 leaves the current state in place, so the last good snapshot keeps being served, and
 ``/readyz`` says so (``store_error``).
 
@@ -29,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -121,6 +130,8 @@ class StateKeeper:
         self.mode, self.canary_share = settings.serving_challenger_mode, settings.serving_canary_share
         self.poll_seconds, self.lock_timeout = settings.serving_poll_seconds, settings.lock_timeout_seconds
         self.state: ServingState | None = None
+        self.pending: ServingState | None = None  # staged: served once its champion's answers are precomputed
+        self._pending_since = 0.0
         self.not_ready = "starting"
         self.challenger_error: dict | None = None  # the registry's challenger, skipped: it failed to load
         self.champion_error: dict | None = None  # the registry's champion, not served: it failed to load
@@ -143,6 +154,7 @@ class StateKeeper:
                 failures,
                 self._serves,
                 settings.serving_precompute_child_rows,
+                self._not_precomputed,
             )
             if settings.serving_precompute
             else None
@@ -199,20 +211,21 @@ class StateKeeper:
             return False
         challenger = self._loadable(self._challenger(champion))
         mode = stage_of(challenger, self.mode) if challenger else "off"
-        current = self.state
+        current, pending = self.state, self.pending
         key = (champion.version, challenger.version if challenger else None, snapshot_version, mode)
         if current is not None and current.key == key:
             self.champion_error = None
+            self._unstage(f"the registry and the store are back to what is served {key}")
             return False
-        snapshot = (
-            current.snapshot
-            if current is not None and current.snapshot.version == snapshot_version
-            else self._open_snapshot(snapshot_version)
-        )
+        if pending is not None and pending.key == key:
+            return False  # still staging
+        known = [s for s in (current, pending) if s is not None]
+        snapshot = next((s.snapshot for s in known if s.snapshot.version == snapshot_version), None)
+        snapshot = snapshot or self._open_snapshot(snapshot_version)
         if snapshot is None:
             return False
         try:
-            served_champion = self._served(champion, current)
+            served_champion = self._served(champion, known)
         except Exception as error:  # keep the current state; the next poll tries again
             self._champion_failed(champion, error)
             return False
@@ -220,21 +233,63 @@ class StateKeeper:
         served_challenger = None
         if challenger is not None:
             try:
-                served_challenger = self._served(challenger, current)
+                served_challenger = self._served(challenger, known)
             except Exception as error:  # served as if there were no challenger; remembered for this version
                 self._challenger_failed(challenger, error)
                 challenger = None
         self._models = {s.version: s.model for s in filter(None, (served_champion, served_challenger))}
         state = ServingState(snapshot, served_champion, served_challenger, mode if challenger else "off")
+        state = replace(state, read=self._read_sources(state, current))
+        if self._stages(state, current):
+            with self._swap:
+                self.pending, self._pending_since = state, time.monotonic()
+            LOG.info(
+                f"staging {state.describe()}: v{current.champion.version} on snapshot v{current.snapshot.version} "
+                f"answers until v{state.champion.version}'s answers on snapshot v{snapshot.version} are precomputed"
+            )
+            self._precompute.want(state.snapshot, state.champion)
+            return False
         with self._swap:
-            self.state = replace(state, read=self._read_sources(state, self.state))
-        if self._precompute is not None:  # queued once the state is current, so the job finds it served
+            self.state, self.pending = state, None
+        self._swapped()
+        return True
+
+    def _stages(self, state: ServingState, current: ServingState | None) -> bool:
+        """Whether the next state waits for its champion's answers: only while the current one reads its own."""
+        return (
+            self._precompute is not None
+            and current is not None
+            and current.champion.version in current.read
+            and state.champion.version not in state.read
+            and self._precompute.can(state.snapshot, state.champion)
+        )
+
+    def _swapped(self) -> None:
+        """After a swap: queue the answers the new state lacks (once it is current, so each job finds it served)."""
+        state = self.state
+        if self._precompute is not None:
             for model in state.served:
-                if model.version not in self.state.read:
+                if model.version not in state.read:
                     self._precompute.want(state.snapshot, model)
         self.not_ready = ""
-        LOG.info(f"serving {self.state.describe()}")
-        return True
+        LOG.info(f"serving {state.describe()}")
+
+    def _unstage(self, why: str) -> None:
+        with self._swap:
+            pending, self.pending = self.pending, None
+        if pending is not None:
+            LOG.info(f"staged state {pending.key} dropped: {why}")
+
+    def staging(self) -> dict | None:
+        """The state waiting for its champion's answers, for ``/readyz``."""
+        pending = self.pending
+        if pending is None:
+            return None
+        return {
+            "champion_version": pending.champion.version,
+            "feature_snapshot_version": pending.snapshot.version,
+            "waiting_seconds": round(time.monotonic() - self._pending_since, 1),
+        }
 
     def _store_version(self) -> int | None:
         """The store's current version, or None (not ready, or the store unreachable: the current state stays)."""
@@ -282,17 +337,35 @@ class StateKeeper:
         return read
 
     def _serves(self, snapshot: Snapshot, model: ServedModel) -> bool:
-        state = self.state
-        return state is not None and state.snapshot is snapshot and any(m is model for m in state.served)
+        """Whether the state, or the staged one, serves the version on the snapshot: its job is worth running."""
+        return any(_serves(state, snapshot, model) for state in (self.state, self.pending))
 
     def _precomputed(self, snapshot: Snapshot, model: ServedModel, answers: Answers) -> None:
-        """Swap in a version's answers once precomputed, if the state still serves it on that snapshot."""
+        """A version's answers, precomputed: the staged state swapped in, when they are its champion's; else added
+        to the current state, if it still serves the version on that snapshot."""
+        source = ReadSource(snapshot, model, answers)
         with self._swap:
-            state = self.state
-            if not self._serves(snapshot, model):
+            state, pending = self.state, self.pending
+            staged = pending is not None and pending.snapshot is snapshot and pending.champion is model
+            if staged:
+                self.state, self.pending = replace(pending, read={**pending.read, model.version: source}), None
+            elif _serves(state, snapshot, model):
+                self.state = replace(state, read={**state.read, model.version: source})
+            else:
                 return
-            self.state = replace(state, read={**state.read, model.version: ReadSource(snapshot, model, answers)})
         LOG.info(f"v{model.version}'s answers on snapshot v{snapshot.version} are precomputed: lookups are reads")
+        if staged:
+            self._swapped()
+
+    def _not_precomputed(self, snapshot: Snapshot, model: ServedModel) -> None:
+        """A staged state whose champion's answers could not be computed is swapped in anyway, scored live."""
+        with self._swap:
+            pending = self.pending
+            if pending is None or pending.snapshot is not snapshot or pending.champion is not model:
+                return
+            self.state, self.pending = pending, None
+        LOG.warning(f"v{model.version} on snapshot v{snapshot.version} is served scored live: its answers failed")
+        self._swapped()
 
     def _loadable(self, challenger: RegisteredVersion | None) -> RegisteredVersion | None:
         """The challenger to serve: None while it is the version that failed to load. Once the alias
@@ -332,9 +405,13 @@ class StateKeeper:
             return None
         return live_challenger(self.registry.version(CHALLENGER), champion)
 
-    def _served(self, version: RegisteredVersion, current: ServingState | None) -> ServedModel:
-        if current is not None:
-            for loaded in current.served:
+    def _served(self, version: RegisteredVersion, known: list[ServingState]) -> ServedModel:
+        for state in known:
+            for loaded in state.served:
                 if loaded.version == version.version and loaded.run_id == version.run_id:
                     return loaded
         return ServedModel.load(self.registry, version, self._models.get(version.version))
+
+
+def _serves(state: ServingState | None, snapshot: Snapshot, model: ServedModel) -> bool:
+    return state is not None and state.snapshot is snapshot and any(m is model for m in state.served)
