@@ -30,7 +30,9 @@ Measured in the same run:
   store's files, the libraries), USS and the file-backed part of RSS, with 2 workers, after
   traffic over random customers, at ``--customers`` and ``--memory-customers`` customers in
   the store, and the peak while a new snapshot of the same size is swapped in (laid out by a
-  child process, whose own peak is reported too, then precomputed and mapped).
+  child process, whose own peak is reported too, then precomputed and mapped);
+- ``during_swap.under_load``: the ``--customers`` swap is made under ``--swap-rate`` lookups a
+  second: its failed requests and its worst 5-second p95 and p99.
 
 The last line of stdout is one JSON object.
 
@@ -42,6 +44,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import math
 import os
 import resource
 import signal
@@ -105,13 +108,8 @@ async def drive(url: str, bodies: list[bytes], rate: float, seconds: float, limi
     connector = aiohttp.TCPConnector(limit=limit)
     used = resource.getrusage(resource.RUSAGE_SELF)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
-        start = time.perf_counter()
 
-        async def one(i: int) -> None:
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async def one(i: int, due: float) -> None:
             try:
                 async with session.post(url, data=bodies[i % len(bodies)], headers=headers) as response:
                     await response.read()
@@ -120,7 +118,13 @@ async def drive(url: str, bodies: list[bytes], rate: float, seconds: float, limi
                 statuses[i] = -1
             latencies[i] = time.perf_counter() - due
 
-        await asyncio.gather(*(one(i) for i in range(count)))
+        sending, start = [], time.perf_counter()
+        for i in range(count):  # each request started when due (creating them all first delayed the first ones)
+            due = start + i / rate
+            if (delay := due - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            sending.append(asyncio.create_task(one(i, due)))
+        await asyncio.gather(*sending)
         elapsed = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime
@@ -330,6 +334,7 @@ def main() -> None:
     parser.add_argument(
         "--stop-ms", type=float, default=50.0, help="a ladder stops at the first rate whose p95 passes this"
     )
+    parser.add_argument("--swap-rate", type=float, default=500.0, help="lookups a second during the 2-worker swap")
     args = parser.parse_args()
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="serving-bench-")) / "home"
     env = {
@@ -411,16 +416,37 @@ def main() -> None:
         print(f"  {workers} worker(s) precomputed in {time.monotonic() - started:.0f} s", file=sys.stderr)
         return process, url
 
-    def swap(process: subprocess.Popen, url: str, customers: int, seed: int) -> dict:
-        """Publish a new snapshot of the same size; each worker's peak memory until its answers are mapped."""
+    def swap(process: subprocess.Popen, url: str, customers: int, seed: int, rate: float = 0) -> dict:
+        """Publish a new snapshot of the same size; each worker's peak memory until its answers are mapped. With
+        ``rate``, lookups are sent at that rate from the publication until a worker serves the new snapshot
+        from its answers (5 s steps): the latency a swap costs the traffic."""
+        import httpx
+
         peak = PeakMemory(process)
         started = time.monotonic()
         version = lake.version(table) + 1
         publish(customers, seed)
-        ready_everywhere(
-            url, lambda s: s["feature_snapshot_version"] == version and champion.version in s["precomputed_versions"]
-        )
-        return {"seconds": round(time.monotonic() - started, 1), "peak": peak.stop()}
+
+        def swapped(state: dict) -> bool:
+            return state["feature_snapshot_version"] == version and champion.version in state["precomputed_versions"]
+
+        steps = []
+        while rate and not swapped(httpx.get(f"{url}/readyz", timeout=10).json()):
+            steps.append(run(drive(f"{url}/v1/score", single, rate, 5)))
+        ready_everywhere(url, swapped)
+        figures = {"seconds": round(time.monotonic() - started, 1), "peak": peak.stop()}
+        if steps:
+            figures["under_load"] = {
+                "rate": rate,
+                "sent": sum(s["sent"] for s in steps),
+                "errors": sum(s["errors"] for s in steps),
+                **{  # None when a step had no answered request at all
+                    f"worst_step_{q}_ms": max((s[f"{q}_ms"] for s in steps), key=lambda v: math.inf if v is None else v)
+                    for q in ("p95", "p99")
+                },
+                "steps": steps,
+            }
+        return figures
 
     api, url = serve(1)
     try:
@@ -439,7 +465,7 @@ def main() -> None:
             f"{url}/v1/score", single, rates(args.rates), args.seconds, args.sla_ms, args.stop_ms, api
         )
         figures[str(args.customers)] = {"after_traffic": memory(workers_of(api))}
-        figures[str(args.customers)]["during_swap"] = swap(api, url, args.customers, 2)
+        figures[str(args.customers)]["during_swap"] = swap(api, url, args.customers, 2, args.swap_rate)
     finally:
         stop(api)
     audited = pl.scan_delta(lake.uri("serving/requests")).select(pl.len()).collect().item()
