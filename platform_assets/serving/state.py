@@ -15,11 +15,10 @@ the current state answers from its precomputed answers, the next one waits besid
 (``/readyz``'s ``staging``) until its champion's answers are precomputed too, then is swapped
 in. Swapping at once would score every lookup live until then (TreeSHAP each time, several
 times a read's CPU): one worker at 500 req/s fell seconds behind and timed requests out while a
-100,000-customer snapshot's answers were computed. The
-first state, a state whose current one is itself scored live, and a state whose answers cannot
-be precomputed (failed, or precompute off) are swapped in at once and scored live: fresh data
-before fast answers. A rollback to a version whose answers are on disk is immediate. A store
-that cannot be reached (Redis gone)
+100,000-customer snapshot's answers were computed. The first state, a state whose current one
+is itself scored live, and a state whose answers cannot be precomputed (failed, or precompute
+off) are swapped in at once and scored live: fresh data before fast answers. A rollback to a
+version whose answers are on disk is immediate. A store that cannot be reached (Redis gone)
 leaves the current state in place, so the last good snapshot keeps being served, and
 ``/readyz`` says so (``store_error``).
 
