@@ -701,8 +701,8 @@ def test_on_either_store_every_customer_answers_as_scored_and_swaps_under_traffi
 ):
     """Every customer of the store's snapshot, asked by id, gets exactly the answer its values get (what-if).
     Then a promotion, a rollback and a new snapshot under traffic change the answer without a restart or a
-    failed request. Scored live (no precompute): a swap takes effect before any answers are precomputed, so
-    this is the path every swap takes first; the precomputed answers are the next test's."""
+    failed request. Scored live (no precompute): the path of a first state, of a swap after a live state and of
+    one whose answers failed; precomputed answers and staged swaps are the next tests'."""
     env = _store_env(store, request)
     world.set_alias(CHAMPION, world.champion)
     world.set_alias(CHALLENGER, world.champion)  # no live challenger
