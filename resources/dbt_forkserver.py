@@ -132,7 +132,11 @@ def stop() -> None:
     pid = server_pid()
     if pid is not None:
         with contextlib.suppress(ProcessLookupError):  # gone already
-            _end(os.pidfd_open(pid))
+            process = os.pidfd_open(pid)
+            try:
+                _end(process)
+            finally:
+                os.close(process)  # the caller (a test session) lives on
 
 
 def _end(process: int, grace: float = 5) -> None:
