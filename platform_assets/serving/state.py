@@ -345,7 +345,7 @@ class StateKeeper:
         source = ReadSource(snapshot, model, answers)
         with self._swap:
             state, pending = self.state, self.pending
-            staged = pending is not None and pending.snapshot is snapshot and pending.champion is model
+            staged = self._awaits(snapshot, model)
             if staged:
                 self.state, self.pending = replace(pending, read={**pending.read, model.version: source}), None
             elif _serves(state, snapshot, model):
@@ -356,13 +356,17 @@ class StateKeeper:
         if staged:
             self._swapped()
 
+    def _awaits(self, snapshot: Snapshot, model: ServedModel) -> bool:
+        """Whether the staged state waits for these answers: its champion's, on its snapshot."""
+        pending = self.pending
+        return pending is not None and pending.snapshot is snapshot and pending.champion is model
+
     def _not_precomputed(self, snapshot: Snapshot, model: ServedModel) -> None:
         """A staged state whose champion's answers could not be computed is swapped in anyway, scored live."""
         with self._swap:
-            pending = self.pending
-            if pending is None or pending.snapshot is not snapshot or pending.champion is not model:
+            if not self._awaits(snapshot, model):
                 return
-            self.state, self.pending = pending, None
+            self.state, self.pending = self.pending, None
         LOG.warning(f"v{model.version} on snapshot v{snapshot.version} is served scored live: its answers failed")
         self._swapped()
 
